@@ -1,0 +1,47 @@
+"""The ``mictlanx-sync`` command line.
+
+Server subcommands (``peer``, ``router``, ``vss``) live with their servers; each module
+exposes ``add_arguments(parser)`` and ``run(args) -> int`` and imports its heavy
+dependencies only inside ``run``, so ``--help`` works without the ``server`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+_SUBCOMMANDS = (
+    ("peer", "mictlanx_sync.server.peer.cli", "run a storage peer"),
+    ("router", "mictlanx_sync.server.router.cli", "run a router in front of peers"),
+    ("vss", "mictlanx_sync.server.vss_cli", "run a local Virtual Storage Space (router + peers)"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mictlanx-sync", description="MictlanX object store tools")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name, help_text in _SUBCOMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and exc.name.startswith("mictlanx_sync"):
+                continue  # subcommand not part of this build
+            raise
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``mictlanx-sync`` and ``python -m mictlanx_sync``."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except ImportError as exc:
+        print(f"mictlanx-sync: {exc}. Install the server extra: pip install 'mictlanx-sync[server]'", file=sys.stderr)
+        return 2

@@ -1,0 +1,303 @@
+"""The error hierarchy and the one place where responses and transport failures become errors.
+
+::
+
+    MictlanXError
+    ├── ValidationError (also ValueError)        400/400  bad argument, id, URI or request
+    ├── AuthenticationError                     401/401
+    ├── AccessDeniedError                       403/403
+    ├── NotFoundError                           404/404
+    ├── AlreadyExistsError (FileAlreadyExists)  409/405  other content under the key
+    │   └── PreconditionFailedError             412/405  If-Match / Task-Id failed
+    ├── MaxAvailabilityReachedError             404/666  too few or no available peers
+    ├── UnknownError                            500/500  server fault, unclassifiable answer
+    ├── IntegrityError                          400/501  size or SHA-256 mismatch, mixed versions
+    ├── PutChunksError                          502/502  write failed on peers (also 507)
+    ├── GetChunkError                           502/503  read failed on every replica
+    ├── PeerOperationError                      502/504  delete/disable/update failed on peers
+    ├── NetworkError                            1000     transport failure (retryable)
+    │   ├── ConnectFailedError                  1001     refused or reset
+    │   ├── DNSResolutionError                  1002
+    │   ├── CircuitOpenError                    1003     no eligible router
+    │   ├── RequestTimeoutError                 1004     timeout or exhausted pool
+    │   └── UpstreamProtocolError               1005     truncated or malformed transport
+    ├── ResponseFormatError                     1007     unparseable answer (never retried)
+    └── LocalStorageError                       1100     local disk or cache failure
+
+:func:`error_from_response` and :func:`error_from_exception` are the only translators
+(client-api §3); a ``MictlanXError`` is never re-wrapped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any, Mapping, Optional
+
+__all__ = [
+    "MictlanXError", "ValidationError", "AuthenticationError", "AccessDeniedError",
+    "NotFoundError", "AlreadyExistsError", "FileAlreadyExists", "PreconditionFailedError",
+    "MaxAvailabilityReachedError", "UnknownError", "IntegrityError", "PutChunksError",
+    "GetChunkError", "PeerOperationError", "NetworkError", "ConnectFailedError",
+    "DNSResolutionError", "CircuitOpenError", "RequestTimeoutError", "UpstreamProtocolError",
+    "ResponseFormatError", "LocalStorageError", "error_from_response", "error_from_body",
+    "error_from_exception", "MAX_MESSAGE_BYTES",
+]
+
+MAX_MESSAGE_BYTES = 1024
+
+
+class MictlanXError(Exception):
+    """Root of every error this library returns or raises.
+
+    Attributes: ``message``, ``status_code`` (HTTP status received, else the class
+    default), ``code`` (``detail.code`` received, else the class default), ``error_code``
+    (alias of ``code``), ``detail`` (the parsed ``detail`` dict or ``None``), and
+    ``bucket_id``, ``key``, ``router`` where known.
+    """
+
+    default_message = "MictlanX error"
+    default_status = 500
+    default_code = 500
+
+    def __init__(
+        self,
+        message: Optional[str] = None,
+        status_code: Optional[int] = None,
+        code: Optional[int] = None,
+        detail: Optional[Mapping[str, Any]] = None,
+        *,
+        bucket_id: Optional[str] = None,
+        key: Optional[str] = None,
+        router: Optional[str] = None,
+    ) -> None:
+        self.message = self.default_message if message is None else str(message)
+        self.status_code = self.default_status if status_code is None else int(status_code)
+        self.code = self.default_code if code is None else int(code)
+        self.detail = dict(detail) if detail is not None else None
+        self.bucket_id = bucket_id
+        self.key = key
+        self.router = router
+        super().__init__(self.message)
+
+    @property
+    def error_code(self) -> int:
+        return self.code
+
+    def get_name(self) -> str:
+        """The class name in upper snake case, e.g. ``NOT_FOUND_ERROR``."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).upper()
+
+    def with_prefix(self, prefix: str) -> "MictlanXError":
+        """A copy whose message starts with ``prefix`` (used by ``Result.expect``)."""
+        clone = copy.copy(self)
+        clone.message = f"{prefix}: {self.message}"
+        clone.args = (clone.message,)
+        return clone
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__} (status={self.status_code}, code={self.code}): {self.message}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, status_code={self.status_code}, code={self.code})"
+
+    def __reduce__(self) -> Any:
+        kwargs = {"bucket_id": self.bucket_id, "key": self.key, "router": self.router}
+        return (_rebuild, (type(self), self.message, self.status_code, self.code, self.detail, kwargs))
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.__reduce__() == other.__reduce__()  # type: ignore[union-attr]
+
+    __hash__ = Exception.__hash__
+
+
+def _rebuild(cls: type, message: str, status: int, code: int, detail: Any, kwargs: dict) -> MictlanXError:
+    return cls(message, status, code, detail, **kwargs)  # type: ignore[no-any-return]
+
+
+class ValidationError(MictlanXError, ValueError):
+    default_message, default_status, default_code = "Invalid argument", 400, 400
+
+
+class AuthenticationError(MictlanXError):
+    default_message, default_status, default_code = "Authentication required", 401, 401
+
+
+class AccessDeniedError(MictlanXError):
+    default_message, default_status, default_code = "Access denied", 403, 403
+
+
+class NotFoundError(MictlanXError):
+    default_message, default_status, default_code = "Not found", 404, 404
+
+
+class AlreadyExistsError(MictlanXError):
+    default_message, default_status, default_code = "Already exists", 409, 405
+
+
+FileAlreadyExists = AlreadyExistsError
+
+
+class PreconditionFailedError(AlreadyExistsError):
+    default_message, default_status, default_code = "Precondition failed", 412, 405
+
+
+class MaxAvailabilityReachedError(MictlanXError):
+    default_message, default_status, default_code = "No available peers", 404, 666
+
+
+class UnknownError(MictlanXError):
+    default_message, default_status, default_code = "Unknown error", 500, 500
+
+
+class IntegrityError(MictlanXError):
+    default_message, default_status, default_code = "Integrity check failed", 400, 501
+
+
+class PutChunksError(MictlanXError):
+    default_message, default_status, default_code = "Write failed on peers", 502, 502
+
+
+class GetChunkError(MictlanXError):
+    default_message, default_status, default_code = "Read failed on every replica", 502, 503
+
+
+class PeerOperationError(MictlanXError):
+    default_message, default_status, default_code = "Operation failed on peers", 502, 504
+
+
+class NetworkError(MictlanXError):
+    default_message, default_status, default_code = "Network error", 1000, 1000
+
+
+class ConnectFailedError(NetworkError):
+    default_message, default_status, default_code = "Connection failed", 1001, 1001
+
+
+class DNSResolutionError(NetworkError):
+    default_message, default_status, default_code = "DNS resolution failed", 1002, 1002
+
+
+class CircuitOpenError(NetworkError):
+    default_message, default_status, default_code = "No eligible router: circuit open", 1003, 1003
+
+
+class RequestTimeoutError(NetworkError):
+    default_message, default_status, default_code = "Request timed out", 1004, 1004
+
+
+class UpstreamProtocolError(NetworkError):
+    default_message, default_status, default_code = "Malformed or truncated transfer", 1005, 1005
+
+
+class ResponseFormatError(MictlanXError):
+    default_message, default_status, default_code = "Unexpected response format", 1007, 1007
+
+
+class LocalStorageError(MictlanXError):
+    default_message, default_status, default_code = "Local storage failure", 1100, 1100
+
+
+_BY_CODE: dict[int, type[MictlanXError]] = {
+    400: ValidationError, 401: AuthenticationError, 403: AccessDeniedError, 404: NotFoundError,
+    405: AlreadyExistsError, 500: UnknownError, 501: IntegrityError, 502: PutChunksError,
+    503: GetChunkError, 504: PeerOperationError, 666: MaxAvailabilityReachedError,
+}
+_BY_STATUS: dict[int, type[MictlanXError]] = {
+    400: ValidationError, 413: ValidationError, 416: ValidationError, 422: ValidationError,
+    401: AuthenticationError, 403: AccessDeniedError, 404: NotFoundError,
+    409: AlreadyExistsError, 412: PreconditionFailedError,
+}
+
+
+def _truncate(text: str) -> str:
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= MAX_MESSAGE_BYTES:
+        return text
+    return raw[:MAX_MESSAGE_BYTES].decode("utf-8", "ignore")
+
+
+def error_from_body(
+    status: int, body: bytes | str | None, *, bucket_id: Optional[str] = None,
+    key: Optional[str] = None, router: Optional[str] = None,
+) -> MictlanXError:
+    """Classify an error answer by ``detail.code`` first, then by HTTP status."""
+    text = body.decode("utf-8", "replace") if isinstance(body, (bytes, bytearray)) else (body or "")
+    detail: Optional[dict[str, Any]] = None
+    message: str = _truncate(text) or f"HTTP {status}"
+    code: Optional[int] = None
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and "detail" in parsed:
+        raw_detail = parsed["detail"]
+        if isinstance(raw_detail, dict):
+            detail = raw_detail
+            message = str(raw_detail.get("msg") or raw_detail.get("message") or message)
+            raw_code = raw_detail.get("code")
+            if isinstance(raw_code, int) and not isinstance(raw_code, bool):
+                code = raw_code
+        elif isinstance(raw_detail, str):
+            message = _truncate(raw_detail)
+            # Upstream routers answer a missing key with 500 and "404: ..." (client-api §3).
+            if status == 500 and raw_detail.startswith("404:"):
+                return NotFoundError(message, 404, 404, None, bucket_id=bucket_id, key=key, router=router)
+        else:
+            message = _truncate(json.dumps(raw_detail))
+    cls: type[MictlanXError]
+    if code is not None and code in _BY_CODE:
+        cls = _BY_CODE[code]
+        if cls is AlreadyExistsError and status == 412:
+            cls = PreconditionFailedError
+    else:
+        cls = _BY_STATUS.get(status, UnknownError)
+    return cls(message, status, code if code is not None else cls.default_code, detail,
+               bucket_id=bucket_id, key=key, router=router)
+
+
+def error_from_response(response: Any, **context: Optional[str]) -> MictlanXError:
+    """Translate an error ``requests.Response`` (reads its body, at most 64 KiB)."""
+    try:
+        body = response.content[: 64 * 1024]
+    except Exception:  # a broken body still has a status worth reporting
+        body = b""
+    return error_from_body(int(response.status_code), body, **context)
+
+
+def error_from_exception(exc: BaseException, **context: Optional[str]) -> MictlanXError:
+    """Translate a ``requests``/``urllib3`` exception; ``MictlanXError`` passes through unchanged."""
+    if isinstance(exc, MictlanXError):
+        return exc
+    # Imported here so the module stays importable by the servers without requests.
+    import requests
+    from urllib3.exceptions import EmptyPoolError, NameResolutionError
+
+    err: MictlanXError
+    text = str(exc) or type(exc).__name__
+    chain: list[BaseException] = []
+    cur: Optional[BaseException] = exc
+    while cur is not None and len(chain) < 8:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__ or (cur.args[0] if cur.args and isinstance(cur.args[0], BaseException) else None)
+        if cur is not None:
+            reason = getattr(cur, "reason", None)
+            if isinstance(reason, BaseException):
+                chain.append(reason)
+    if any(isinstance(e, EmptyPoolError) for e in chain):
+        err = RequestTimeoutError(f"connection pool exhausted: {text}", **context)
+    elif isinstance(exc, (requests.exceptions.Timeout, TimeoutError)):
+        err = RequestTimeoutError(text, **context)
+    elif any(isinstance(e, NameResolutionError) for e in chain) or "Name or service not known" in text:
+        err = DNSResolutionError(text, **context)
+    elif isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
+        err = UpstreamProtocolError(text, **context)
+    elif isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError)):
+        err = ConnectFailedError(text, **context)
+    elif isinstance(exc, OSError):
+        err = LocalStorageError(text, **context)
+    else:
+        err = UnknownError(f"{type(exc).__name__}: {text}", **context)
+    err.__cause__ = exc
+    return err
