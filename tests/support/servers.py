@@ -1,0 +1,115 @@
+"""Real servers for tests: ``python -m mictlanx_sync <kind> --port 0 ...`` as subprocesses.
+
+Each server binds a free port chosen by the OS and prints ``listening on http://H:P``;
+we read that line (bounded in time), so no port is ever fixed or probed.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import requests
+
+START_TIMEOUT = 20.0
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ServerProcess:
+    """One server subprocess; ``restart()`` reuses its port and arguments."""
+
+    def __init__(self, kind: str, args: Sequence[str], env: Optional[dict[str, str]] = None) -> None:
+        self.kind = kind
+        self.args = list(args)
+        self.env = env
+        self.proc: Optional[subprocess.Popen[str]] = None
+        self.port: Optional[int] = None
+        self.url = ""
+        self.stderr_path: Optional[Path] = None
+
+    def start(self, port: int = 0, timeout: float = START_TIMEOUT) -> "ServerProcess":
+        env = dict(os.environ)
+        env.setdefault("PYTHONPATH", str(REPO_ROOT))
+        env.update(self.env or {})
+        cmd = [sys.executable, "-m", "mictlanx_sync", self.kind, "--host", "127.0.0.1", "--port", str(port), *self.args]
+        self._stderr = open(os.devnull, "w") if self.stderr_path is None else open(self.stderr_path, "a")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env)
+        line = _read_line(self.proc, timeout)
+        if not line.startswith("listening on "):
+            self.kill()
+            raise RuntimeError(f"{self.kind} did not start: {line!r} (cmd: {' '.join(cmd)})")
+        self.url = line.split("listening on ", 1)[1].strip()
+        self.port = int(self.url.rsplit(":", 1)[1])
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.kind} at {self.url} not healthy after {timeout}s")
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 15.0) -> Optional[int]:
+        """SIGTERM and wait; returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up at all, as a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self, timeout: float = START_TIMEOUT) -> "ServerProcess":
+        self.kill()
+        return self.start(self.port or 0, timeout)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def rss_bytes(self) -> int:
+        """Current resident set size, read from /proc."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("VmRSS not found")
+
+
+def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    assert proc.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        if not selector.select(timeout):
+            return f"<no output in {timeout}s>"
+        return proc.stdout.readline()
+    finally:
+        selector.close()
+
+
+def start_peer(data_dir: Path, peer_id: str = "mictlanx-peer-0", *extra: str,
+               env: Optional[dict[str, str]] = None, port: int = 0) -> ServerProcess:
+    """A storage peer on a free loopback port with its data in ``data_dir``."""
+    args = ["--peer-id", peer_id, "--data-dir", str(data_dir), "--no-fsync", *extra]
+    return ServerProcess("peer", args, env).start(port)
