@@ -1,0 +1,51 @@
+"""mictlanx-sync: the blocking client, storage peer and router for the MictlanX object store.
+
+>>> from mictlanx_sync import Ok
+>>> Ok(1).unwrap()
+1
+
+Importing the package does no I/O and creates no files, threads or log handlers; the
+server side (``LocalVSS``) is imported on first use and needs ``mictlanx-sync[server]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .protocol import errors
+from .protocol.result import Err, Ok, Result
+
+if TYPE_CHECKING:
+    from .protocol import models
+    from .protocol.mictlanx_uri import MictlanXURI
+    from .protocol.peer import Peer
+    from .protocol.router import Router
+    from .server.local import LocalVSS
+
+__version__ = "0.1.0"
+
+# name -> module that defines it, imported on first access (keeps `import mictlanx_sync` light).
+_LAZY = {
+    "Peer": "mictlanx_sync.protocol.peer",
+    "Router": "mictlanx_sync.protocol.router",
+    "MictlanXURI": "mictlanx_sync.protocol.mictlanx_uri",
+    "LocalVSS": "mictlanx_sync.server.local",
+    "models": "mictlanx_sync.protocol.models",
+}
+
+__all__ = ["Result", "Ok", "Err", "errors", "models", "Peer", "Router", "MictlanXURI", "LocalVSS", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'mictlanx_sync' has no attribute {name!r}")
+    module = importlib.import_module(module_name)
+    value = module if module_name.endswith("." + name) else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
