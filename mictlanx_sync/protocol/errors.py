@@ -89,7 +89,7 @@ class MictlanXError(Exception):
         """The class name in upper snake case, e.g. ``NOT_FOUND_ERROR``."""
         return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).upper()
 
-    def with_prefix(self, prefix: str) -> "MictlanXError":
+    def with_prefix(self, prefix: str) -> MictlanXError:
         """A copy whose message starts with ``prefix`` (used by ``Result.expect``)."""
         clone = copy.copy(self)
         clone.message = f"{prefix}: {self.message}"
@@ -257,16 +257,35 @@ def error_from_body(
                bucket_id=bucket_id, key=key, router=router)
 
 
-def error_from_response(response: Any, **context: Optional[str]) -> MictlanXError:
+def error_from_response(
+    response: Any, *, bucket_id: Optional[str] = None, key: Optional[str] = None, router: Optional[str] = None,
+) -> MictlanXError:
     """Translate an error ``requests.Response`` (reads its body, at most 64 KiB)."""
     try:
         body = response.content[: 64 * 1024]
     except Exception:  # a broken body still has a status worth reporting
         body = b""
-    return error_from_body(int(response.status_code), body, **context)
+    return error_from_body(int(response.status_code), body, bucket_id=bucket_id, key=key, router=router)
 
 
-def error_from_exception(exc: BaseException, **context: Optional[str]) -> MictlanXError:
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: ``__cause__``/``__context__``, exception args, urllib3 ``reason``."""
+    seen: list[BaseException] = []
+    pending: list[BaseException] = [exc]
+    while pending and len(seen) < 16:
+        cur = pending.pop()
+        if any(cur is s for s in seen):
+            continue
+        seen.append(cur)
+        linked = [cur.__cause__, cur.__context__, getattr(cur, "reason", None), *cur.args]
+        pending.extend(item for item in linked if isinstance(item, BaseException))
+    return seen
+
+
+def error_from_exception(
+    exc: BaseException, *, bucket_id: Optional[str] = None, key: Optional[str] = None,
+    router: Optional[str] = None,
+) -> MictlanXError:
     """Translate a ``requests``/``urllib3`` exception; ``MictlanXError`` passes through unchanged."""
     if isinstance(exc, MictlanXError):
         return exc
@@ -274,30 +293,23 @@ def error_from_exception(exc: BaseException, **context: Optional[str]) -> Mictla
     import requests
     from urllib3.exceptions import EmptyPoolError, NameResolutionError
 
-    err: MictlanXError
     text = str(exc) or type(exc).__name__
-    chain: list[BaseException] = []
-    cur: Optional[BaseException] = exc
-    while cur is not None and len(chain) < 8:
-        chain.append(cur)
-        cur = cur.__cause__ or cur.__context__ or (cur.args[0] if cur.args and isinstance(cur.args[0], BaseException) else None)
-        if cur is not None:
-            reason = getattr(cur, "reason", None)
-            if isinstance(reason, BaseException):
-                chain.append(reason)
-    if any(isinstance(e, EmptyPoolError) for e in chain):
-        err = RequestTimeoutError(f"connection pool exhausted: {text}", **context)
+    causes = _causes(exc)
+    cls: type[MictlanXError]
+    if any(isinstance(e, EmptyPoolError) for e in causes):
+        cls, text = RequestTimeoutError, f"connection pool exhausted: {text}"
     elif isinstance(exc, (requests.exceptions.Timeout, TimeoutError)):
-        err = RequestTimeoutError(text, **context)
-    elif any(isinstance(e, NameResolutionError) for e in chain) or "Name or service not known" in text:
-        err = DNSResolutionError(text, **context)
+        cls = RequestTimeoutError
+    elif any(isinstance(e, NameResolutionError) for e in causes):
+        cls = DNSResolutionError
     elif isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
-        err = UpstreamProtocolError(text, **context)
+        cls = UpstreamProtocolError
     elif isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError)):
-        err = ConnectFailedError(text, **context)
+        cls = ConnectFailedError
     elif isinstance(exc, OSError):
-        err = LocalStorageError(text, **context)
+        cls = LocalStorageError
     else:
-        err = UnknownError(f"{type(exc).__name__}: {text}", **context)
+        cls, text = UnknownError, f"{type(exc).__name__}: {text}"
+    err = cls(text, bucket_id=bucket_id, key=key, router=router)
     err.__cause__ = exc
     return err

@@ -35,7 +35,9 @@ def is_valid_task_id(value: object) -> bool:
 def validate_id(value: object, field: str = "id") -> str:
     """Return ``value`` unchanged if it is a valid id, else raise ``ValidationError``."""
     if not is_valid_id(value):
-        raise ValidationError(f"invalid {field}: {value!r} (1-255 of [A-Za-z0-9._-], starting with a letter or digit, no '..')")
+        raise ValidationError(
+            f"invalid {field}: {value!r} (1-255 of [A-Za-z0-9._-], starting with a letter or digit, no '..')"
+        )
     return value  # type: ignore[return-value]
 
 

@@ -53,6 +53,7 @@ class Ok(Result[T, E]):
 
     __slots__ = ("value",)
     __match_args__ = ("value",)
+    value: T
 
     def __init__(self, value: T) -> None:
         object.__setattr__(self, "value", value)
@@ -87,13 +88,13 @@ class Ok(Result[T, E]):
     def expect_err(self, msg: str) -> NoReturn:
         raise ValueError(f"{msg}: {self.value!r}")
 
-    def map(self, fn: Callable[[T], U]) -> "Ok[U, E]":
+    def map(self, fn: Callable[[T], U]) -> Ok[U, E]:
         return Ok(fn(self.value))
 
-    def map_err(self, fn: Callable[[E], F]) -> "Ok[T, F]":
+    def map_err(self, fn: Callable[[E], F]) -> Ok[T, F]:
         return Ok(self.value)
 
-    def flatmap(self, fn: Callable[[T], "Result[U, E]"]) -> "Result[U, E]":
+    def flatmap(self, fn: Callable[[T], Result[U, E]]) -> Result[U, E]:
         return fn(self.value)
 
     and_then = flatmap
@@ -110,6 +111,7 @@ class Err(Result[T, E]):
 
     __slots__ = ("error",)
     __match_args__ = ("error",)
+    error: E
 
     def __init__(self, error: E) -> None:
         object.__setattr__(self, "error", error)
@@ -133,7 +135,9 @@ class Err(Result[T, E]):
                 with_prefix = getattr(error, "with_prefix", None)
                 if with_prefix is not None:
                     raise with_prefix(prefix)
-                error.add_note(prefix)
+                add_note = getattr(error, "add_note", None)  # Python >= 3.11
+                if add_note is not None:
+                    add_note(prefix)
             raise error
         raise ValueError(f"{prefix}: {error!r}" if prefix else error)
 
@@ -155,13 +159,13 @@ class Err(Result[T, E]):
     def expect_err(self, msg: str) -> E:
         return self.error
 
-    def map(self, fn: Callable[[T], U]) -> "Err[U, E]":
+    def map(self, fn: Callable[[T], U]) -> Err[U, E]:
         return Err(self.error)
 
-    def map_err(self, fn: Callable[[E], F]) -> "Err[T, F]":
+    def map_err(self, fn: Callable[[E], F]) -> Err[T, F]:
         return Err(fn(self.error))
 
-    def flatmap(self, fn: Callable[[T], "Result[U, E]"]) -> "Err[U, E]":
+    def flatmap(self, fn: Callable[[T], Result[U, E]]) -> Err[U, E]:
         return Err(self.error)
 
     and_then = flatmap

@@ -327,7 +327,7 @@ class ThreadedServer:
         except BaseException as exc:  # surfaced by start()
             self._error = exc
 
-    def start(self, timeout: float = 10.0) -> "ThreadedServer":
+    def start(self, timeout: float = 10.0) -> ThreadedServer:
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:

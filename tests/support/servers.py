@@ -33,7 +33,7 @@ class ServerProcess:
         self.url = ""
         self.stderr_path: Optional[Path] = None
 
-    def start(self, port: int = 0, timeout: float = START_TIMEOUT) -> "ServerProcess":
+    def start(self, port: int = 0, timeout: float = START_TIMEOUT) -> ServerProcess:
         env = dict(os.environ)
         env.setdefault("PYTHONPATH", str(REPO_ROOT))
         env.update(self.env or {})
@@ -79,7 +79,7 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait(10)
 
-    def restart(self, timeout: float = START_TIMEOUT) -> "ServerProcess":
+    def restart(self, timeout: float = START_TIMEOUT) -> ServerProcess:
         self.kill()
         return self.start(self.port or 0, timeout)
 
