@@ -15,7 +15,7 @@ mirror upstream MictlanX. ``unwrap()`` raises the contained error itself, so
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, NoReturn, TypeVar, Union
+from typing import Any, Callable, Generic, NoReturn, Optional, TypeVar, Union
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -43,6 +43,43 @@ class Result(Generic[T, E]):
 
     def __setattr__(self, name: str, value: Any) -> NoReturn:
         raise AttributeError(f"{type(self).__name__} is immutable")
+
+    # The interface, for code that holds a plain ``Result``; Ok and Err implement it.
+    def unwrap(self) -> T:
+        raise NotImplementedError
+
+    def unwrap_err(self) -> E:
+        raise NotImplementedError
+
+    def unwrap_or(self, default: U) -> Union[T, U]:
+        raise NotImplementedError
+
+    def unwrap_or_else(self, fn: Callable[[E], U]) -> Union[T, U]:
+        raise NotImplementedError
+
+    def expect(self, msg: str) -> T:
+        raise NotImplementedError
+
+    def expect_err(self, msg: str) -> E:
+        raise NotImplementedError
+
+    def map(self, fn: Callable[[T], U]) -> Result[U, E]:
+        raise NotImplementedError
+
+    def map_err(self, fn: Callable[[E], F]) -> Result[T, F]:
+        raise NotImplementedError
+
+    def flatmap(self, fn: Callable[[T], Result[U, E]]) -> Result[U, E]:
+        raise NotImplementedError
+
+    def and_then(self, fn: Callable[[T], Result[U, E]]) -> Result[U, E]:
+        return self.flatmap(fn)
+
+    def ok(self) -> Optional[T]:
+        raise NotImplementedError
+
+    def err(self) -> Optional[E]:
+        raise NotImplementedError
 
     def __delattr__(self, name: str) -> NoReturn:
         raise AttributeError(f"{type(self).__name__} is immutable")
@@ -76,10 +113,10 @@ class Ok(Result[T, E]):
     def unwrap_err(self) -> NoReturn:
         raise ValueError(f"unwrap_err() called on Ok({self.value!r})")
 
-    def unwrap_or(self, default: Any) -> T:
+    def unwrap_or(self, default: U) -> T:
         return self.value
 
-    def unwrap_or_else(self, fn: Callable[[E], Any]) -> T:
+    def unwrap_or_else(self, fn: Callable[[E], U]) -> T:
         return self.value
 
     def expect(self, msg: str) -> T:

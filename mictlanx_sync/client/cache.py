@@ -1,0 +1,303 @@
+"""The chunk cache (client-api §8.3): content-addressed chunks on disk, through diskcache.
+
+- A chunk's key is its SHA-256, so an entry is never stale; a hit is re-hashed anyway and
+  deleted on a mismatch (disk corruption, tampering).
+- Per object version ``(bucket_id, key, full_checksum, N)`` the cache also keeps the list of
+  its chunk checksums (the *index*), so a read knows which chunks it may take from here.
+- Safe across threads and processes (diskcache: SQLite plus files). Any cache failure is
+  logged at WARNING and the operation continues as a miss: the cache never fails a read.
+- The directory is created on first use, not at construction. After ``fork`` the child
+  reopens the cache by itself on first use (or call :meth:`ChunkCache.reopen`).
+
+>>> import hashlib, tempfile
+>>> with tempfile.TemporaryDirectory() as tmp, ChunkCache(tmp, "10MB", "LRU") as cache:
+...     digest = hashlib.sha256(b"abc").hexdigest()
+...     cache.put(digest, b"abc"), cache.get(digest)
+(True, b'abc')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import re
+import sqlite3
+import threading
+import time
+from typing import Optional, Sequence, Tuple, Union
+
+import diskcache
+import platformdirs
+
+from ..protocol.errors import ValidationError
+from ..protocol.sizes import parse_size
+
+__all__ = ["ChunkCache", "EVICTION_POLICIES", "IndexKey", "eviction_policy_name", "default_cache_path"]
+
+EVICTION_POLICIES: dict[str, Optional[str]] = {
+    "LRU": "least-recently-used",
+    "LFU": "least-frequently-used",
+    "FIFO": "least-recently-stored",
+    "LRS": "least-recently-stored",
+    "NONE": None,
+}
+"""Our policy names (case-insensitive) → diskcache's; ``None`` means no cache."""
+
+IndexKey = Tuple[str, str, str, int]
+"""An object version: ``(bucket_id, key, full_checksum, number_of_chunks)``."""
+
+BytesLike = Union[bytes, bytearray, memoryview]
+
+SQLITE_TIMEOUT = 2.0
+"""Seconds a cache operation may wait for SQLite's lock; then it is a miss, not a hang."""
+
+CULL_LIMIT = 2
+"""Entries diskcache evicts per write when over the limit (its default, 10, empties a small
+cache at once); a write that leaves the cache still over its limit culls further."""
+
+REOPEN_AFTER = 30.0
+"""Seconds between attempts to open a cache that failed to open (and one WARNING each)."""
+
+_CACHE_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout, pickle.UnpicklingError, EOFError)
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def eviction_policy_name(policy: str) -> Optional[str]:
+    """diskcache's name for one of ours (``"lru"`` → ``"least-recently-used"``), ``None`` for ``NONE``."""
+    if not isinstance(policy, str):
+        raise TypeError(f"eviction_policy must be a str, got {type(policy).__name__}")
+    try:
+        return EVICTION_POLICIES[policy.strip().upper()]
+    except KeyError:
+        raise ValidationError(
+            f"unknown eviction_policy {policy!r}; expected one of {', '.join(EVICTION_POLICIES)}"
+        ) from None
+
+
+def default_cache_path() -> str:
+    """``platformdirs.user_cache_dir("mictlanx_sync")/chunks`` (not created here)."""
+    return os.path.join(platformdirs.user_cache_dir("mictlanx_sync"), "chunks")
+
+
+class ChunkCache:
+    """A size-bounded, content-addressed cache of chunks shared by threads and processes.
+
+    ``capacity_storage`` is a size (``"1GB"``, ``"512MiB"``, bytes as int); ``"0"`` or the
+    policy ``"NONE"`` disable the cache (every ``get`` misses, every ``put`` is dropped).
+    Disk use stays within ``size_limit``: diskcache evicts by ``eviction_policy`` on each
+    write, and a write that leaves the cache over its limit culls further. A chunk larger
+    than the whole cache is not stored.
+
+    Bad arguments raise ``ValidationError`` (``TypeError`` for a wrong type).
+    """
+
+    def __init__(
+        self,
+        path: Optional[Union[str, os.PathLike]] = None,
+        capacity_storage: Union[str, int] = "1GB",
+        eviction_policy: str = "LRU",
+        *,
+        logger: Optional[logging.Logger] = None,
+    ) -> None:
+        self.eviction_policy = eviction_policy_name(eviction_policy)
+        self.size_limit = parse_size(capacity_storage)
+        self.enabled = self.eviction_policy is not None and self.size_limit > 0
+        self.path = os.fspath(path) if path is not None else default_cache_path()
+        self.logger = logger if logger is not None else logging.getLogger(__name__)
+        self._lock = threading.Lock()
+        self._disk: Optional[diskcache.Cache] = None
+        self._pid = os.getpid()
+        self._retry_open_at = 0.0
+        self._closed = False
+
+    # -- chunks -------------------------------------------------------------------------
+
+    def get(self, checksum: str) -> Optional[bytes]:
+        """The chunk whose SHA-256 is ``checksum``, or ``None`` (miss, disabled or failure).
+
+        A hit is re-hashed; an entry that does not match is deleted and reported as a miss.
+        """
+        digest = _normalize(checksum)
+        disk = self._open() if digest else None
+        if disk is None or digest is None:
+            return None
+        try:
+            value = disk.get(_chunk_key(digest), default=None, retry=False)
+            if value is None:
+                return None
+            if isinstance(value, bytes) and hashlib.sha256(value).hexdigest() == digest:
+                return value
+            self.logger.warning("chunk cache: entry %s failed its SHA-256 check; deleted", digest)
+            disk.delete(_chunk_key(digest), retry=False)
+        except _CACHE_ERRORS as error:
+            self._warn("get", error)
+        return None
+
+    def put(self, checksum: str, data: BytesLike, *, verified: bool = True) -> bool:
+        """Store ``data`` under ``checksum``; ``True`` if stored.
+
+        Callers pass data already checked against ``checksum`` (a read verifies every
+        chunk against its ``ETag``), so by default it is not hashed again here; with
+        ``verified=False`` it is, and a mismatch is not stored. A bad entry could only
+        cost a miss anyway: :meth:`get` re-hashes every hit.
+        """
+        digest = _normalize(checksum)
+        size = data.nbytes if isinstance(data, memoryview) else len(data)
+        if digest is None or size > self.size_limit:
+            return False
+        payload = bytes(data)  # diskcache stores bytes raw; a memoryview would be pickled
+        if not verified and hashlib.sha256(payload).hexdigest() != digest:
+            self.logger.warning("chunk cache: data does not match checksum %s; not stored", digest)
+            return False
+        return self._set(_chunk_key(digest), payload)
+
+    # -- per-version index of chunk checksums --------------------------------------------
+
+    def get_index(self, version: IndexKey) -> Optional[list[str]]:
+        """The chunk checksums of an object version, in index order, or ``None``."""
+        disk = self._open()
+        if disk is None:
+            return None
+        key = _index_key(version)
+        try:
+            value = disk.get(key, default=None, retry=False)
+            if value is None:
+                return None
+            checksums = value.split("\n") if isinstance(value, str) else []
+            if len(checksums) == version[3] and all(_SHA256_HEX.fullmatch(c) for c in checksums):
+                return checksums
+            self.logger.warning("chunk cache: malformed index for %s; deleted", key)
+            disk.delete(key, retry=False)
+        except _CACHE_ERRORS as error:
+            self._warn("get_index", error)
+        return None
+
+    def put_index(self, version: IndexKey, checksums: Sequence[str]) -> bool:
+        """Remember the chunk checksums of an object version; ``True`` if stored."""
+        digests = [_normalize(c) for c in checksums]
+        if len(digests) != version[3] or not digests or any(d is None for d in digests):
+            self.logger.debug("chunk cache: index for %r not stored (bad checksums)", version)
+            return False
+        return self._set(_index_key(version), "\n".join(d for d in digests if d))
+
+    def drop_index(self, version: IndexKey) -> None:
+        """Forget an object version's index (an ``ETag`` contradicted it)."""
+        disk = self._open()
+        if disk is None:
+            return
+        try:
+            disk.delete(_index_key(version), retry=False)
+        except _CACHE_ERRORS as error:
+            self._warn("drop_index", error)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def disk(self) -> Optional[diskcache.Cache]:
+        """The underlying ``diskcache.Cache`` (opened, and its directory created, on first
+        use), or ``None`` when disabled, closed or failing."""
+        return self._open()
+
+    def volume(self) -> int:
+        """Estimated bytes on disk (0 when disabled or failing)."""
+        disk = self._open()
+        if disk is None:
+            return 0
+        try:
+            return int(disk.volume())
+        except _CACHE_ERRORS as error:
+            self._warn("volume", error)
+            return 0
+
+    def reopen(self) -> None:
+        """Forget this process's handle; the next use opens the cache again (after ``fork``)."""
+        self._lock = threading.Lock()  # the parent's lock may have been held at fork time
+        self._disk = None  # its SQLite connections belong to the parent: not closed here
+        self._pid = os.getpid()
+        self._retry_open_at = 0.0
+
+    def close(self) -> None:
+        """Close the cache; afterwards every ``get`` misses and every ``put`` is dropped. Idempotent."""
+        with self._lock:
+            self._closed = True
+            disk, self._disk = self._disk, None
+        if disk is not None:
+            try:
+                disk.close()
+            except _CACHE_ERRORS as error:
+                self._warn("close", error)
+
+    def __enter__(self) -> ChunkCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"ChunkCache(path={self.path!r}, size_limit={self.size_limit}, "
+                f"eviction_policy={self.eviction_policy!r}, enabled={self.enabled})")
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _open(self) -> Optional[diskcache.Cache]:
+        if not self.enabled or self._closed:
+            return None
+        if self._pid != os.getpid():
+            self.reopen()
+        disk = self._disk
+        if disk is not None:
+            return disk
+        with self._lock:
+            if self._disk is not None or self._closed:
+                return self._disk
+            now = time.monotonic()
+            if now < self._retry_open_at:
+                return None
+            try:
+                self._disk = diskcache.Cache(
+                    self.path, timeout=SQLITE_TIMEOUT, size_limit=self.size_limit,
+                    eviction_policy=self.eviction_policy, cull_limit=CULL_LIMIT,
+                )
+            except _CACHE_ERRORS as error:
+                self._retry_open_at = now + REOPEN_AFTER
+                self._warn("open", error)
+            return self._disk
+
+    def _set(self, key: str, value: Union[bytes, str]) -> bool:
+        disk = self._open()
+        if disk is None:
+            return False
+        try:
+            disk.set(key, value, retry=False)
+            # diskcache culls at most a few entries per write; finish the job so the
+            # cache never stays over its limit.
+            if disk.volume() > self.size_limit:
+                disk.cull(retry=False)
+            return True
+        except _CACHE_ERRORS as error:
+            self._warn("put", error)
+            return False
+
+    def _warn(self, operation: str, error: BaseException) -> None:
+        message = " ".join(str(error).split())
+        self.logger.warning("chunk cache %s failed at %s (%s: %s); continuing without it",
+                            operation, self.path, type(error).__name__, message)
+
+
+def _normalize(checksum: str) -> Optional[str]:
+    if not isinstance(checksum, str):
+        return None
+    digest = checksum.strip().strip('"').lower()  # an ETag may arrive quoted
+    return digest if _SHA256_HEX.fullmatch(digest) else None
+
+
+def _chunk_key(digest: str) -> str:
+    return f"chunk:{digest}"
+
+
+def _index_key(version: IndexKey) -> str:
+    bucket_id, key, full_checksum, count = version
+    return "index:" + json.dumps([bucket_id, key, full_checksum, int(count)], separators=(",", ":"))
