@@ -1,0 +1,184 @@
+"""Fetching one chunk: stream R11, verify count and SHA-256, fail over on bad copies.
+
+A fetch writes the body into a *sink* at positions relative to the chunk start, so a
+retry simply overwrites what a broken attempt wrote. The router's ``ETag`` is the chunk's
+checksum and ``Content-Length`` its size (client-api §8.6).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any, Callable, Optional, Protocol
+
+import attrs
+import requests
+
+from ..protocol.errors import (
+    IntegrityError,
+    LocalStorageError,
+    MictlanXError,
+    NotFoundError,
+    UpstreamProtocolError,
+    error_from_exception,
+)
+from ..protocol.result import Err, Ok, Result
+from ..protocol.router import Router
+from .engine import Engine
+from .policies import RetryPolicy
+
+__all__ = ["Sink", "BufferSink", "FileSink", "ReadOptions", "Fetched", "ChunkFetcher"]
+
+
+class Sink(Protocol):
+    def write(self, position: int, piece: bytes) -> None: ...
+
+
+@attrs.frozen
+class BufferSink:
+    """Writes into a memoryview region (``get``, ``get_chunks``)."""
+
+    view: memoryview
+
+    def write(self, position: int, piece: bytes) -> None:
+        self.view[position:position + len(piece)] = piece
+
+
+@attrs.frozen
+class FileSink:
+    """Positional writes into an open file descriptor (``get_to_file``); optional copy for the cache."""
+
+    fd: int
+    base: int
+    keep: Optional[bytearray] = None
+
+    def write(self, position: int, piece: bytes) -> None:
+        view = memoryview(piece)
+        offset = self.base + position
+        try:
+            while view:
+                written = os.pwrite(self.fd, view, offset)
+                view, offset = view[written:], offset + written
+        except OSError as exc:  # disk full, I/O error: local, never retried as a network fault
+            raise LocalStorageError(f"cannot write the downloaded chunk: {exc}") from exc
+        if self.keep is not None:
+            self.keep[position:position + len(piece)] = piece
+
+
+@attrs.frozen
+class ReadOptions:
+    """The per-call read settings (client-api §8.6)."""
+
+    policy: RetryPolicy
+    timeout: Any
+    piece_size: int
+    headers: dict[str, str]
+    max_parallel: int
+    force: bool = False
+    verify_full: bool = True
+
+    def request_headers(self, peer_id: Optional[str] = None) -> dict[str, str]:
+        headers = {**self.headers, "Accept-Encoding": "identity", "Chunk-Size": str(self.piece_size),
+                   "Force-Get": "1" if self.force else "0"}
+        if peer_id is not None:
+            headers["Peer-Id"] = peer_id
+        return headers
+
+
+@attrs.frozen
+class Fetched:
+    size: int
+    checksum: str
+    peer_id: Optional[str]
+
+
+#: Called with the announced Content-Length; returns where the bytes go (or raises).
+SinkFactory = Callable[[int], Sink]
+
+
+class ChunkFetcher:
+    """Streams verified chunks through the engine's routers. Thread-safe."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def fetch(self, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
+              expected_checksum: Optional[str] = None) -> Result[Fetched, MictlanXError]:
+        """One chunk, retried per policy; on a bad copy, the other replicas one by one."""
+        result = self.engine.call(
+            f"get {bucket_id}/{key}",
+            lambda router: self._stream(router, bucket_id, key, options, make_sink, expected_checksum),
+            policy=options.policy)
+        if result.is_ok or not isinstance(result.unwrap_err(), IntegrityError):
+            return result
+        return self._fail_over(bucket_id, key, options, make_sink, expected_checksum, result.unwrap_err())
+
+    def _fail_over(self, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
+                   expected_checksum: Optional[str], error: MictlanXError) -> Result[Fetched, MictlanXError]:
+        bad = {(error.detail or {}).get("peer_id")}
+        replicas = self.engine.call(
+            f"replicas {bucket_id}/{key}",
+            lambda router: router.get_size(bucket_id, key, timeout=options.timeout), policy=options.policy)
+        if replicas.is_err:
+            return Err(error)
+        for replica in replicas.unwrap():
+            if replica.peer_id in bad:
+                continue
+            def pinned(router: Router, peer: str = replica.peer_id) -> Result[Fetched, MictlanXError]:
+                return self._stream(router, bucket_id, key, options, make_sink, expected_checksum, peer_id=peer)
+
+            retry = self.engine.call(f"get {bucket_id}/{key} from {replica.peer_id}", pinned, policy=options.policy)
+            if retry.is_ok:
+                return retry
+            if not isinstance(retry.unwrap_err(), (IntegrityError, NotFoundError)):
+                return retry
+            bad.add(replica.peer_id)
+        return Err(IntegrityError(f"{bucket_id}/{key}: every replica failed verification ({error.message})",
+                                  detail={"bad_peers": sorted(p for p in bad if p)}, bucket_id=bucket_id, key=key))
+
+    def _stream(self, router: Router, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
+                expected_checksum: Optional[str], peer_id: Optional[str] = None) -> Result[Fetched, MictlanXError]:
+        opened = router.get_streaming(bucket_id, key, timeout=options.timeout,
+                                      headers=options.request_headers(peer_id))
+        if opened.is_err:
+            return Err(opened.unwrap_err())
+        response: requests.Response = opened.unwrap()
+        context = {"bucket_id": bucket_id, "key": key, "router": router.base_url()}
+        try:
+            return Ok(self._consume(response, options, make_sink, expected_checksum, context))
+        except MictlanXError as error:
+            return Err(error)
+        except requests.RequestException as exc:
+            return Err(error_from_exception(exc, **context))
+        finally:
+            response.close()
+
+    @staticmethod
+    def _consume(response: requests.Response, options: ReadOptions, make_sink: SinkFactory,
+                 expected_checksum: Optional[str], context: dict[str, Any]) -> Fetched:
+        served_by = response.headers.get("Peer-Id")
+        try:
+            length = int(response.headers["Content-Length"])
+        except (KeyError, ValueError):
+            raise UpstreamProtocolError("data answer without a valid Content-Length", **context) from None
+        etag = response.headers.get("ETag", "").strip().strip('"').lower() or None
+        if etag is None:
+            etag = expected_checksum
+        if etag is None:
+            raise IntegrityError("data answer without an ETag: cannot verify", **context)
+        sink = make_sink(length)
+        hasher = hashlib.sha256()
+        received = 0
+        for piece in response.iter_content(options.piece_size):
+            if received + len(piece) > length:
+                raise UpstreamProtocolError(f"more than the announced {length} bytes", **context)
+            sink.write(received, piece)
+            hasher.update(piece)
+            received += len(piece)
+        if received != length:
+            raise UpstreamProtocolError(f"short body: {received} of {length} bytes", **context)
+        actual = hasher.hexdigest()
+        if actual != etag or (expected_checksum is not None and actual != expected_checksum):
+            raise IntegrityError(f"checksum mismatch from peer {served_by}: got {actual}, expected {etag}",
+                                 detail={"peer_id": served_by, "expected": etag, "received": actual}, **context)
+        return Fetched(length, actual, served_by)

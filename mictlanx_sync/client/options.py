@@ -1,0 +1,57 @@
+"""Turning the upstream-shaped keyword arguments of ``Client`` calls into settings.
+
+Upstream spellings are kept and the correct ones are aliases (client-api §1.6); two
+spellings with different values are a ``ValidationError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ..protocol.errors import ValidationError
+from ..protocol.sizes import clamp, parse_size
+from .policies import RetryPolicy
+
+__all__ = ["merge_alias", "retry_policy", "piece_size", "positive_int", "chunk_size_bytes"]
+
+_MIN_PIECE = 64 * 1024
+_MAX_PIECE = 8 * 1024 * 1024
+
+
+def merge_alias(name: str, value: Any, alias: str, alias_value: Any) -> Any:
+    """One value from an upstream spelling and its alias; ``None`` means "not given"."""
+    if alias_value is None:
+        return value
+    if value is not None and value != alias_value:
+        raise ValidationError(f"{name} and {alias} disagree ({value!r} != {alias_value!r})")
+    return alias_value
+
+
+def retry_policy(base: RetryPolicy, **options: Any) -> RetryPolicy:
+    """``base`` with the per-call overrides that are not ``None``."""
+    given = {k: v for k, v in options.items() if v is not None}
+    return RetryPolicy.from_options(base, **given) if given else base
+
+
+def chunk_size_bytes(chunk_size: Any) -> int:
+    size = parse_size(chunk_size)
+    if size <= 0:
+        raise ValidationError(f"chunk_size must be > 0, got {chunk_size!r}")
+    return size
+
+
+def piece_size(chunk_size: Any) -> int:
+    """A read's ``chunk_size``: the ``Chunk-Size`` header and the piece size, 64 KiB-8 MiB."""
+    return clamp(parse_size(chunk_size), _MIN_PIECE, _MAX_PIECE)
+
+
+def positive_int(name: str, value: Any, default: Optional[int] = None) -> int:
+    if value is None:
+        if default is None:
+            raise ValidationError(f"{name} is required")
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValidationError(f"{name} must be >= 1, got {value}")
+    return value
