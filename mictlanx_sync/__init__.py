@@ -17,6 +17,8 @@ from .protocol import errors
 from .protocol.result import Err, Ok, Result
 
 if TYPE_CHECKING:
+    from .client.client import Client
+    from .client.policies import BreakerPolicy, RetryPolicy
     from .protocol import models
     from .protocol.mictlanx_uri import MictlanXURI
     from .protocol.peer import Peer
@@ -27,6 +29,9 @@ __version__ = "0.1.0"
 
 # name -> module that defines it, imported on first access (keeps `import mictlanx_sync` light).
 _LAZY = {
+    "Client": "mictlanx_sync.client.client",
+    "RetryPolicy": "mictlanx_sync.client.policies",
+    "BreakerPolicy": "mictlanx_sync.client.policies",
     "Peer": "mictlanx_sync.protocol.peer",
     "Router": "mictlanx_sync.protocol.router",
     "MictlanXURI": "mictlanx_sync.protocol.mictlanx_uri",
@@ -34,7 +39,10 @@ _LAZY = {
     "models": "mictlanx_sync.protocol.models",
 }
 
-__all__ = ["Result", "Ok", "Err", "errors", "models", "Peer", "Router", "MictlanXURI", "LocalVSS", "__version__"]
+__all__ = [
+    "Client", "Peer", "Router", "MictlanXURI", "LocalVSS", "Result", "Ok", "Err", "RetryPolicy", "BreakerPolicy",
+    "errors", "models", "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,7 @@ _SUBCOMMANDS = (
     ("peer", "mictlanx_sync.server.peer.cli", "run a storage peer"),
     ("router", "mictlanx_sync.server.router.cli", "run a router in front of peers"),
     ("vss", "mictlanx_sync.server.vss_cli", "run a local Virtual Storage Space (router + peers)"),
+    ("demo", "mictlanx_sync.tools.demo", "store and read back a generated file on an embedded local VSS"),
 )
 
 
