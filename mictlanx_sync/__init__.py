@@ -18,10 +18,10 @@ from .protocol.result import Err, Ok, Result
 
 if TYPE_CHECKING:
     from .client.client import Client
-    from .client.policies import BreakerPolicy, RetryPolicy
     from .protocol import models
     from .protocol.mictlanx_uri import MictlanXURI
     from .protocol.peer import Peer
+    from .protocol.policies import BreakerPolicy, RetryPolicy
     from .protocol.router import Router
     from .server.local import LocalVSS
 
@@ -30,8 +30,8 @@ __version__ = "0.1.0"
 # name -> module that defines it, imported on first access (keeps `import mictlanx_sync` light).
 _LAZY = {
     "Client": "mictlanx_sync.client.client",
-    "RetryPolicy": "mictlanx_sync.client.policies",
-    "BreakerPolicy": "mictlanx_sync.client.policies",
+    "RetryPolicy": "mictlanx_sync.protocol.policies",
+    "BreakerPolicy": "mictlanx_sync.protocol.policies",
     "Peer": "mictlanx_sync.protocol.peer",
     "Router": "mictlanx_sync.protocol.router",
     "MictlanXURI": "mictlanx_sync.protocol.mictlanx_uri",

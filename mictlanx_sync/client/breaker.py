@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterable, Optional, Union
 import pybreaker
 
 from ..protocol.errors import CircuitOpenError, MictlanXError, NetworkError
+from ..protocol.policies import BreakerPolicy
 from ..protocol.result import Err
-from .policies import BreakerPolicy
 
 __all__ = ["RouterBreaker", "NullBreaker", "Breaker", "counts_as_failure", "make_breakers",
            "CLOSED", "OPEN", "HALF_OPEN"]

@@ -35,6 +35,7 @@ from ..protocol.models import (
     GetRouterBucketMetadataResponse,
     Metadata,
 )
+from ..protocol.policies import BreakerPolicy, RetryPolicy
 from ..protocol.result import Err, Ok, Result
 from ..protocol.router import Router
 from .bulk import BulkRunner
@@ -43,7 +44,6 @@ from .engine import Engine
 from .fetch import ReadOptions
 from .layout import SINGLE_CHUNK_ALLOWED, validate_object_key, validate_tags
 from .options import chunk_size_bytes, merge_alias, piece_size, positive_int, retry_policy
-from .policies import BreakerPolicy, RetryPolicy
 from .progress import progress_bar
 from .reads import Reader
 from .sources import BytesSource, ChunkSource, FileSource, ListSource

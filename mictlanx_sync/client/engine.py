@@ -18,13 +18,13 @@ import weakref
 from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar
 
 from ..protocol.errors import CircuitOpenError, MictlanXError, UnknownError, ValidationError
+from ..protocol.policies import BreakerPolicy, RetryPolicy, is_retryable
 from ..protocol.result import Err, Result
+from ..protocol.retrying import call_with_retry
 from ..protocol.router import Router
 from .balancer import Balancer
 from .breaker import make_breakers
 from .cache import ChunkCache
-from .policies import BreakerPolicy, RetryPolicy, is_retryable
-from .retrying import call_with_retry
 
 T = TypeVar("T")
 

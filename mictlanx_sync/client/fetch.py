@@ -22,10 +22,10 @@ from ..protocol.errors import (
     UpstreamProtocolError,
     error_from_exception,
 )
+from ..protocol.policies import RetryPolicy
 from ..protocol.result import Err, Ok, Result
 from ..protocol.router import Router
 from .engine import Engine
-from .policies import RetryPolicy
 
 __all__ = ["Sink", "BufferSink", "FileSink", "ReadOptions", "Fetched", "ChunkFetcher"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ..protocol.errors import ValidationError
+from ..protocol.policies import RetryPolicy
 from ..protocol.sizes import clamp, parse_size
-from .policies import RetryPolicy
 
 __all__ = ["merge_alias", "retry_policy", "piece_size", "positive_int", "chunk_size_bytes"]
 

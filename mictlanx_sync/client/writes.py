@@ -18,11 +18,11 @@ import attrs
 
 from ..protocol.errors import AlreadyExistsError, MictlanXError, NotFoundError, PutChunksError
 from ..protocol.models import Metadata
+from ..protocol.policies import RetryPolicy
 from ..protocol.result import Err, Ok, Result
 from ..protocol.router import Router
 from .engine import Engine, wait_in_slices
 from .layout import chunk_index, chunk_key, chunk_tags, select_chunks
-from .policies import RetryPolicy
 from .sources import BytesLike, ChunkSource
 
 __all__ = ["WritePlan", "Writer"]

@@ -265,7 +265,12 @@ def error_from_response(
         body = response.content[: 64 * 1024]
     except Exception:  # a broken body still has a status worth reporting
         body = b""
-    return error_from_body(int(response.status_code), body, bucket_id=bucket_id, key=key, router=router)
+    error = error_from_body(int(response.status_code), body, bucket_id=bucket_id, key=key, router=router)
+    retry_after = response.headers.get("Retry-After") if getattr(response, "headers", None) is not None else None
+    if retry_after is not None:
+        # Read by the retry policy (protocol/policies.py) to honour the server's wait.
+        error.detail = {**(error.detail or {}), "retry_after": retry_after}
+    return error
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

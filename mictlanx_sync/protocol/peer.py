@@ -50,13 +50,13 @@ from .models import (
     parse_as,
 )
 from .result import Err, Ok, Result
+from .retrying import retry_with_upstream_options
 from .sizes import clamp, parse_size
 from .transport import (
     DEFAULT_CONNECT_TIMEOUT,
     Body,
     ServiceClient,
     TimeoutArg,
-    call_with_retry,
     copy_headers,
     make_error,
     multipart_body,
@@ -415,8 +415,9 @@ class Peer(ServiceClient):
         logger: Optional[logging.Logger] = None,
     ) -> Result[GetUFSResponse, MictlanXError]:
         """P14 retried (``tries`` total attempts) on transport errors and 5xx; the last result."""
-        return call_with_retry(lambda: self.get_ufs(timeout, headers), tries=tries, delay=delay,
-                               max_delay=max_delay, jitter=jitter, backoff=backoff, logger=logger, name="get_ufs")
+        return retry_with_upstream_options(lambda: self.get_ufs(timeout, headers), tries=tries, delay=delay,
+                                           max_delay=max_delay, jitter=jitter, backoff=backoff, logger=logger,
+                                           describe=f"get_ufs {self.base_url()}")
 
     def get_balls(
         self, start: int = 0, end: int = 0, headers: Optional[Dict[str, str]] = None, timeout: TimeoutArg = 120, *,
@@ -496,11 +497,11 @@ class Peer(ServiceClient):
         logger: Optional[logging.Logger] = None, *, protocol: Optional[str] = None,
     ) -> Result[StoragePeerResponse, MictlanXError]:
         """P19 retried like :meth:`get_ufs_with_retry`."""
-        return call_with_retry(
+        return retry_with_upstream_options(
             lambda: self.add_peer(id, disk, memory, ip_addr, port, weight, used_disk, used_memory, headers, timeout,
                                   protocol=protocol),
             tries=tries, delay=delay, max_delay=max_delay, jitter=jitter, backoff=backoff, logger=logger,
-            name="add_peer")
+            describe=f"add_peer {self.base_url()}")
 
     def flush_tasks(
         self, headers: Optional[Dict[str, str]] = None, timeout: TimeoutArg = 120,

@@ -23,7 +23,6 @@ import io
 import json
 import logging
 import os
-import random
 import secrets
 import ssl
 import threading
@@ -36,7 +35,6 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .errors import (
     MictlanXError,
-    NetworkError,
     ResponseFormatError,
     ValidationError,
     error_from_exception,
@@ -50,7 +48,7 @@ __all__ = [
     "PIECE_SIZE", "DEFAULT_CONNECT_TIMEOUT", "Transport", "TimeoutArg", "Body", "resolve_timeout",
     "iter_pieces", "check_body", "body_length", "SizedBody", "stream_body", "multipart_body", "ssl_verify",
     "BoundedPoolAdapter",
-    "is_retryable", "call_with_retry", "copy_headers", "validated", "parse_body", "ServiceClient", "make_error",
+    "copy_headers", "validated", "parse_body", "ServiceClient", "make_error",
     "ok_value", "format_error",
 ]
 
@@ -475,50 +473,6 @@ def format_error(exc: BaseException, **context: Optional[str]) -> MictlanXError:
             return clone
         return exc
     return error_from_exception(exc, **context)
-
-
-# --- retries of the *_with_retry methods -------------------------------------------------
-_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-
-
-def is_retryable(error: object) -> bool:
-    """Transport failures and 429/5xx answers; never a 4xx nor ``ResponseFormatError``."""
-    if isinstance(error, ResponseFormatError):
-        return False
-    if isinstance(error, NetworkError):
-        return True
-    return isinstance(error, MictlanXError) and error.status_code in _RETRYABLE_STATUS
-
-
-def call_with_retry(
-    fn: Callable[[], Result[Any, MictlanXError]], *, tries: int = 100, delay: float = 1.0,
-    max_delay: float = 5.0, jitter: bool = False, backoff: float = 1.0,
-    logger: Optional[logging.Logger] = None, name: str = "request",
-) -> Result[Any, MictlanXError]:
-    """Call ``fn`` up to ``tries`` times (total attempts) while it returns a retryable ``Err``.
-
-    The wait before attempt n+1 is ``min(max_delay, delay * backoff**(n-1))``, uniform in
-    ``[0, that]`` with ``jitter``. Returns the last result.
-    """
-    import tenacity
-
-    if isinstance(tries, bool) or not isinstance(tries, int):
-        raise TypeError(f"tries must be an int, not {type(tries).__name__}")
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        base = min(float(max_delay), float(delay) * float(backoff) ** (state.attempt_number - 1))
-        return random.uniform(0, base) if jitter else base
-
-    def before_sleep(state: tenacity.RetryCallState) -> None:
-        if logger is not None and state.outcome is not None:
-            logger.warning("%s attempt %d failed: %s", name, state.attempt_number, state.outcome.result().err())
-
-    retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(max(1, tries)), wait=wait, before_sleep=before_sleep,
-        retry=tenacity.retry_if_result(lambda r: isinstance(r, Err) and is_retryable(r.err())),
-        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-    )
-    return retrying(fn)  # type: ignore[no-any-return]
 
 
 # --- the shared base of Peer and Router --------------------------------------------------

@@ -5,8 +5,8 @@ import pytest
 
 from mictlanx_sync.client.balancer import Balancer, normalize_policy
 from mictlanx_sync.client.breaker import RouterBreaker, make_breakers
-from mictlanx_sync.client.policies import BreakerPolicy
 from mictlanx_sync.protocol.errors import CircuitOpenError, ValidationError
+from mictlanx_sync.protocol.policies import BreakerPolicy
 
 ROUTERS = ["r0", "r1", "r2"]
 

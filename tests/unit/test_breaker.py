@@ -4,7 +4,6 @@ import time
 import pytest
 
 from mictlanx_sync.client.breaker import NullBreaker, RouterBreaker, counts_as_failure, make_breakers
-from mictlanx_sync.client.policies import BreakerPolicy
 from mictlanx_sync.protocol.errors import (
     CircuitOpenError,
     ConnectFailedError,
@@ -18,6 +17,7 @@ from mictlanx_sync.protocol.errors import (
     UnknownError,
     UpstreamProtocolError,
 )
+from mictlanx_sync.protocol.policies import BreakerPolicy
 from mictlanx_sync.protocol.result import Err, Ok
 
 

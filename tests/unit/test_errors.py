@@ -103,3 +103,17 @@ def test_requests_exceptions_are_translated_with_cause():
 def test_mictlanx_errors_are_never_rewrapped():
     err = E.IntegrityError("bad bytes")
     assert E.error_from_exception(err) is err
+
+
+def test_retry_after_header_is_kept_for_the_retry_policy():
+    class FakeResponse:
+        status_code = 503
+        content = b'{"detail": {"code": 666, "msg": "busy"}}'
+        headers = {"Retry-After": "2"}
+
+    err = E.error_from_response(FakeResponse(), key="k")
+    assert type(err) is E.MaxAvailabilityReachedError
+    assert err.detail == {"code": 666, "msg": "busy", "retry_after": "2"}
+
+    from mictlanx_sync.protocol.policies import retry_after_seconds
+    assert retry_after_seconds(err) == 2.0

@@ -3,13 +3,6 @@ import random
 import attrs
 import pytest
 
-from mictlanx_sync.client.policies import (
-    BreakerPolicy,
-    RetryPolicy,
-    is_retryable,
-    retry_after_seconds,
-    wait_seconds,
-)
 from mictlanx_sync.protocol.errors import (
     AlreadyExistsError,
     CircuitOpenError,
@@ -26,6 +19,13 @@ from mictlanx_sync.protocol.errors import (
     UnknownError,
     UpstreamProtocolError,
     ValidationError,
+)
+from mictlanx_sync.protocol.policies import (
+    BreakerPolicy,
+    RetryPolicy,
+    is_retryable,
+    retry_after_seconds,
+    wait_seconds,
 )
 
 

@@ -3,8 +3,6 @@ import time
 
 import pytest
 
-from mictlanx_sync.client.policies import RetryPolicy
-from mictlanx_sync.client.retrying import call_with_retry
 from mictlanx_sync.protocol.errors import (
     ConnectFailedError,
     NotFoundError,
@@ -12,7 +10,9 @@ from mictlanx_sync.protocol.errors import (
     ResponseFormatError,
     UnknownError,
 )
+from mictlanx_sync.protocol.policies import RetryPolicy
 from mictlanx_sync.protocol.result import Err, Ok
+from mictlanx_sync.protocol.retrying import call_with_retry
 
 LOGGER = logging.getLogger("tests.retrying")
 

@@ -17,15 +17,15 @@ from mictlanx_sync.protocol.errors import (
     UnknownError,
     ValidationError,
 )
+from mictlanx_sync.protocol.policies import is_retryable
 from mictlanx_sync.protocol.result import Err, Ok
+from mictlanx_sync.protocol.retrying import retry_with_upstream_options
 from mictlanx_sync.protocol.transport import (
     PIECE_SIZE,
     SizedBody,
     Transport,
     body_length,
-    call_with_retry,
     copy_headers,
-    is_retryable,
     iter_pieces,
     multipart_body,
     resolve_timeout,
@@ -185,7 +185,12 @@ def test_is_retryable() -> None:
     assert not is_retryable(ValidationError())
 
 
-def test_call_with_retry_counts_total_attempts_and_returns_last() -> None:
+def call_with_retry(fn, *, tries, delay, max_delay=0):
+    return retry_with_upstream_options(fn, tries=tries, delay=delay, max_delay=max_delay, jitter=False, backoff=1,
+                                       logger=None, describe="test")
+
+
+def test_upstream_style_retry_counts_total_attempts_and_returns_last() -> None:
     calls: list[int] = []
 
     def failing():

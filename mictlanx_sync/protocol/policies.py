@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import attrs
 
-from ..protocol.errors import IntegrityError, MictlanXError, NetworkError, ResponseFormatError, ValidationError
+from .errors import IntegrityError, MictlanXError, NetworkError, ResponseFormatError, ValidationError
 
 __all__ = [
     "RetryPolicy", "BreakerPolicy", "is_retryable", "wait_seconds", "retry_after_seconds",

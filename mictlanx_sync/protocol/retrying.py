@@ -20,10 +20,10 @@ from typing import Any, Callable, Optional, TypeVar
 
 import tenacity
 
-from ..protocol.result import Err, Result
 from .policies import RetryPolicy, is_retryable, retry_after_seconds, wait_seconds
+from .result import Err, Result
 
-__all__ = ["call_with_retry", "OnRetry"]
+__all__ = ["call_with_retry", "retry_with_upstream_options", "OnRetry"]
 
 T = TypeVar("T")
 
@@ -126,3 +126,20 @@ def _last_error(state: tenacity.RetryCallState) -> Any:
 
 def _one_line(error: Any) -> str:
     return " ".join(str(error).split())[:300]
+
+
+def retry_with_upstream_options(
+    fn: Callable[[], Result[T, Any]], *, tries: int, delay: float, max_delay: float, jitter: bool, backoff: float,
+    logger: Optional[logging.Logger], describe: str,
+) -> Result[T, Any]:
+    """The ``*_with_retry`` methods of ``Peer``: upstream's arguments on the one retry layer.
+
+    ``tries`` counts total attempts; the deadline is generous but finite (every attempt
+    has its own timeout), so even ``tries=100`` ends.
+    """
+    if isinstance(tries, bool) or not isinstance(tries, int):
+        raise TypeError(f"tries must be an int, not {type(tries).__name__}")
+    policy = RetryPolicy(retries=max(1, tries), initial_delay=delay, backoff_factor=backoff, max_delay=max_delay,
+                         jitter=jitter, deadline=max(300.0, max(1, tries) * (float(max_delay) + 5.0)))
+    return call_with_retry(lambda _attempt: fn(), policy, logger=logger or logging.getLogger("mictlanx_sync.peer"),
+                           describe=describe)
