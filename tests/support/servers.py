@@ -64,6 +64,7 @@ class ServerProcess:
     def stop(self, timeout: float = 15.0) -> Optional[int]:
         """SIGTERM and wait; returns the exit status."""
         if self.proc is None or self.proc.poll() is not None:
+            self._close_files()
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -72,12 +73,23 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait(5)
             raise
+        finally:
+            self._close_files()
+
+    def _close_files(self) -> None:
+        """Close the stdout pipe and the stderr file of an ended process (no ResourceWarning)."""
+        if self.proc is not None and self.proc.poll() is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        stderr = getattr(self, "_stderr", None)
+        if stderr is not None and self.proc is not None and self.proc.poll() is not None:
+            stderr.close()
 
     def kill(self) -> None:
         """SIGKILL: no clean-up at all, as a crash."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        self._close_files()
 
     def restart(self, timeout: float = START_TIMEOUT) -> ServerProcess:
         self.kill()
@@ -109,7 +121,18 @@ def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
 
 
 def start_peer(data_dir: Path, peer_id: str = "mictlanx-peer-0", *extra: str,
-               env: Optional[dict[str, str]] = None, port: int = 0) -> ServerProcess:
-    """A storage peer on a free loopback port with its data in ``data_dir``."""
-    args = ["--peer-id", peer_id, "--data-dir", str(data_dir), "--no-fsync", *extra]
+               env: Optional[dict[str, str]] = None, port: int = 0, fsync: bool = False) -> ServerProcess:
+    """A storage peer on a free loopback port with its data in ``data_dir`` (``--no-fsync`` unless ``fsync``)."""
+    args = ["--peer-id", peer_id, "--data-dir", str(data_dir), *([] if fsync else ["--no-fsync"]), *extra]
     return ServerProcess("peer", args, env).start(port)
+
+
+def start_router(data_dir: Path, peers: Sequence[tuple[str, str]] = (), *extra: str,
+                 router_id: str = "mictlanx-router-0", env: Optional[dict[str, str]] = None,
+                 port: int = 0) -> ServerProcess:
+    """A router subprocess over ``peers`` (``(peer_id, url)`` pairs) with its data in ``data_dir``."""
+    args = ["--router-id", router_id, "--data-dir", str(data_dir), *extra]
+    if peers:
+        specs = ",".join(f"{pid}@{url.split('://', 1)[1]}" for pid, url in peers)
+        args += ["--peers", f"mictlanx://{specs}/?protocol=http"]
+    return ServerProcess("router", args, env).start(port)

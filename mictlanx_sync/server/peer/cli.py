@@ -1,0 +1,110 @@
+"""``mictlanx-sync peer``: options of protocol §7, each with its environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ...protocol.errors import ValidationError
+from ...protocol.ids import is_valid_id
+from ...protocol.sizes import parse_size
+from . import config as cfg
+
+
+def _env(name: str, default: Any) -> Any:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--peer-id", default=_env("MICTLANX_PEER_ID", cfg.DEFAULT_PEER_ID),
+        help="peer id [MICTLANX_PEER_ID] (default mictlanx-peer-0)")
+    add("--host", default=_env("MICTLANX_PEER_HOST", "127.0.0.1"), help="bind address [MICTLANX_PEER_HOST]")
+    add("--port", default=_env("MICTLANX_PEER_PORT", str(cfg.DEFAULT_PORT)),
+        help="port, 0 = any free port [MICTLANX_PEER_PORT] (default 25000)")
+    add("--data-dir", default=_env("MICTLANX_PEER_DATA_DIR", None),
+        help="data directory [MICTLANX_PEER_DATA_DIR] (default ./mictlanx-data/{peer_id})")
+    add("--capacity", default=_env("MICTLANX_PEER_CAPACITY", None),
+        help="storage capacity, a size string [MICTLANX_PEER_CAPACITY] (default: the file system size)")
+    add("--max-ball-size", default=_env("MICTLANX_PEER_MAX_BALL_SIZE", "1GB"),
+        help="largest accepted ball [MICTLANX_PEER_MAX_BALL_SIZE] (default 1GB)")
+    add("--task-ttl", default=_env("MICTLANX_TASK_TTL", str(cfg.DEFAULT_TASK_TTL)),
+        help="seconds a pending task lives [MICTLANX_TASK_TTL] (default 600)")
+    add("--exists-ttl", default=_env("MICTLANX_EXISTS_TTL", str(cfg.DEFAULT_EXISTS_TTL)),
+        help="seconds an exists:true task lives [MICTLANX_EXISTS_TTL] (default 60)")
+    add("--fsync", dest="fsync", action="store_true", default=_env_bool("MICTLANX_FSYNC", True),
+        help="fsync every committed ball [MICTLANX_FSYNC] (default on)")
+    add("--no-fsync", dest="fsync", action="store_false", help="do not fsync committed balls")
+    add("--root-path", default=_env("MICTLANX_ROOT_PATH", ""),
+        help="also serve every route under this prefix [MICTLANX_ROOT_PATH]")
+    add("--log-level", default=_env("MICTLANX_LOG_LEVEL", "warning"),
+        choices=["critical", "error", "warning", "info", "debug"], type=str.lower,
+        help="log level [MICTLANX_LOG_LEVEL] (default warning; info logs every request)")
+
+
+def _parse(option: str, value: Any, parse: Callable[[Any], Any]) -> Any:
+    try:
+        return parse(value)
+    except (ValueError, ValidationError) as exc:
+        raise SystemExit(f"mictlanx-sync peer: invalid {option}: {value!r} ({exc})") from None
+
+
+def _seconds(value: Any) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be > 0")
+    return number
+
+
+def _port(value: Any) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError("out of range")
+    return number
+
+
+def config_from_args(args: argparse.Namespace) -> cfg.PeerConfig:
+    if not is_valid_id(args.peer_id):
+        raise SystemExit(f"mictlanx-sync peer: invalid --peer-id: {args.peer_id!r}")
+    capacity: Optional[int] = None
+    if args.capacity not in (None, ""):
+        capacity = _parse("--capacity", args.capacity, parse_size)
+    return cfg.PeerConfig(
+        peer_id=args.peer_id,
+        host=args.host,
+        port=_parse("--port", args.port, _port),
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        capacity=capacity,
+        max_ball_size=_parse("--max-ball-size", args.max_ball_size, parse_size),
+        task_ttl=_parse("--task-ttl", args.task_ttl, _seconds),
+        exists_ttl=_parse("--exists-ttl", args.exists_ttl, _seconds),
+        fsync=bool(args.fsync),
+        root_path=args.root_path or "",
+        log_level=args.log_level,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    from ..common import configure_logging, serve_forever, tune_malloc
+    from .app import create_app
+
+    tune_malloc()
+    configure_logging(config.log_level)
+    try:
+        app = create_app(config)
+    except OSError as exc:
+        print(f"mictlanx-sync peer: cannot open data dir {config.resolved_data_dir()}: {exc}", file=sys.stderr)
+        return 1
+    return serve_forever(app, config.host, config.port, log_level=config.log_level)

@@ -1,0 +1,38 @@
+"""Peer settings (protocol §7): one dataclass, filled from the CLI or the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+DEFAULT_PEER_ID = "mictlanx-peer-0"
+DEFAULT_PORT = 25000
+DEFAULT_MAX_BALL_SIZE = 10**9
+DEFAULT_TASK_TTL = 600.0
+DEFAULT_EXISTS_TTL = 60.0
+
+
+@dataclass
+class PeerConfig:
+    peer_id: str = DEFAULT_PEER_ID
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    data_dir: Optional[Path] = None
+    capacity: Optional[int] = None
+    max_ball_size: int = DEFAULT_MAX_BALL_SIZE
+    task_ttl: float = DEFAULT_TASK_TTL
+    exists_ttl: float = DEFAULT_EXISTS_TTL
+    fsync: bool = True
+    root_path: str = ""
+    log_level: str = "warning"
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir if self.data_dir is not None else Path("mictlanx-data") / self.peer_id
+
+    def normalized_root_path(self) -> str:
+        """``/prefix`` without a trailing slash, or ``""`` for none."""
+        text = (self.root_path or "").strip().rstrip("/")
+        if text and not text.startswith("/"):
+            text = "/" + text
+        return text

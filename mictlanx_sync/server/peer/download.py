@@ -1,0 +1,93 @@
+"""P5: stream a ball from its version file, whole or one Range (protocol §2.5, §3.3).
+
+The file is opened before the first byte is sent, so a read completes with the version it
+started on even if that version is replaced or deleted meanwhile. Pieces of ~1 MiB are read
+with ``os.pread`` in a worker thread, the next one while the current one is being sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Optional
+
+from ..common import MIB, not_found, parse_range
+from .http import Request, Send
+from .state import PeerState
+
+PIECE = MIB
+INLINE = 256 * 1024  # smaller slices are read on the loop: a thread hop costs more
+
+
+async def handle_get_data(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
+    ball = peer.storage.get(bucket_id, key)
+    if ball is None or ball.is_disabled:
+        raise not_found(f"ball not found: {bucket_id}@{key}", bucket_id=bucket_id, key=key)
+    selected = parse_range(req.header("range"), ball.size)
+    try:
+        fd = os.open(str(peer.storage.path(ball.file)), os.O_RDONLY)
+    except FileNotFoundError:
+        raise not_found(f"ball not found: {bucket_id}@{key}", bucket_id=bucket_id, key=key) from None
+    try:
+        first, last = selected if selected is not None else (0, ball.size - 1)
+        length = last - first + 1
+        headers = [
+            (b"content-length", str(length).encode()),
+            (b"content-type", ball.content_type.encode("latin-1")),
+            (b"etag", f'"{ball.checksum}"'.encode()),
+            (b"accept-ranges", b"bytes"),
+            (b"peer-id", peer.config.peer_id.encode()),
+        ]
+        status = 200
+        if selected is not None:
+            status = 206
+            headers.append((b"content-range", f"bytes {first}-{last}/{ball.size}".encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if req.method == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if length <= INLINE:
+            body = os.pread(fd, length, first) if length > 0 else b""
+            if len(body) != length:
+                raise OSError(f"short read on {ball.file}")
+            await send({"type": "http.response.body", "body": body})
+            return
+        await _stream(fd, first, length, req, send)
+    finally:
+        os.close(fd)
+
+
+async def _stream(fd: int, offset: int, remaining: int, req: Request, send: Send) -> None:
+    loop = asyncio.get_running_loop()
+    gone = asyncio.Event()
+
+    async def watch() -> None:  # a GET has no body: the next message is the disconnect
+        while True:
+            message = await req.receive()
+            if message["type"] == "http.disconnect":
+                gone.set()
+                return
+
+    watcher = asyncio.ensure_future(watch())
+    pending: Optional[asyncio.Future[bytes]] = loop.run_in_executor(None, os.pread, fd, min(PIECE, remaining), offset)
+    try:
+        while remaining > 0:
+            assert pending is not None
+            piece = await pending
+            pending = None
+            if not piece:
+                raise OSError("short read: the version file ended early")
+            offset += len(piece)
+            remaining -= len(piece)
+            if remaining > 0:
+                pending = loop.run_in_executor(None, os.pread, fd, min(PIECE, remaining), offset)
+            await send({"type": "http.response.body", "body": piece, "more_body": remaining > 0})
+            if gone.is_set():
+                return
+    finally:
+        watcher.cancel()
+        if pending is not None:
+            try:
+                await pending  # the worker still uses fd: wait before it is closed
+            except OSError:
+                pass

@@ -1,0 +1,315 @@
+"""Peer endpoints other than the data streams (protocol §3.3). Each takes ``(peer, req, send, *path)``."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from ...protocol.ids import new_task_id
+from ..common import (
+    HTTPError,
+    bad_request,
+    header_task_id,
+    not_found,
+    parse_bool,
+    parse_if_match,
+    parse_int_query,
+    path_id,
+    path_task_id,
+)
+from . import download, replicate, upload
+from .http import Request, Send, send_empty, send_json
+from .openapi import openapi_document
+from .state import PeerState
+from .storage import Ball
+from .tasks import Task
+from .validation import parse_node, parse_put_metadata
+
+
+def _ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def _include_disabled(req: Request) -> bool:
+    return parse_bool(req.query("include_disabled"), "include_disabled")
+
+
+def _window(req: Request, default_end: int = 0) -> tuple[int, int]:
+    start = parse_int_query(req.query("start"), "start", 0, minimum=0)
+    end = parse_int_query(req.query("end"), "end", default_end)
+    return start, end
+
+
+def _after_pair(req: Request) -> Optional[tuple[str, str]]:
+    value = req.query("after")
+    if value is None:
+        return None
+    bucket_id, sep, key = value.partition("@")
+    if not sep:
+        raise bad_request(f"invalid after: {value!r} (expected bucket_id@key)")
+    return path_id(bucket_id, "after bucket_id"), path_id(key, "after key")
+
+
+def _missing(bucket_id: str, key: str) -> HTTPError:
+    return not_found(f"ball not found: {bucket_id}@{key}", bucket_id=bucket_id, key=key)
+
+
+def _committed(peer: PeerState, bucket_id: str, key: str) -> Ball:
+    ball = peer.storage.get(bucket_id, key)
+    if ball is None:
+        raise _missing(bucket_id, key)
+    return ball
+
+
+def _fits(peer: PeerState, size: int) -> bool:
+    """§3.1: used + reserved + size within total_disk, and the file system has the space."""
+    if peer.storage.used + peer.tasks.reserved + size > peer.total_disk():
+        return False
+    return size == 0 or peer.free_disk() >= size
+
+
+# --- phase 1 and 2 -----------------------------------------------------------------------------
+async def put_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str) -> None:
+    """P1: validate, apply the existing-key rules of §3.2, reserve capacity, create a task."""
+    started = time.perf_counter()
+    bucket_id = path_id(bucket_id, "bucket_id")
+    requested_id = header_task_id(req.header("task-id"))
+    update = parse_bool(req.header("update"), "Update")
+    meta = parse_put_metadata(await req.json(), bucket_id)
+    key, size, checksum = meta.pop("key"), meta.pop("size"), meta.pop("checksum")
+    config, tasks, storage = peer.config, peer.tasks, peer.storage
+    if size > config.max_ball_size:
+        raise HTTPError(413, 400, f"size {size} exceeds the peer's max_ball_size {config.max_ball_size}")
+    tasks.purge()
+    if requested_id is not None and requested_id in tasks:
+        raise HTTPError(409, 405, f"a pending task with id {requested_id} exists", task_id=requested_id)
+    current = storage.get(bucket_id, key)
+    exists = False
+    if current is not None:
+        if (current.size, current.checksum) == (size, checksum):
+            exists = True
+            if update:
+                for name, value in meta.items():
+                    setattr(current, name, value)
+                storage.update_meta(current)
+        elif not update:
+            raise HTTPError(409, 405, f"{bucket_id}@{key} exists with different content (use Update: 1)",
+                            bucket_id=bucket_id, key=key)
+    if not exists and not _fits(peer, size):
+        tasks.purge(force=True)  # expired tasks may still hold reservations
+        if not _fits(peer, size):
+            raise HTTPError(507, 502, f"not enough capacity for {size} bytes", bucket_id=bucket_id, key=key)
+    task_id = requested_id
+    while task_id is None or task_id in tasks.tasks:
+        task_id = new_task_id()
+    ttl = config.exists_ttl if exists else config.task_ttl
+    tasks.add(Task(task_id, bucket_id, key, size, checksum, meta, update, exists, time.monotonic() + ttl))
+    await send_json(send, 201, {"key": key, "service_time": _ms(started), "task_id": task_id,
+                                "node_id": config.peer_id, "exists": exists})
+
+
+async def put_data_raw(peer: PeerState, req: Request, send: Send, task_id: str) -> None:
+    """P3."""
+    await upload.handle_phase2(peer, req, send, path_task_id(task_id), multipart=False)
+
+
+async def put_data_multipart(peer: PeerState, req: Request, send: Send, task_id: str) -> None:
+    """P2."""
+    await upload.handle_phase2(peer, req, send, path_task_id(task_id), multipart=True)
+
+
+# --- reads -----------------------------------------------------------------------------------------
+async def get_data(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
+    """P5."""
+    bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
+    await download.handle_get_data(peer, req, send, bucket_id, key)
+
+
+async def get_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
+    """P4: disabled balls included."""
+    started = time.perf_counter()
+    bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
+    ball = _committed(peer, bucket_id, key)
+    peer_id = peer.config.peer_id
+    await send_json(send, 200, {"service_time": _ms(started), "peer_id": peer_id, "local_peer_id": peer_id,
+                                "metadata": ball.meta()})
+
+
+async def get_size(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
+    """P11."""
+    bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
+    ball = _committed(peer, bucket_id, key)
+    await send_json(send, 200, {"bucket_id": bucket_id, "key": key, "peer_id": peer.config.peer_id,
+                                "size": ball.size})
+
+
+async def list_bucket(peer: PeerState, req: Request, send: Send, bucket_id: str) -> None:
+    """P6."""
+    bucket_id = path_id(bucket_id, "bucket_id")
+    after = req.query("after")
+    if after is not None:
+        after = path_id(after, "after")
+    start, end = _window(req)
+    balls = peer.storage.list_bucket(bucket_id, include_disabled=_include_disabled(req), after=after,
+                                     start=start, end=end)
+    await send_json(send, 200, {"peer_id": peer.config.peer_id, "balls": [b.meta() for b in balls]})
+
+
+def _group(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> tuple[str, str, list[Ball]]:
+    bucket_id, ball_id = path_id(bucket_id, "bucket_id"), path_id(ball_id, "ball_id", key=True)
+    return bucket_id, ball_id, peer.storage.group(bucket_id, ball_id, include_disabled=_include_disabled(req))
+
+
+async def get_group(peer: PeerState, req: Request, send: Send, bucket_id: str, ball_id: str) -> None:
+    """P7: 404 when no ball has this ball_id."""
+    bucket_id, ball_id, balls = _group(peer, req, bucket_id, ball_id)
+    if not balls:
+        raise not_found(f"no balls with ball_id {ball_id} in {bucket_id}", bucket_id=bucket_id, ball_id=ball_id)
+    await send_json(send, 200, {"bucket_id": bucket_id, "ball_id": ball_id, "size": sum(b.size for b in balls),
+                                "balls": [b.meta() for b in balls]})
+
+
+async def get_chunks(peer: PeerState, req: Request, send: Send, bucket_id: str, ball_id: str) -> None:
+    """P22: P7's selection as a bare array."""
+    _, _, balls = _group(peer, req, bucket_id, ball_id)
+    await send_json(send, 200, [b.meta() for b in balls])
+
+
+# --- changes -------------------------------------------------------------------------------------
+async def delete_key(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
+    """P8 with the optional If-Match and Task-Id preconditions."""
+    bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
+    parse_bool(req.header("force"), "Force")
+    if_match = parse_if_match(req.header("if-match"))
+    task_id = header_task_id(req.header("task-id"))
+    ball = peer.storage.get(bucket_id, key)
+    if ball is None:
+        raise not_found(f"ball not found: {bucket_id}@{key}", headers={"n-deletes": "0"}, bucket_id=bucket_id,
+                        key=key)
+    if if_match is not None and if_match != ball.checksum:
+        raise HTTPError(412, 405, "If-Match precondition failed: the checksum differs", bucket_id=bucket_id, key=key)
+    if task_id is not None and task_id != ball.task_id:
+        raise HTTPError(412, 405, "Task-Id precondition failed: another task committed this version",
+                        bucket_id=bucket_id, key=key)
+    peer.storage.delete(bucket_id, key)
+    await send_json(send, 200, {"n_deletes": 1, "key": key},
+                    headers={"n-deletes": "1", "ETag": f'"{ball.checksum}"'})
+
+
+async def delete_ball_id(peer: PeerState, req: Request, send: Send, bucket_id: str, ball_id: str) -> None:
+    """P9."""
+    bucket_id, ball_id = path_id(bucket_id, "bucket_id"), path_id(ball_id, "ball_id", key=True)
+    parse_bool(req.header("force"), "Force")
+    count = len(peer.storage.delete_ball_id(bucket_id, ball_id))
+    await send_json(send, 200, {"n_deletes": count, "ball_id": ball_id}, headers={"n-deletes": str(count)})
+
+
+async def disable(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
+    """P10."""
+    bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
+    if not peer.storage.disable(bucket_id, key):
+        raise _missing(bucket_id, key)
+    await send_empty(send, 204)
+
+
+async def replicate_ball(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
+    """P12."""
+    bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
+    to = req.query("to")
+    if to is not None:
+        to = path_id(to, "to")
+    ball = _committed(peer, bucket_id, key)
+    node = replicate.pick_node(peer, bucket_id, key, to)
+    elapsed = await replicate.replicate(peer, ball, node)
+    await send_json(send, 200, {"peer_id": peer.config.peer_id, "replica_peer_id": node["id"],
+                                "bucket_id": bucket_id, "key": key, "size": ball.size, "ok": True,
+                                "response_time": elapsed})
+
+
+# --- stats and inventory ------------------------------------------------------------------------
+def _disk(peer: PeerState) -> tuple[int, int, float]:
+    total, used = peer.total_disk(), peer.storage.used
+    return total, used, (used / total if total > 0 else 0.0)
+
+
+async def stats(peer: PeerState, req: Request, send: Send) -> None:
+    """P13: exactly seven keys."""
+    start, end = _window(req, default_end=100)
+    balls = peer.storage.list_all(include_disabled=_include_disabled(req), after=None, start=start, end=end)
+    total, used, uf = _disk(peer)
+    await send_json(send, 200, {
+        "peer_id": peer.config.peer_id, "used_disk": used, "total_disk": total,
+        "available_disk": max(0, total - used), "disk_uf": uf, "balls": [b.meta() for b in balls],
+        "peers": [node["id"] for node in peer.storage.nodes()],
+    })
+
+
+async def ufs(peer: PeerState, req: Request, send: Send) -> None:
+    """P14."""
+    total, used, uf = _disk(peer)
+    await send_json(send, 200, {"total_disk": total, "used_disk": used, "disk_uf": uf})
+
+
+def _inventory(peer: PeerState, req: Request, *, after: bool = True) -> list[Ball]:
+    include = _include_disabled(req)
+    position = _after_pair(req) if after else None
+    start, end = _window(req)
+    return peer.storage.list_all(include_disabled=include, after=position, start=start, end=end)
+
+
+async def xballs(peer: PeerState, req: Request, send: Send) -> None:
+    """P15."""
+    await send_json(send, 200, [{"bucket_id": b.bucket_id, "key": b.key, "size": b.size}
+                                for b in _inventory(peer, req)])
+
+
+async def xballs_size(peer: PeerState, req: Request, send: Send) -> None:
+    """P16."""
+    await send_json(send, 200, [[b.bucket_id, b.key, b.size] for b in _inventory(peer, req)])
+
+
+async def balls_len(peer: PeerState, req: Request, send: Send) -> None:
+    """P17."""
+    await send_json(send, 200, {"len": peer.storage.count(include_disabled=_include_disabled(req))})
+
+
+async def peers_state(peer: PeerState, req: Request, send: Send) -> None:
+    """P18: this peer and the P19 nodes; the balls paginated."""
+    balls = _inventory(peer, req, after=False)
+    server = req.scope.get("server") or (peer.config.host, peer.config.port)
+    nodes = [{"node_id": peer.config.peer_id, "ip_addr": server[0], "port": int(server[1] or 0)}]
+    nodes += [{"node_id": n["id"], "ip_addr": n["ip_addr"], "port": n["port"]}
+              for n in peer.storage.nodes() if n["id"] != peer.config.peer_id]
+    await send_json(send, 200, {"nodes": nodes, "balls": {
+        f"{b.bucket_id}@{b.key}": {"locations": [peer.config.peer_id], "size": b.size} for b in balls}})
+
+
+# --- nodes, tasks, health ------------------------------------------------------------------------
+async def register_node(peer: PeerState, req: Request, send: Send) -> None:
+    """P19: persisted; re-registering an id replaces it."""
+    node = parse_node(await req.json())
+    peer.storage.put_node(node)
+    await send_json(send, 201, {k: v for k, v in node.items() if k != "protocol"})
+
+
+async def flush_tasks(peer: PeerState, req: Request, send: Send) -> None:
+    """P20."""
+    peer.tasks.flush()
+    await send_empty(send, 204)
+
+
+async def cancel_task(peer: PeerState, req: Request, send: Send, task_id: str) -> None:
+    """P23."""
+    task_id = path_task_id(task_id)
+    if not peer.tasks.cancel(task_id):
+        raise not_found(f"no pending task {task_id}", task_id=task_id)
+    await send_empty(send, 204)
+
+
+async def health(peer: PeerState, req: Request, send: Send) -> None:
+    """P21."""
+    await send_json(send, 200, {"status": "ok", "peer_id": peer.config.peer_id})
+
+
+async def openapi(peer: PeerState, req: Request, send: Send) -> None:
+    await send_json(send, 200, openapi_document(peer.config.peer_id))

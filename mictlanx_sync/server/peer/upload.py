@@ -1,0 +1,310 @@
+"""Phase 2 (P2 multipart, P3 raw): stream to a temp file, verify, seal, commit (protocol §3.2).
+
+The body is hashed and written in ~1 MiB pieces by a worker thread (hashlib and ``os.write``
+release the GIL), one piece in flight while the event loop receives the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from ..common import KIB, MIB, HTTPError, not_found, unprocessable
+from .http import ClientDisconnected, Request, Send, send_json
+from .state import PeerState
+from .storage import Ball, fsync_dir
+from .tasks import Task
+
+PIECE = MIB
+MULTIPART_SLACK = 64 * KIB
+
+
+class Sink:
+    """Counts, hashes and (unless ``path`` is None) writes the received bytes."""
+
+    def __init__(self, path: Optional[Path]) -> None:
+        self.path = path
+        self.fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644) if path is not None else -1
+        self.hash = hashlib.sha256()
+        self.count = 0
+        self._parts: list[bytes] = []
+        self._buffered = 0
+        self._pending: Optional[asyncio.Future[Any]] = None
+
+    async def feed(self, data: bytes) -> None:
+        self.count += len(data)
+        self._parts.append(data)
+        self._buffered += len(data)
+        if self._buffered >= PIECE:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._parts:
+            return
+        piece = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+        self._parts = []
+        self._buffered = 0
+        if self._pending is not None:
+            await self._pending
+        loop = asyncio.get_running_loop()
+        hashing = loop.run_in_executor(None, self.hash.update, piece)
+        if self.fd < 0:
+            self._pending = hashing
+        else:  # hash and write on two threads: both release the GIL
+            writing = loop.run_in_executor(None, _write_all, self.fd, piece)
+            self._pending = asyncio.ensure_future(_both(hashing, writing))
+
+    async def finish(self) -> str:
+        """Flush everything; the hex SHA-256 of the bytes fed."""
+        await self._flush()
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+        return self.hash.hexdigest()
+
+    async def seal(self, final: Path, fsync: bool) -> None:
+        """fsync (optional), close and rename the temp file to ``final``."""
+        assert self.path is not None
+        fd, self.fd = self.fd, -1
+        await asyncio.get_running_loop().run_in_executor(None, _seal, fd, self.path, final, fsync)
+        self.path = None
+
+    async def abort(self) -> None:
+        """Wait for the piece in flight, then close and remove the temp file."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            try:
+                await pending
+            except OSError:
+                pass
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self.path = None
+
+
+async def _both(first: asyncio.Future[Any], second: asyncio.Future[Any]) -> None:
+    """Wait for both (never leave a worker running on the fd), then raise the first error."""
+    for result in await asyncio.gather(first, second, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
+
+
+def _write_all(fd: int, piece: bytes) -> None:
+    view = memoryview(piece)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _seal(fd: int, temp: Path, final: Path, fsync: bool) -> None:
+    try:
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(temp, final)
+    if fsync:
+        fsync_dir(final.parent)
+
+
+def integrity_error(task: Task, received_size: int, received_checksum: str) -> HTTPError:
+    return HTTPError(
+        400, 501, f"integrity check failed for {task.bucket_id}@{task.key}: expected {task.size} bytes "
+        f"with SHA-256 {task.checksum}, received {received_size} bytes with SHA-256 {received_checksum or '?'}",
+        expected_size=task.size, received_size=received_size, expected_checksum=task.checksum,
+        received_checksum=received_checksum)
+
+
+def storage_error(exc: OSError) -> HTTPError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return HTTPError(507, 502, "insufficient storage while writing the ball")
+    raise exc
+
+
+class _Multipart:
+    """Incremental ``multipart/form-data`` parsing that keeps only the first ``data`` part."""
+
+    def __init__(self, boundary: bytes) -> None:
+        self.out: list[bytes] = []
+        self.found = False
+        self.ended = False
+        self._in_data = False
+        self._field = b""
+        self._value = b""
+        self._name: Optional[bytes] = None
+        callbacks: Any = {
+            "on_part_begin": self._part_begin, "on_header_field": self._header_field,
+            "on_header_value": self._header_value, "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished, "on_part_data": self._part_data,
+            "on_part_end": self._part_end, "on_end": self._end,
+        }
+        self.parser = MultipartParser(boundary, callbacks)
+
+    def _part_begin(self) -> None:
+        self._name = None
+        self._field = self._value = b""
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        if self._field.strip().lower() == b"content-disposition":
+            self._name = parse_options_header(self._value)[1].get(b"name")
+        self._field = self._value = b""
+
+    def _headers_finished(self) -> None:
+        self._in_data = self._name == b"data" and not self.found
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._in_data:
+            self.out.append(data[start:end])
+
+    def _part_end(self) -> None:
+        if self._in_data:
+            self.found = True
+            self._in_data = False
+
+    def _end(self) -> None:
+        self.ended = True
+
+
+def multipart_boundary(content_type: Optional[str]) -> bytes:
+    kind, params = parse_options_header(content_type or "")
+    boundary = params.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise unprocessable("P2 expects a multipart/form-data body with a data part", ["body", "data"], "missing")
+    return boundary
+
+
+async def receive_body(req: Request, task: Task, sink: Sink, multipart: bool) -> Optional[HTTPError]:
+    """Stream the phase-2 body into ``sink``; the error to answer after draining, if any.
+
+    Raises ``ClientDisconnected`` when the client goes away.
+    """
+    declared = req.content_length()
+    slack = MULTIPART_SLACK if multipart else 0
+    bound = task.size + slack if declared is None else min(declared, task.size + slack)
+    seen = 0
+    failure: Optional[HTTPError] = None
+    parts: Optional[_Multipart] = None
+    if multipart:
+        try:
+            parts = _Multipart(multipart_boundary(req.header("content-type")))
+        except (HTTPError, FormParserError) as exc:
+            failure = exc if isinstance(exc, HTTPError) else unprocessable(str(exc), ["body"])
+    receive = req.receive
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+        seen += len(chunk)
+        if failure is not None:
+            if seen >= bound and more:
+                failure.headers["connection"] = "close"
+                break
+            continue
+        if not chunk:
+            continue
+        if parts is None:
+            if sink.count + len(chunk) > task.size:
+                failure = integrity_error(task, seen, "")
+                continue
+            await sink.feed(chunk)
+            continue
+        try:
+            parts.parser.write(chunk)
+        except FormParserError as exc:
+            failure = unprocessable(f"malformed multipart body: {exc}", ["body"])
+            continue
+        data, parts.out = parts.out, []
+        for piece in data:
+            if sink.count + len(piece) > task.size:
+                failure = integrity_error(task, sink.count + len(piece), "")
+                break
+            await sink.feed(piece)
+    if failure is not None:
+        if failure.code == 501 and parts is None:
+            failure.extra["received_size"] = seen  # everything the client sent (up to the drain bound)
+        return failure
+    if parts is not None:
+        if not parts.found:
+            return unprocessable("multipart body has no data part", ["body", "data"], "missing")
+        if not parts.ended:
+            return unprocessable("multipart body is truncated", ["body"])
+    return None
+
+
+async def handle_phase2(peer: PeerState, req: Request, send: Send, task_id: str, multipart: bool) -> None:
+    """P2/P3: claim the task, receive and verify the body, commit; the task ends either way."""
+    task = peer.tasks.claim(task_id)
+    if task is None:
+        # No phase-1 size to bound a drain: uvicorn discards the unread body after the answer.
+        raise not_found(f"unknown, expired or already claimed task: {task_id}", task_id=task_id)
+    started = time.perf_counter()
+    try:
+        try:
+            sink = Sink(None if task.exists else peer.storage.temp_path())
+        except OSError as exc:
+            raise storage_error(exc) from None
+        try:
+            failure = await receive_body(req, task, sink, multipart)
+            if failure is None:
+                digest = await sink.finish()
+                if sink.count != task.size or digest != task.checksum:
+                    failure = integrity_error(task, sink.count, digest)
+            if failure is not None:
+                raise failure
+            if not task.exists:
+                await _commit(peer, task, sink)
+        except OSError as exc:
+            await sink.abort()
+            raise storage_error(exc) from None
+        except BaseException:
+            await sink.abort()
+            raise
+    finally:
+        peer.tasks.finish(task)
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    await send_json(send, 201, {
+        "node_id": peer.config.peer_id, "combined_key": f"{task.bucket_id}@{task.key}",
+        "bucket_id": task.bucket_id, "key": task.key, "size": task.size,
+        "throughput": task.size / elapsed, "service_time": elapsed,
+    })
+
+
+async def _commit(peer: PeerState, task: Task, sink: Sink) -> None:
+    storage = peer.storage
+    name = storage.version_name(task.bucket_id, task.key, task.task_id)
+    await sink.seal(storage.path(name), peer.config.fsync)
+    # Back on the event loop: the re-check and the row swap run without an await in between.
+    current = storage.get(task.bucket_id, task.key)
+    if current is not None and not task.update:
+        storage.unlink(name)
+        if (current.size, current.checksum) != (task.size, task.checksum):
+            raise HTTPError(409, 405, f"{task.bucket_id}@{task.key} was committed meanwhile with other content",
+                            bucket_id=task.bucket_id, key=task.key)
+        return  # the same content is already committed: nothing to change
+    ball = Ball(task.bucket_id, task.key, task.size, task.checksum, task_id=task.task_id, file=name, **task.meta)
+    old = storage.put(ball)
+    if old is not None and old.file != name:
+        storage.unlink(old.file)
