@@ -17,6 +17,14 @@ _SUBCOMMANDS = (
     ("router", "mictlanx_sync.server.router.cli", "run a router in front of peers"),
     ("vss", "mictlanx_sync.server.vss_cli", "run a local Virtual Storage Space (router + peers)"),
     ("demo", "mictlanx_sync.tools.demo", "store and read back a generated file on an embedded local VSS"),
+    ("put", "mictlanx_sync.tools.client_cli", "upload a file as an object"),
+    ("get", "mictlanx_sync.tools.client_cli", "download an object to a file (or stdout)"),
+    ("ls", "mictlanx_sync.tools.client_cli", "list the objects of a bucket"),
+    ("stat", "mictlanx_sync.tools.client_cli", "show an object's metadata"),
+    ("rm", "mictlanx_sync.tools.client_cli", "delete an object"),
+    ("rm-bucket", "mictlanx_sync.tools.client_cli", "delete every object of a bucket"),
+    ("peers", "mictlanx_sync.tools.client_cli", "list the peers the routers know"),
+    ("health", "mictlanx_sync.tools.client_cli", "check that the routers are up"),
 )
 
 
