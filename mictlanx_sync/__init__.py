@@ -13,12 +13,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .protocol import errors
+from . import errors
 from .protocol.result import Err, Ok, Result
 
 if TYPE_CHECKING:
+    from . import models
     from .client.client import Client
-    from .protocol import models
     from .protocol.mictlanx_uri import MictlanXURI
     from .protocol.peer import Peer
     from .protocol.policies import BreakerPolicy, RetryPolicy
@@ -36,7 +36,7 @@ _LAZY = {
     "Router": "mictlanx_sync.protocol.router",
     "MictlanXURI": "mictlanx_sync.protocol.mictlanx_uri",
     "LocalVSS": "mictlanx_sync.server.local",
-    "models": "mictlanx_sync.protocol.models",
+    "models": "mictlanx_sync.models",
 }
 
 __all__ = [

@@ -1,0 +1,4 @@
+"""``mictlanx_sync.errors``: the error hierarchy (see :mod:`mictlanx_sync.protocol.errors`)."""
+
+from .protocol.errors import *  # noqa: F403
+from .protocol.errors import __all__  # noqa: F401
