@@ -1,0 +1,77 @@
+"""``mictlanx-sync router``: run a router in front of peers (protocol §P7)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+
+def _env(name: str, default: Optional[str] = None) -> Optional[str]:
+    return os.environ.get(name, default)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--router-id", default=_env("MICTLANX_ROUTER_ID", "mictlanx-router-0"))
+    add("--host", default=_env("MICTLANX_ROUTER_HOST", "127.0.0.1"))
+    add("--port", type=int, default=int(_env("MICTLANX_ROUTER_PORT", "60666") or 60666),
+        help="0 lets the OS pick a free port")
+    add("--data-dir", default=_env("MICTLANX_ROUTER_DATA_DIR"), help="default ./mictlanx-data/{router_id}")
+    add("--peers", default=_env("MICTLANX_PEERS"), help="a MictlanX URI of peers, e.g. mictlanx://p0@127.0.0.1:24000")
+    add("--health-interval", type=float, default=float(_env("MICTLANX_HEALTH_INTERVAL", "2") or 2))
+    add("--unhealthy-threshold", type=int, default=int(_env("MICTLANX_UNHEALTHY_THRESHOLD", "3") or 3))
+    add("--task-ttl", type=float, default=float(_env("MICTLANX_TASK_TTL", "600") or 600))
+    add("--exists-ttl", type=float, default=float(_env("MICTLANX_EXISTS_TTL", "60") or 60))
+    add("--peer-connect-timeout", type=float, default=5.0)
+    add("--peer-read-timeout", type=float, default=120.0)
+    add("--piece-size", default="1MiB", help="relay piece size (size string)")
+    add("--queue-depth", type=int, default=4, help="pieces queued per replica")
+    add("--cache-size", default=_env("MICTLANX_ROUTER_CACHE", "0"), help="router cache (only 0 is supported)")
+    add("--root-path", default=_env("MICTLANX_ROOT_PATH", ""))
+    add("--log-level", default=_env("MICTLANX_LOG_LEVEL", "WARNING"))
+
+
+def build_config(args: argparse.Namespace):  # -> RouterConfig
+    from ...protocol.errors import ValidationError
+    from ...protocol.sizes import parse_size
+    from ...protocol.uri import parse
+    from .registry import PeerEntry
+    from .state import RouterConfig
+
+    peers = []
+    if args.peers:
+        for index, endpoint in enumerate(parse(args.peers, default_protocol="http")):
+            peer_id = endpoint.id or f"mictlanx-peer-{index}"
+            peers.append(PeerEntry(peer_id, endpoint.host, endpoint.port, endpoint.protocol))
+    try:
+        piece_size = parse_size(args.piece_size)
+        cache_size = parse_size(args.cache_size or "0")
+    except ValidationError as exc:
+        raise SystemExit(f"mictlanx-sync router: {exc.message}") from None
+    if cache_size:
+        print("mictlanx-sync router: the router cache is not implemented; running without it", file=sys.stderr)
+    data_dir = Path(args.data_dir) if args.data_dir else Path("mictlanx-data") / args.router_id
+    return RouterConfig(
+        router_id=args.router_id, data_dir=data_dir, peers=peers, health_interval=args.health_interval,
+        unhealthy_threshold=args.unhealthy_threshold, task_ttl=args.task_ttl, exists_ttl=args.exists_ttl,
+        peer_connect_timeout=args.peer_connect_timeout, peer_read_timeout=args.peer_read_timeout,
+        piece_size=max(4096, piece_size), queue_depth=max(1, args.queue_depth), cache_size=0,
+        root_path=args.root_path or "",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..common import configure_logging, serve_forever, tune_malloc
+    from .app import create_app
+
+    tune_malloc()
+    configure_logging(args.log_level)
+    try:
+        config = build_config(args)
+    except ValueError as exc:
+        print(f"mictlanx-sync router: invalid --peers: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 2
+    return serve_forever(create_app(config), args.host, args.port, log_level=args.log_level)

@@ -1,0 +1,122 @@
+"""Parallel peer calls and the outcome rules of protocol §P4.3 and §P4.4.
+
+A :class:`Reply` is one peer's answer: a status and parsed JSON body, or ``status=None``
+for a transport error. :func:`missing` turns "nobody had it" into the right error row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional
+
+from ..common import HTTPError
+from .registry import PeerEntry, Registry
+
+log = logging.getLogger("mictlanx_sync.server.router")
+
+
+@dataclass
+class Reply:
+    peer_id: str
+    status: Optional[int]  # None: transport error
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def failed(self) -> bool:
+        """A transport error or a 5xx: the peer could not answer (§P4.3)."""
+        return self.status is None or self.status >= 500
+
+    @property
+    def code(self) -> Optional[int]:
+        detail = self.body.get("detail") if isinstance(self.body, dict) else None
+        if isinstance(detail, dict) and isinstance(detail.get("code"), int):
+            return int(detail["code"])
+        return self.status
+
+    @property
+    def msg(self) -> str:
+        detail = self.body.get("detail") if isinstance(self.body, dict) else None
+        if isinstance(detail, dict) and "msg" in detail:
+            return str(detail["msg"])
+        return self.error or f"HTTP {self.status}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"peer_id": self.peer_id, "status": self.status if self.status is not None else 502,
+                "code": self.code if self.status is not None else 502, "msg": self.msg}
+
+
+async def call(registry: Registry, entry: PeerEntry, method: str, path: str, *,
+               params: Any = None, headers: Optional[Mapping[str, str]] = None, json_body: Any = None,
+               timeout: Any = None) -> Reply:
+    """One request to ``entry`` (``path`` under ``/api/v4``); never raises for HTTP trouble."""
+    import httpx
+
+    kwargs: dict[str, Any] = {"params": params, "headers": headers}
+    if json_body is not None:
+        kwargs["json"] = json_body
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    try:
+        response = await registry.client.request(method, f"{entry.url}/api/v4{path}", **kwargs)
+    except httpx.HTTPError as exc:
+        registry.mark_failure(entry)
+        return Reply(entry.peer_id, None, error=f"{type(exc).__name__}: {exc}")
+    body: Any = None
+    if response.content:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+    return Reply(entry.peer_id, response.status_code, body, response.headers)
+
+
+async def fan_out(registry: Registry, entries: Iterable[PeerEntry], method: str, path: str,
+                  **kwargs: Any) -> list[Reply]:
+    """``call`` every entry concurrently; replies in the order of ``entries``."""
+    targets = list(entries)
+    return list(await asyncio.gather(*(call(registry, e, method, path, **kwargs) for e in targets)))
+
+
+def no_peer_available(**extra: Any) -> HTTPError:
+    return HTTPError(503, 666, "No available peers.", **extra)
+
+
+def missing(registry: Registry, failed: list[str], what: str, *, fail_code: int = 503,
+            **extra: Any) -> HTTPError:
+    """The §P4.3 outcome when no available peer returned the data."""
+    if failed:
+        return HTTPError(502, fail_code, f"{what}: peers failed", failed_peers=sorted(failed), **extra)
+    unavailable = registry.unavailable_ids()
+    if not registry.available_ids():
+        return no_peer_available(unavailable_peers=unavailable, **extra)
+    if unavailable:
+        return HTTPError(503, 666, f"{what} not found on the available peers; some peers are unavailable",
+                         unavailable_peers=unavailable, **extra)
+    return HTTPError(404, 404, f"{what} not found", **extra)
+
+
+def combine_failures(failures: list[Reply], **extra: Any) -> HTTPError:
+    """The router's answer when replicas of a write failed (§P4.4)."""
+    errors = [r.describe() for r in failures]
+    for reply in failures:
+        if reply.status == 400 and reply.code == 501:
+            detail = reply.body.get("detail", {}) if isinstance(reply.body, dict) else {}
+            integrity = {k: detail[k] for k in ("expected_size", "received_size", "expected_checksum",
+                                                "received_checksum") if k in detail}
+            return HTTPError(400, 501, reply.msg, errors=errors, **integrity, **extra)
+    kinds = {(r.status, r.code) for r in failures}
+    if len(kinds) == 1:
+        status, code = next(iter(kinds))
+        if status is not None and 400 <= status < 500 and code is not None:
+            return HTTPError(status, code, failures[0].msg, errors=errors, **extra)
+    if any(r.status == 507 for r in failures):
+        return HTTPError(507, 502, "not enough capacity on a replica", errors=errors, **extra)
+    return HTTPError(502, 502, "a replica write failed", errors=errors, **extra)

@@ -1,0 +1,171 @@
+"""The router's configuration, its state, and the request/response helpers of its handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Coroutine, Mapping, Optional
+from urllib.parse import parse_qs
+
+from ..common import MAX_JSON_BODY, MIB, HTTPError, unprocessable
+from .groups import Groups
+from .pending import PendingDeletes
+from .placement import rank
+from .registry import PeerEntry, Registry
+
+log = logging.getLogger("mictlanx_sync.server.router")
+
+
+@dataclass
+class RouterConfig:
+    router_id: str = "mictlanx-router-0"
+    data_dir: Path = Path("./mictlanx-data/mictlanx-router-0")
+    peers: list[PeerEntry] = field(default_factory=list)
+    health_interval: float = 2.0
+    unhealthy_threshold: int = 3
+    task_ttl: float = 600.0
+    exists_ttl: float = 60.0
+    peer_connect_timeout: float = 5.0
+    peer_read_timeout: float = 120.0
+    piece_size: int = MIB
+    queue_depth: int = 4
+    cache_size: int = 0
+    root_path: str = ""
+    #: read peer data (P5) with the lean client of ``rawhttp``; 0 in ``MICTLANX_ROUTER_RAW_READS`` uses httpx
+    raw_reads: bool = field(default_factory=lambda: os.environ.get("MICTLANX_ROUTER_RAW_READS", "1") != "0")
+
+
+class RouterState:
+    """Everything one router process (or thread) keeps: registry, groups, pending deletes."""
+
+    def __init__(self, config: RouterConfig) -> None:
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.pending = PendingDeletes(config.data_dir / "pending-deletes.jsonl")
+        self.registry = Registry(config.data_dir, self.pending, health_interval=config.health_interval,
+                                 unhealthy_threshold=config.unhealthy_threshold)
+        self.registry.load(config.peers)
+        self.groups = Groups(config.task_ttl, config.exists_ttl)
+        self.client: Any = None
+        self._health_task: Optional[asyncio.Task] = None
+        self._background: set[asyncio.Task] = set()
+
+    async def startup(self) -> None:
+        import httpx
+
+        timeout = httpx.Timeout(connect=self.config.peer_connect_timeout, read=self.config.peer_read_timeout,
+                                write=self.config.peer_read_timeout, pool=self.config.peer_read_timeout)
+        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=30.0)
+        from .rawhttp import RawPool
+
+        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False, follow_redirects=False)
+        self.registry.client = self.client
+        if self.config.raw_reads:
+            self.registry.raw = RawPool(self.config.peer_connect_timeout, self.config.peer_read_timeout)
+        await self.registry.check_all(first=True)
+        self._health_task = asyncio.ensure_future(self.registry.run())
+
+    async def shutdown(self) -> None:
+        tasks = [t for t in [self._health_task, *self._background] if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.registry.raw is not None:
+            self.registry.raw.close()
+        if self.client is not None:
+            await self.client.aclose()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background (best effort), keeping a reference until done."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- placement helpers -----------------------------------------------------------
+    def ranked(self, bucket_id: str, key: str) -> list[PeerEntry]:
+        """Every known peer in ranking order (§P4.2)."""
+        peers = self.registry.peers
+        return [peers[p] for p in rank(peers, bucket_id, key)]
+
+    def ranked_available(self, bucket_id: str, key: str) -> list[PeerEntry]:
+        return [e for e in self.ranked(bucket_id, key) if e.available]
+
+
+class Request:
+    """The parts of an ASGI HTTP request that handlers use."""
+
+    def __init__(self, scope: Mapping[str, Any], receive: Callable[[], Any]) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.method: str = scope["method"]
+        self.headers: dict[str, str] = {}
+        for name, value in scope.get("headers", []):
+            self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        raw_query = scope.get("query_string", b"").decode("latin-1")
+        self.query_all: dict[str, list[str]] = parse_qs(raw_query, keep_blank_values=True)
+        self.query: dict[str, str] = {k: v[0] for k, v in self.query_all.items()}
+
+    async def body(self, limit: int = MAX_JSON_BODY) -> bytes:
+        """The whole (small) body; 413/400 beyond ``limit``."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size <= limit:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+            if size > 4 * limit:
+                break
+        if size > limit:
+            raise HTTPError(413, 400, "JSON body too large (limit 1 MiB)")
+        return b"".join(chunks)
+
+    async def json(self) -> Any:
+        raw = await self.body()
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise unprocessable("body is not valid JSON", ["body"], "json_invalid") from None
+
+
+class Response:
+    """A complete (non-streamed) answer."""
+
+    __slots__ = ("status", "body", "headers")
+
+    def __init__(self, status: int, body: bytes = b"", headers: Optional[list[tuple[str, str]]] = None) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers or []
+
+    async def send(self, send: Callable[[dict], Any]) -> None:
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
+        if self.status != 204 and self.status != 304:
+            headers.append((b"content-length", str(len(self.body)).encode()))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body if self.status != 204 else b""})
+
+
+def json_response(obj: Any, status: int = 200, headers: Optional[list[tuple[str, str]]] = None) -> Response:
+    return Response(status, json.dumps(obj, separators=(",", ":")).encode(),
+                    [("content-type", "application/json"), *(headers or [])])
+
+
+def empty(status: int = 204, headers: Optional[list[tuple[str, str]]] = None) -> Response:
+    return Response(status, b"", headers)
+
+
+def error_response(exc: HTTPError, close: bool = False) -> Response:
+    headers = list(exc.headers.items())
+    if close:
+        headers.append(("connection", "close"))
+    return json_response(exc.body(), exc.status, headers)

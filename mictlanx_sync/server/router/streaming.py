@@ -1,0 +1,453 @@
+"""Data relays: phase 2 to every replica at once (R6/R7) and reads with failover (R10/R11).
+
+**Writes.** The client body is cut into pieces of ``piece_size`` and put on one bounded
+queue per replica (depth ``queue_depth``); each replica's P3 upload drains its queue. The
+router reads more of the client body only when every queue has room, so memory per upload
+stays below ``replicas x queue_depth x piece_size`` whatever the object size (§P4.5).
+
+**Reads.** Holders are tried one at a time in ranking order; a holder is abandoned on 404,
+on a transport error or on a 5xx *before the first body byte*. Once bytes went out, a
+broken upstream stream aborts the client connection (no terminating chunk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Optional
+
+from ..common import HTTPError
+from .fanout import Reply
+from .groups import Group
+from .registry import PeerEntry, Registry
+
+log = logging.getLogger("mictlanx_sync.server.router")
+
+MULTIPART_SLACK = 64 * 1024
+
+
+class ClientGone(Exception):
+    """The client disconnected while sending its body."""
+
+
+class StreamBroken(Exception):
+    """An upstream data stream failed after the response started: abort the connection."""
+
+
+class _ReplicaDone(Exception):
+    """A replica upload ended before the router finished sending (always a failure)."""
+
+
+class _Integrity(Exception):
+    def __init__(self, received: int) -> None:
+        super().__init__(received)
+        self.received = received
+
+
+# --- the client's request body --------------------------------------------------------------
+class ClientBody:
+    """The ASGI request body, message by message, counting the raw bytes received."""
+
+    def __init__(self, receive: Callable[[], Any]) -> None:
+        self.receive = receive
+        self.done = False
+        self.received = 0
+
+    async def next(self) -> Optional[bytes]:
+        if self.done:
+            return None
+        message = await self.receive()
+        if message["type"] == "http.disconnect":
+            self.done = True
+            raise ClientGone()
+        body = message.get("body", b"")
+        self.received += len(body)
+        if not message.get("more_body", False):
+            self.done = True
+        return body
+
+    async def drain(self, limit: int) -> bool:
+        """Read and discard the rest up to ``limit`` bytes in all; True if the body ended."""
+        try:
+            while not self.done:
+                if self.received > limit:
+                    return False
+                await self.next()
+        except ClientGone:
+            return False
+        return True
+
+
+class MultipartData:
+    """Incremental ``multipart/form-data`` parsing that yields the ``data`` part's bytes (P2)."""
+
+    def __init__(self, content_type: str) -> None:
+        from python_multipart.multipart import MultipartParser, parse_options_header
+
+        self._parse_options = parse_options_header
+        kind, params = parse_options_header(content_type)
+        boundary = params.get(b"boundary")
+        if kind != b"multipart/form-data" or not boundary:
+            raise HTTPError(422, 400, "body must be multipart/form-data with a boundary",
+                            errors=[{"loc": ["body"], "msg": "not multipart", "type": "value_error"}])
+        self.out: list[bytes] = []
+        self.seen_data = False
+        self.ended = False
+        self._in_data = False
+        self._field = b""
+        self._value = b""
+        self._disposition = b""
+        callbacks = {
+            "on_part_begin": self._part_begin, "on_header_field": self._header_field,
+            "on_header_value": self._header_value, "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished, "on_part_data": self._part_data,
+            "on_part_end": self._part_end, "on_end": self._end,
+        }
+        self.parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+
+    def _part_begin(self) -> None:
+        self._disposition = b""
+        self._field = b""
+        self._value = b""
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        if self._field.lower() == b"content-disposition":
+            self._disposition = self._value
+        self._field = b""
+        self._value = b""
+
+    def _headers_finished(self) -> None:
+        _, params = self._parse_options(self._disposition)
+        self._in_data = params.get(b"name") == b"data" and not self.seen_data
+        if self._in_data:
+            self.seen_data = True
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._in_data and end > start:
+            self.out.append(data[start:end])
+
+    def _part_end(self) -> None:
+        self._in_data = False
+
+    def _end(self) -> None:
+        self.ended = True
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        from python_multipart.exceptions import MultipartParseError
+
+        try:
+            self.parser.write(chunk)
+        except MultipartParseError as exc:
+            raise HTTPError(422, 400, f"invalid multipart body: {exc}",
+                            errors=[{"loc": ["body"], "msg": str(exc), "type": "value_error"}]) from None
+        out, self.out = self.out, []
+        return out
+
+
+# --- phase 2 to every replica ------------------------------------------------------------
+class ReplicaUpload:
+    """One replica's P3 upload, fed through a bounded queue."""
+
+    def __init__(self, registry: Registry, entry: PeerEntry, group: Group, depth: int) -> None:
+        self.registry = registry
+        self.entry = entry
+        self.group = group
+        self.queue: asyncio.Queue[Optional[bytes]] = asyncio.Queue(max(1, depth))
+        self.task: asyncio.Task[Reply] = asyncio.ensure_future(self._run())
+
+    async def _body(self) -> AsyncIterator[bytes]:
+        queue = self.queue
+        while True:
+            piece = await queue.get()
+            if piece is None:
+                return
+            yield piece
+
+    async def _run(self) -> Reply:
+        import httpx
+
+        url = f"{self.entry.url}/api/v4/buckets/data/{self.group.group_id}/chunked"
+        headers = {"Content-Length": str(self.group.size), "Content-Type": "application/octet-stream"}
+        try:
+            response = await self.registry.client.post(url, content=self._body(), headers=headers)
+        except httpx.HTTPError as exc:
+            self.registry.mark_failure(self.entry)
+            return Reply(self.entry.peer_id, None, error=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # never lose the rollback to an unexpected error
+            log.exception("upload to %s failed", self.entry.peer_id)
+            return Reply(self.entry.peer_id, None, error=f"{type(exc).__name__}: {exc}")
+        try:
+            body = response.json() if response.content else None
+        except ValueError:
+            body = None
+        return Reply(self.entry.peer_id, response.status_code, body, response.headers)
+
+    async def put(self, piece: Optional[bytes]) -> None:
+        """Queue ``piece``; raises ``_ReplicaDone`` if the upload ended first."""
+        if self.task.done():
+            raise _ReplicaDone()
+        try:
+            self.queue.put_nowait(piece)
+            return
+        except asyncio.QueueFull:
+            pass
+        putter = asyncio.ensure_future(self.queue.put(piece))
+        done, _ = await asyncio.wait({putter, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        if putter not in done:
+            putter.cancel()
+            raise _ReplicaDone()
+
+
+@dataclass
+class PutOutcome:
+    size: int
+    replies: list[Reply]
+
+
+async def stream_to_replicas(registry: Registry, group: Group, body: ClientBody, *, piece_size: int,
+                             queue_depth: int, multipart: Optional[MultipartData]) -> PutOutcome:
+    """Relay the client body to every replica; raises HTTPError after cleaning up on failure."""
+    entries = []
+    for replica in group.replicas:
+        entry = registry.get(replica.peer_id)
+        if entry is None:
+            await body.drain(_drain_limit(group))
+            await cleanup(registry, group)
+            raise HTTPError(502, 502, f"replica {replica.peer_id} is no longer registered",
+                            errors=[{"peer_id": replica.peer_id, "status": 502, "code": 502,
+                                     "msg": "peer removed"}])
+        entries.append(entry)
+    uploads = [ReplicaUpload(registry, e, group, queue_depth) for e in entries]
+    size = group.size
+    count = 0
+    try:
+        pieces: list[bytes] = []
+        pending = 0
+        while True:
+            chunk = await body.next()
+            if chunk is None:
+                break
+            parts = multipart.feed(chunk) if multipart is not None else ([chunk] if chunk else [])
+            for part in parts:
+                count += len(part)
+                pieces.append(part)
+                pending += len(part)
+            if count > size:
+                raise _Integrity(count)
+            if pending >= piece_size:
+                piece = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                pieces, pending = [], 0
+                for upload in uploads:
+                    await upload.put(piece)
+        if multipart is not None and not (multipart.seen_data and multipart.ended):
+            raise HTTPError(422, 400, "missing data part" if not multipart.seen_data else "truncated multipart body",
+                            errors=[{"loc": ["body", "data"], "msg": "field required", "type": "missing"}])
+        if count != size:
+            raise _Integrity(count)
+        if pending:
+            piece = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            for upload in uploads:
+                await upload.put(piece)
+        for upload in uploads:
+            await upload.put(None)
+        replies = list(await asyncio.gather(*(u.task for u in uploads)))
+    except BaseException as exc:
+        failures = await _abort(uploads)
+        if isinstance(exc, (ClientGone, asyncio.CancelledError)):
+            await cleanup(registry, group)
+            raise
+        await body.drain(_drain_limit(group))
+        await cleanup(registry, group)
+        if isinstance(exc, _Integrity):
+            received = exc.received
+            if not body.done:
+                received = max(received, count)
+            raise HTTPError(400, 501, f"integrity failure: received {received} bytes, expected {size}",
+                            expected_size=size, received_size=received, expected_checksum=group.checksum,
+                            errors=[r.describe() for r in failures]) from None
+        if isinstance(exc, _ReplicaDone):
+            from .fanout import combine_failures
+
+            raise combine_failures(failures or [Reply(e.peer_id, None, error="aborted") for e in entries],
+                                   bucket_id=group.bucket_id, key=group.key) from None
+        raise
+    failures = [r for r in replies if not r.ok]
+    if failures:
+        await cleanup(registry, group)
+        from .fanout import combine_failures
+
+        raise combine_failures(failures, bucket_id=group.bucket_id, key=group.key)
+    return PutOutcome(count, replies)
+
+
+def _drain_limit(group: Group) -> int:
+    return group.size + MULTIPART_SLACK
+
+
+async def _abort(uploads: list[ReplicaUpload]) -> list[Reply]:
+    """Cancel the unfinished uploads; the replies of those that had finished and failed."""
+    for upload in uploads:
+        if not upload.task.done():
+            upload.task.cancel()
+    await asyncio.gather(*(u.task for u in uploads), return_exceptions=True)
+    failures = []
+    for upload in uploads:
+        if upload.task.cancelled():
+            continue
+        reply = upload.task.result()
+        if not reply.ok:
+            failures.append(reply)
+    return failures
+
+
+async def cleanup(registry: Registry, group: Group) -> None:
+    """Roll back a failed phase 2 (§P4.4): cancel the peer tasks, delete what this group committed."""
+    from .fanout import call
+
+    calls = []
+    for replica in group.replicas:
+        entry = registry.get(replica.peer_id)
+        if entry is None:
+            continue
+        calls.append(call(registry, entry, "DELETE", f"/tasks/{group.group_id}"))
+        if not replica.exists:
+            calls.append(call(registry, entry, "DELETE", f"/buckets/{group.bucket_id}/{group.key}",
+                              headers={"Task-Id": group.group_id}))
+    await asyncio.shield(asyncio.gather(*calls))
+
+
+# --- reads with failover ---------------------------------------------------------------------
+@dataclass
+class Opened:
+    entry: PeerEntry
+    status: int
+    headers: Any  # lower-case name -> value
+    first: bytes
+    iterator: AsyncIterator[bytes]
+    closer: Callable[[], Any]
+
+    async def aclose(self) -> None:
+        await self.closer()
+
+
+async def open_data(registry: Registry, entry: PeerEntry, path: str, headers: dict[str, str],
+                    expect_size: Optional[int] = None) -> tuple[str, Any]:
+    """Open P5 on one holder: ``("ok", Opened)``, ``("missing", None)``, ``("failed", msg)`` or
+    ``("reply", (status, headers, body))`` for an answer to pass through (416).
+
+    Plain-http peers are read through the lean :mod:`.rawhttp` client; https peers through httpx.
+    """
+    import httpx
+
+    from .rawhttp import RawHTTPError
+
+    errors: tuple[type[Exception], ...] = (httpx.HTTPError, RawHTTPError)
+    try:
+        if entry.protocol == "http" and registry.raw is not None:
+            raw = await registry.raw.get(entry.hostname, entry.port, f"/api/v4{path}", headers)
+            status, peer_headers, response = raw.status, raw.headers, raw
+            make_iterator: Callable[[], AsyncIterator[bytes]] = raw.iter_raw
+        else:
+            client = registry.client
+            request = client.build_request("GET", f"{entry.url}/api/v4{path}", headers=headers)
+            streamed = await client.send(request, stream=True)
+            status, peer_headers, response = streamed.status_code, streamed.headers, streamed
+            make_iterator = streamed.aiter_raw
+    except errors as exc:
+        registry.mark_failure(entry)
+        return "failed", f"{type(exc).__name__}: {exc}"
+    if status not in (200, 206):
+        try:
+            body = await response.aread()
+        except errors:
+            body = b""
+        finally:
+            await response.aclose()
+        if status == 404:
+            return "missing", None
+        if status >= 500:
+            return "failed", f"HTTP {status}"
+        return "reply", (status, peer_headers, body)
+    if expect_size is not None and peer_headers.get("content-length") not in (None, str(expect_size)):
+        await response.aclose()
+        return "missing", None  # another version of the chunk: try the next holder
+    iterator = make_iterator()
+    try:
+        first = await iterator.__anext__()
+    except StopAsyncIteration:
+        first = b""
+    except errors as exc:
+        await response.aclose()
+        registry.mark_failure(entry)
+        return "failed", f"{type(exc).__name__}: {exc}"
+    return "ok", Opened(entry, status, peer_headers, first, iterator, response.aclose)
+
+
+async def open_first(registry: Registry, candidates: list[PeerEntry], path: str, headers: dict[str, str],
+                     expect_size: Optional[int] = None) -> tuple[Optional[Opened], list[str]]:
+    """Try ``candidates`` one at a time; the first open stream and the peers that failed."""
+    failed: list[str] = []
+    for entry in candidates:
+        kind, value = await open_data(registry, entry, path, headers, expect_size)
+        if kind == "ok":
+            return value, failed
+        if kind == "failed":
+            failed.append(entry.peer_id)
+        elif kind == "reply":
+            status, peer_headers, raw = value
+            raise PassThrough(status, peer_headers, raw)
+    return None, failed
+
+
+class PassThrough(Exception):
+    """A peer answer (e.g. 416) returned to the client as is."""
+
+    def __init__(self, status: int, headers: Any, body: bytes) -> None:
+        super().__init__(status)
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+async def watch_disconnect(receive: Callable[[], Any]) -> None:
+    """Return once the client has gone (ASGI ``http.disconnect``)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def relay(send: Callable[[dict], Any], opened: Opened, *, last: bool = True,
+                gone: Optional[asyncio.Future] = None) -> int:
+    """Send ``opened``'s body to the client; raises ``StreamBroken`` if the upstream breaks and
+    ``ClientGone`` once ``gone`` (a :func:`watch_disconnect` task) has finished."""
+    import httpx
+
+    from .rawhttp import RawHTTPError
+
+    sent = 0
+    try:
+        if opened.first:
+            await send({"type": "http.response.body", "body": opened.first, "more_body": True})
+            sent += len(opened.first)
+        try:
+            async for chunk in opened.iterator:
+                if gone is not None and gone.done():
+                    raise ClientGone()
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    sent += len(chunk)
+        except (httpx.HTTPError, RawHTTPError) as exc:
+            raise StreamBroken(f"stream from {opened.entry.peer_id} broke after {sent} bytes: {exc}") from None
+    finally:
+        await opened.aclose()
+    if last:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    return sent

@@ -1,0 +1,244 @@
+"""Router write endpoints: R4, R5, R6/R7/R8, R9, R13, R14 (protocol §P4.4, §P4.5, §P4.6)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable, Optional
+
+from ..common import (
+    HTTPError,
+    bad_request,
+    header_task_id,
+    parse_bool,
+    parse_chunk_size,
+    parse_if_match,
+    path_task_id,
+    unprocessable,
+)
+from . import validation as v
+from .fanout import Reply, call, combine_failures, fan_out, missing, no_peer_available
+from .groups import Group, Replica
+from .pending import ANY, ball_record, key_record
+from .placement import rank
+from .state import Request, Response, RouterState, empty, error_response, json_response
+from .streaming import ClientBody, ClientGone, MultipartData, cleanup, stream_to_replicas
+
+
+# --- R5 -------------------------------------------------------------------------------------
+async def put_metadata(st: RouterState, req: Request, bucket_id: str) -> Response:
+    started = time.perf_counter()
+    update = parse_bool(req.headers.get("update"), "Update")
+    meta = v.put_metadata_body(await req.json(), bucket_id)
+    key, rf = meta["key"], meta["replication_factor"]
+    available = st.registry.available_ids()
+    if len(available) < rf:
+        raise HTTPError(404, 666, "No available peers.", suggestion="Add more peers or delete replicas.",
+                        bucket_id=bucket_id, key=key, replicas=[], available_peers=len(available),
+                        replication_factor=rf)
+    chosen = [st.registry.peers[p] for p in rank(available, bucket_id, key)[:rf]]
+    group_id = st.groups.new_id()
+    p1_body = {"key": key, "size": meta["size"], "checksum": meta["checksum"], "tags": meta["tags"],
+               "producer_id": meta["producer_id"], "content_type": meta["content_type"],
+               "ball_id": meta["ball_id"], "bucket_id": bucket_id, "is_disable": meta["is_disabled"]}
+    headers = {"Task-Id": group_id, "Update": "1" if update else "0"}
+    replies = await fan_out(st.registry, chosen, "POST", f"/buckets/{bucket_id}/metadata",
+                            headers=headers, json_body=p1_body)
+    failures = [r for r in replies if not r.ok]
+    if failures:
+        succeeded = [e for e, r in zip(chosen, replies, strict=True) if r.ok]
+        await asyncio.gather(*(call(st.registry, e, "DELETE", f"/tasks/{group_id}") for e in succeeded))
+        raise combine_failures(failures, bucket_id=bucket_id, key=key)
+    replicas = [Replica(r.peer_id, bool(isinstance(r.body, dict) and r.body.get("exists"))) for r in replies]
+    group = st.groups.add(group_id, bucket_id, key, meta["size"], meta["checksum"], meta["content_type"],
+                          update, replicas)
+    return json_response({"key": key, "service_time": time.perf_counter() - started, "tasks_ids": [group_id],
+                          "bucket_id": bucket_id, "replicas": [r.peer_id for r in replicas],
+                          "extra": {"exists": group.exists}})
+
+
+# --- R6, R7, R8 --------------------------------------------------------------------------------
+async def put_data(st: RouterState, req: Request, send: Callable[[dict], Any], task_id: str,
+                   multipart: bool) -> Optional[Response]:
+    body = ClientBody(req.receive)
+    try:
+        group_id = path_task_id(task_id)
+        piece_size = parse_chunk_size(req.headers.get("chunk-size"), st.config.piece_size)
+        group = st.groups.claim(group_id)
+        if group is None:
+            raise HTTPError(404, 404, f"unknown, expired or already claimed group: {group_id}")
+    except HTTPError as exc:
+        # No phase-1 size to bound the drain: drain a small body, else answer and close (§P3.2).
+        drained = await body.drain(1024 * 1024)
+        return error_response(exc, close=not drained)
+    try:
+        parser = MultipartData(req.headers.get("content-type", "")) if multipart else None
+    except HTTPError as exc:
+        drained = await body.drain(group.size + 64 * 1024)
+        await cleanup(st.registry, group)
+        return error_response(exc, close=not drained)
+    try:
+        outcome = await stream_to_replicas(st.registry, group, body, piece_size=piece_size,
+                                           queue_depth=st.config.queue_depth, multipart=parser)
+    except ClientGone:
+        return None
+    except HTTPError as exc:
+        return error_response(exc, close=not body.done)
+    if group.update:
+        st.spawn(_update_cleanup(st, group))
+    result = {"peer_ids": [r.peer_id for r in outcome.replies], "combined_key": f"{group.bucket_id}@{group.key}",
+              "bucket_id": group.bucket_id, "key": group.key, "size": outcome.size}
+    return json_response(result, 201 if multipart else 200)
+
+
+async def _update_cleanup(st: RouterState, group: Group) -> None:
+    """After an ``Update: 1`` commit, delete stale copies outside the replicas (§P4.4)."""
+    replicas = {r.peer_id for r in group.replicas}
+    others = [e for e in st.registry.available() if e.peer_id not in replicas]
+    if not others:
+        return
+    replies = await fan_out(st.registry, others, "GET", f"/buckets/{group.bucket_id}/metadata/{group.key}")
+    for entry, reply in zip(others, replies, strict=True):
+        if reply.status != 200 or not isinstance(reply.body, dict):
+            continue
+        stale = (reply.body.get("metadata") or {}).get("checksum")
+        if isinstance(stale, str) and len(stale) == 64:
+            await call(st.registry, entry, "DELETE", f"/buckets/{group.bucket_id}/{group.key}",
+                       headers={"If-Match": f'"{stale}"'})
+
+
+# --- R4 -------------------------------------------------------------------------------------
+async def update_metadata(st: RouterState, req: Request, bucket_id: str, key: str) -> Response:
+    body = await req.json()
+    if not isinstance(body, dict):
+        raise unprocessable("body must be a JSON object", ["body"], "dict_type")
+    if body.get("key") not in (None, "") and body["key"] != key:
+        raise bad_request(f"body key {body['key']!r} differs from the path key {key!r}")
+    if body.get("bucket_id") not in (None, "") and body["bucket_id"] != bucket_id:
+        raise bad_request(f"body bucket_id {body['bucket_id']!r} differs from the path bucket {bucket_id!r}")
+    changes: dict[str, Any] = {}
+    if body.get("tags") is not None:
+        changes["tags"] = v.check_tags(body["tags"])
+    if body.get("content_type") is not None:
+        changes["content_type"] = v.check_content_type(body["content_type"])
+    if body.get("producer_id") is not None:
+        changes["producer_id"] = v.check_producer(body["producer_id"])
+    if body.get("ball_id") not in (None, ""):
+        changes["ball_id"] = v.check_key(body["ball_id"], "ball_id")
+    disabled = v.disabled_flag(body)
+    if disabled is not None:
+        changes["is_disabled"] = disabled
+    size = v.check_size(body["size"]) if body.get("size") is not None else None
+    checksum = v.check_checksum(body["checksum"]) if body.get("checksum") is not None else None
+
+    entries = st.ranked_available(bucket_id, key)
+    if not entries:
+        raise missing(st.registry, [], f"{bucket_id}@{key}", fail_code=504, bucket_id=bucket_id, key=key)
+    lookups = await fan_out(st.registry, entries, "GET", f"/buckets/{bucket_id}/metadata/{key}")
+    holders = [(e, r.body["metadata"]) for e, r in zip(entries, lookups, strict=True)
+               if r.status == 200 and isinstance(r.body, dict) and isinstance(r.body.get("metadata"), dict)]
+    failed = [r for r in lookups if r.failed]
+    if not holders:
+        raise missing(st.registry, [r.peer_id for r in failed], f"{bucket_id}@{key}", fail_code=504,
+                      bucket_id=bucket_id, key=key)
+    stored = holders[0][1]
+    changed_size = size is not None and size != stored.get("size")
+    if changed_size or (checksum is not None and checksum != stored.get("checksum")):
+        raise bad_request("size and checksum cannot change: data changes need a new PUT", bucket_id=bucket_id, key=key)
+    errors: list[Reply] = list(failed)
+    results = await asyncio.gather(*(_apply_update(st, e, m, changes, bucket_id, key) for e, m in holders))
+    errors.extend(r for r in results if r is not None)
+    if errors:
+        raise HTTPError(502, 504, "metadata update failed on some peers", errors=[r.describe() for r in errors],
+                        bucket_id=bucket_id, key=key)
+    return empty(204)
+
+
+async def _apply_update(st: RouterState, entry: Any, meta: dict, changes: dict, bucket_id: str,
+                        key: str) -> Optional[Reply]:
+    body = {"key": key, "size": meta.get("size"), "checksum": meta.get("checksum"), "bucket_id": bucket_id,
+            "tags": changes.get("tags", meta.get("tags", {})),
+            "content_type": changes.get("content_type", meta.get("content_type", "application/octet-stream")),
+            "producer_id": changes.get("producer_id", meta.get("producer_id", "")),
+            "ball_id": changes.get("ball_id", meta.get("ball_id", key)),
+            "is_disable": changes.get("is_disabled", meta.get("is_disabled", False))}
+    reply = await call(st.registry, entry, "POST", f"/buckets/{bucket_id}/metadata", headers={"Update": "1"},
+                       json_body=body)
+    if not reply.ok:
+        return reply
+    task_id = reply.body.get("task_id") if isinstance(reply.body, dict) else None
+    if isinstance(task_id, str):
+        await call(st.registry, entry, "DELETE", f"/tasks/{task_id}")
+    return None
+
+
+# --- R9 -------------------------------------------------------------------------------------
+async def disable(st: RouterState, req: Request, bucket_id: str, key: str) -> Response:
+    entries = st.ranked_available(bucket_id, key)
+    replies = await fan_out(st.registry, entries, "POST", f"/buckets/{bucket_id}/{key}/disable")
+    if any(r.ok for r in replies):
+        return empty(204)
+    failed = [r for r in replies if r.status != 404]
+    if failed:
+        raise HTTPError(502, 504, "disable failed on every holder", errors=[r.describe() for r in failed],
+                        bucket_id=bucket_id, key=key)
+    raise missing(st.registry, [], f"{bucket_id}@{key}", fail_code=504, bucket_id=bucket_id, key=key)
+
+
+# --- R13, R14 -------------------------------------------------------------------------------
+async def delete_key(st: RouterState, req: Request, bucket_id: str, key: str) -> Response:
+    if_match = parse_if_match(req.headers.get("if-match"))
+    task_id = header_task_id(req.headers.get("task-id"))
+    force = parse_bool(req.headers.get("force"), "Force", default=True)
+    entries = st.registry.available()
+    if not entries:
+        raise no_peer_available(unavailable_peers=st.registry.unavailable_ids(), bucket_id=bucket_id, key=key)
+    headers = {"Force": "1" if force else "0"}
+    if if_match:
+        headers["If-Match"] = f'"{if_match}"'
+    if task_id:
+        headers["Task-Id"] = task_id
+    replies = await fan_out(st.registry, entries, "DELETE", f"/buckets/{bucket_id}/{key}", headers=headers)
+    deleted = [r for r in replies if r.status == 200]
+    n_deletes = sum(_n_deletes(r) for r in deleted)
+    etags = {r.headers.get("etag", "").strip('"').lower() for r in deleted} - {""}
+    failed = sorted(r.peer_id for r in replies if r.status not in (200, 404, 412))
+    recorded = if_match or (next(iter(etags)) if len(etags) == 1 else ANY)
+    pending_peers = st.registry.unavailable_ids()
+    st.pending.add([key_record(p, bucket_id, key, recorded, task_id) for p in pending_peers])
+    if n_deletes > 0 or (not failed and pending_peers):
+        return json_response({"n_deletes": n_deletes, "key": key, "failed_peers": failed,
+                              "pending_peers": pending_peers}, headers=[("n-deletes", str(n_deletes))])
+    if failed:
+        raise HTTPError(502, 504, "delete failed on some peers", failed_peers=failed, pending_peers=pending_peers,
+                        bucket_id=bucket_id, key=key)
+    if any(r.status == 412 for r in replies):
+        raise HTTPError(412, 405, "precondition failed; nothing deleted", bucket_id=bucket_id, key=key)
+    raise HTTPError(404, 404, f"{bucket_id}@{key} not found", headers={"n-deletes": "0"}, bucket_id=bucket_id,
+                    key=key)
+
+
+async def delete_ball(st: RouterState, req: Request, bucket_id: str, ball_id: str) -> Response:
+    entries = st.registry.available()
+    if not entries:
+        raise no_peer_available(unavailable_peers=st.registry.unavailable_ids(), bucket_id=bucket_id,
+                                ball_id=ball_id)
+    replies = await fan_out(st.registry, entries, "DELETE", f"/buckets/{bucket_id}/bid/{ball_id}")
+    n_deletes = sum(_n_deletes(r) for r in replies if r.status == 200)
+    failed = sorted(r.peer_id for r in replies if r.status not in (200, 404))
+    pending_peers = st.registry.unavailable_ids()
+    st.pending.add([ball_record(p, bucket_id, ball_id) for p in pending_peers])
+    if failed and n_deletes == 0:
+        raise HTTPError(502, 504, "delete failed on some peers", failed_peers=failed, pending_peers=pending_peers,
+                        bucket_id=bucket_id, ball_id=ball_id)
+    return json_response({"n_deletes": n_deletes, "ball_id": ball_id, "failed_peers": failed,
+                          "pending_peers": pending_peers}, headers=[("n-deletes", str(n_deletes))])
+
+
+def _n_deletes(reply: Reply) -> int:
+    if isinstance(reply.body, dict) and isinstance(reply.body.get("n_deletes"), int):
+        return int(reply.body["n_deletes"])
+    try:
+        return int(reply.headers.get("n-deletes", "1"))
+    except ValueError:
+        return 1
