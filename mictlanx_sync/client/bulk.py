@@ -67,8 +67,16 @@ class BulkRunner:
             if bulk_id in self.engine.bulk_jobs:
                 return Err(AlreadyExistsError(f"bulk job {bulk_id!r} already exists"))
             self.engine.bulk_jobs[bulk_id] = job
-        pool = self.engine.bulk_pool()
-        job.futures = [pool.submit(self._run_item, job, item) for item in items]
+        try:
+            pool = self.engine.bulk_pool()
+            for item in items:
+                job.futures.append(pool.submit(self._run_item, job, item))
+        except (ValidationError, RuntimeError):  # close() ran meanwhile
+            for future in job.futures:
+                future.cancel()
+            with self.engine.bulk_lock:
+                self.engine.bulk_jobs.pop(bulk_id, None)
+            return Err(ValidationError("client is closed"))
         return Ok(True)
 
     def wait(self, bulk_id: str, remove_on_completion: bool,

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from logging.handlers import TimedRotatingFileHandler
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Generator, List, Optional, Sequence, Tuple, Union
 
 from ..protocol import uri as uri_module
 from ..protocol.errors import MictlanXError, NotFoundError, ValidationError
@@ -27,6 +27,7 @@ from ..protocol.models import (
     Bucket,
     BulkPutResult,
     Chunk,
+    Chunks,
     DeleteBucketResponse,
     DeletedByBallIdResponse,
     DeletedByKeyResponse,
@@ -46,7 +47,7 @@ from .layout import SINGLE_CHUNK_ALLOWED, validate_object_key, validate_tags
 from .options import chunk_size_bytes, merge_alias, piece_size, positive_int, retry_policy
 from .progress import progress_bar
 from .reads import Reader
-from .sources import BytesSource, ChunkSource, FileSource, ListSource
+from .sources import BytesSource, ChunkSource, FileSource, IterableSource, ListSource, check_chunk_id
 from .writes import WritePlan, Writer
 
 __all__ = ["Client"]
@@ -170,6 +171,19 @@ class Client:
         self._engine.check_process()
         return None
 
+    def _logged(self, operation: str, bucket_id: Any, key: Any, result: Any) -> Any:
+        """ERROR once per operation that ends in ``Err`` (client-api §8.4); returns ``result``.
+
+        Only when logging is configured (a handler exists for this logger or an ancestor):
+        an unconfigured application never gets these lines from logging's last-resort
+        stderr handler; it sees the ``Err`` it was returned.
+        """
+        if isinstance(result, Err) and self.logger.hasHandlers():
+            error = result.unwrap_err()
+            self.logger.error("%s bucket=%s key=%s failed: %s", operation, bucket_id, key,
+                              " ".join(str(error).split())[:500])
+        return result
+
     def _timeout(self, timeout: Timeout) -> Tuple[float, float]:
         return self.timeout if timeout is None else _timeout_pair(timeout)
 
@@ -185,15 +199,17 @@ class Client:
 
     def _put_source(self, plan: WritePlan, make_source: Any, what: str) -> Result[bool, MictlanXError]:
         source: Optional[ChunkSource] = None
+        result: Result[bool, MictlanXError]
         try:
             source = make_source()
             with progress_bar(self.progress, source.size, f"put {plan.key}", "B") as advance:
-                return self._writer.put_object(plan, source, advance)
+                result = self._writer.put_object(plan, source, advance)
         except MictlanXError as error:
-            return Err(error)
+            result = Err(error)
         finally:
             if source is not None:
                 source.close()
+        return self._logged(what, plan.bucket_id, plan.key, result)
 
     def put(
         self, bucket_id: str, key: str, value: Union[bytes, bytearray, memoryview],
@@ -248,12 +264,14 @@ class Client:
         if (closed := self._ready()) is not None:
             return closed
         try:
-            items = list(chunks)
-            for i, item in enumerate(items):
-                if isinstance(item, Chunk) and item.chunk_id not in (f"{key}_{i}", f"{item.group_id}_{i}"):
-                    raise ValidationError(f"chunk {i} has chunk_id {item.chunk_id!r}, expected {key}_{i}")
             plan = self._plan(bucket_id, key, rf, tags, update, timeout, max_tries, max_backoff,
                               max_concurrency or self.max_workers)
+            if isinstance(chunks, Chunks):  # lazy (from_file): two passes, never all in memory
+                return self._put_source(plan, lambda: IterableSource(chunks, key), "put_chunks")
+            items = list(chunks)
+            for i, item in enumerate(items):
+                if isinstance(item, Chunk):
+                    check_chunk_id(item, key, i)
         except ValidationError as error:
             return Err(error)
         return self._put_source(plan, lambda: ListSource(items), "put_chunks")
@@ -332,7 +350,8 @@ class Client:
         except ValidationError as error:
             return Err(error)
         with progress_bar(self.progress, None, f"get {key}", "B") as advance:
-            return self._reader.get(bucket_id, key, options, single=chunk_index == -1, progress=advance)
+            result = self._reader.get(bucket_id, key, options, single=chunk_index == -1, progress=advance)
+        return self._logged("get", bucket_id, key, result)
 
     def get_to_file(
         self, bucket_id: str, ball_id: str, output_path: str = "", fullname: str = "",
@@ -358,7 +377,8 @@ class Client:
         except ValidationError as error:
             return Err(error)
         with progress_bar(self.progress, None, f"get {ball_id}", "B") as advance:
-            return self._reader.get_to_file(bucket_id, ball_id, output_path, fullname, options, overwrite, advance)
+            result = self._reader.get_to_file(bucket_id, ball_id, output_path, fullname, options, overwrite, advance)
+        return self._logged("get_to_file", bucket_id, ball_id, result)
 
     def get_chunks(
         self, bucket_id: str, key: str, max_parallel_gets: int = 10, headers: Optional[Dict[str, str]] = None,
@@ -366,7 +386,7 @@ class Client:
         delay: Optional[float] = None, backoff_factor: Optional[float] = None, force: bool = False,
         max_backoff: Optional[float] = None, chunk_index: int = 0, max_delay: Optional[float] = None,
         jitter: Optional[bool] = None, order: bool = False, *, verify_full: bool = True,
-    ) -> Iterator[Tuple[Metadata, memoryview]]:
+    ) -> Generator[Tuple[Metadata, memoryview], None, None]:
         """A generator of verified ``(Metadata, memoryview)`` chunks; raises typed errors.
 
         ``order=True`` yields in index order (and checks ``full_checksum`` after the last).

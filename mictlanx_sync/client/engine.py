@@ -14,6 +14,7 @@ import concurrent.futures as cf
 import logging
 import os
 import threading
+import time
 import weakref
 from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar
 
@@ -88,8 +89,13 @@ class Engine:
 
     # --- pools ---------------------------------------------------------------------------
     def transfer_pool(self) -> cf.ThreadPoolExecutor:
-        """The one transfer pool: its tasks move chunk bytes and never wait on each other."""
+        """The one transfer pool: its tasks move chunk bytes and never wait on each other.
+
+        Raises ``ValidationError("client is closed")`` once closing (never a new pool then).
+        """
         with self._pool_lock:
+            if self.closing.is_set():
+                raise ValidationError("client is closed")
             if self._transfer_pool is None:
                 self._transfer_pool = cf.ThreadPoolExecutor(self.max_workers, f"mictlanx-{self.name}")
             return self._transfer_pool
@@ -97,9 +103,19 @@ class Engine:
     def bulk_pool(self) -> cf.ThreadPoolExecutor:
         """Bulk workers act as callers of the transfer pool (they may wait on it)."""
         with self._pool_lock:
+            if self.closing.is_set():
+                raise ValidationError("client is closed")
             if self._bulk_pool is None:
                 self._bulk_pool = cf.ThreadPoolExecutor(self.max_bulk_workers, f"mictlanx-bulk-{self.name}")
             return self._bulk_pool
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
+        """Run ``fn(*args)`` in the transfer pool; a closed client raises ``ValidationError``
+        (typed, so callers return it), never ``RuntimeError`` from a pool shut down meanwhile."""
+        try:
+            return self.transfer_pool().submit(fn, *args)
+        except RuntimeError:  # close() shut the pool down between the lookup and the submit
+            raise ValidationError("client is closed") from None
 
     def acquire_buffer(self, cancelled: Callable[[], bool] = lambda: False) -> bool:
         """Take one chunk buffer from the client-wide budget; ``False`` if cancelled meanwhile."""
@@ -136,21 +152,22 @@ class Engine:
 
         def attempt(number: int) -> Result[T, MictlanXError]:
             if pin is not None:
-                return self._attempt_on(pin, request, failed)
+                return self._attempt_on(pin, request, failed, describe=describe)
             try:
                 lease = self.balancer.acquire(exclude=failed[-1:])
             except CircuitOpenError as error:
                 return Err(error)
             with lease:
-                return self._attempt_on(lease.router, request, failed, lease.breaker)
+                return self._attempt_on(lease.router, request, failed, lease.breaker, describe=describe)
 
         return call_with_retry(attempt, policy or self.retry, logger=self.logger, describe=describe,
                                cancel=self.closing)
 
     def _attempt_on(self, router: Router, request: Callable[[Router], Result[T, MictlanXError]],
-                    failed: list[Router], breaker: Any = None) -> Result[T, MictlanXError]:
+                    failed: list[Router], breaker: Any = None, describe: str = "") -> Result[T, MictlanXError]:
         if breaker is None:
             breaker = self.balancer.breaker(router)
+        started = time.monotonic()
         try:
             result = request(router)
         except MictlanXError as raised:  # defensive: the protocol layer returns, not raises
@@ -158,6 +175,10 @@ class Engine:
         except (OSError, RuntimeError) as raised:
             result = Err(UnknownError(f"{type(raised).__name__}: {raised}"))
         breaker.record(result)
+        if self.logger.isEnabledFor(logging.DEBUG):  # one line per attempt (client-api §8.4)
+            outcome = "ok" if result.is_ok else _status(result.unwrap_err())
+            self.logger.debug("%s %s %s %.1f ms", describe, router.base_url(), outcome,
+                              (time.monotonic() - started) * 1000)
         if result.is_err:
             failure = result.unwrap_err()
             if isinstance(failure, MictlanXError) and failure.router is None:
@@ -165,6 +186,12 @@ class Engine:
             if is_retryable(failure):
                 failed.append(router)
         return result
+
+
+def _status(error: object) -> str:
+    if isinstance(error, MictlanXError):
+        return f"{type(error).__name__} {error.status_code}/{error.code}"
+    return type(error).__name__
 
 
 def wait_in_slices(futures: Iterable[cf.Future], return_when: str = cf.FIRST_COMPLETED,

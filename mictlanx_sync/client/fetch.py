@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol, Union
 
 import attrs
 import requests
@@ -95,6 +95,11 @@ class Fetched:
 #: Called with the announced Content-Length; returns where the bytes go (or raises).
 SinkFactory = Callable[[int], Sink]
 
+#: What a chunk's bytes must hash to: a checksum required *in addition* to the ``ETag``, or a
+#: callable consulted only when the router sends no ``ETag`` (upstream routers; §8.6 reads
+#: R12 then). The callable may raise a ``MictlanXError``.
+Expected = Union[None, str, Callable[[], Optional[str]]]
+
 
 class ChunkFetcher:
     """Streams verified chunks through the engine's routers. Thread-safe."""
@@ -103,7 +108,7 @@ class ChunkFetcher:
         self.engine = engine
 
     def fetch(self, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
-              expected_checksum: Optional[str] = None) -> Result[Fetched, MictlanXError]:
+              expected_checksum: Expected = None) -> Result[Fetched, MictlanXError]:
         """One chunk, retried per policy; on a bad copy, the other replicas one by one."""
         result = self.engine.call(
             f"get {bucket_id}/{key}",
@@ -114,7 +119,7 @@ class ChunkFetcher:
         return self._fail_over(bucket_id, key, options, make_sink, expected_checksum, result.unwrap_err())
 
     def _fail_over(self, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
-                   expected_checksum: Optional[str], error: MictlanXError) -> Result[Fetched, MictlanXError]:
+                   expected_checksum: Expected, error: MictlanXError) -> Result[Fetched, MictlanXError]:
         bad = {(error.detail or {}).get("peer_id")}
         replicas = self.engine.call(
             f"replicas {bucket_id}/{key}",
@@ -137,7 +142,7 @@ class ChunkFetcher:
                                   detail={"bad_peers": sorted(p for p in bad if p)}, bucket_id=bucket_id, key=key))
 
     def _stream(self, router: Router, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
-                expected_checksum: Optional[str], peer_id: Optional[str] = None) -> Result[Fetched, MictlanXError]:
+                expected_checksum: Expected, peer_id: Optional[str] = None) -> Result[Fetched, MictlanXError]:
         opened = router.get_streaming(bucket_id, key, timeout=options.timeout,
                                       headers=options.request_headers(peer_id))
         if opened.is_err:
@@ -155,15 +160,19 @@ class ChunkFetcher:
 
     @staticmethod
     def _consume(response: requests.Response, options: ReadOptions, make_sink: SinkFactory,
-                 expected_checksum: Optional[str], context: dict[str, Any]) -> Fetched:
+                 expected_checksum: Expected, context: dict[str, Any]) -> Fetched:
         served_by = response.headers.get("Peer-Id")
         try:
             length = int(response.headers["Content-Length"])
         except (KeyError, ValueError):
             raise UpstreamProtocolError("data answer without a valid Content-Length", **context) from None
+        fixed = expected_checksum.lower() if isinstance(expected_checksum, str) else None
         etag = response.headers.get("ETag", "").strip().strip('"').lower() or None
         if etag is None:
-            etag = expected_checksum
+            etag = fixed
+        if etag is None and callable(expected_checksum):  # an upstream router: no ETag
+            found = expected_checksum()
+            etag = found.lower() if found else None
         if etag is None:
             raise IntegrityError("data answer without an ETag: cannot verify", **context)
         sink = make_sink(length)
@@ -178,7 +187,7 @@ class ChunkFetcher:
         if received != length:
             raise UpstreamProtocolError(f"short body: {received} of {length} bytes", **context)
         actual = hasher.hexdigest()
-        if actual != etag or (expected_checksum is not None and actual != expected_checksum):
+        if actual != etag or (fixed is not None and actual != fixed):
             raise IntegrityError(f"checksum mismatch from peer {served_by}: got {actual}, expected {etag}",
                                  detail={"peer_id": served_by, "expected": etag, "received": actual}, **context)
         return Fetched(length, actual, served_by)

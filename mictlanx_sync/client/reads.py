@@ -13,8 +13,9 @@ import hashlib
 import logging
 import os
 import secrets
+import threading
 import time
-from typing import Callable, Iterator, Optional
+from typing import Callable, Generator, Optional
 
 import attrs
 
@@ -31,7 +32,7 @@ from ..protocol.result import Err, Ok, Result
 from .cache import ChunkCache
 from .engine import Engine, wait_in_slices
 from .fetch import BufferSink, ChunkFetcher, Fetched, FileSink, ReadOptions, Sink
-from .layout import ObjectLayout, chunk_key
+from .layout import ObjectLayout, chunk_key, select_chunks
 
 __all__ = ["ObjectInfo", "Reader"]
 
@@ -63,6 +64,43 @@ class ObjectInfo:
     @property
     def version(self) -> tuple[str, str, str, int]:
         return (self.bucket_id, self.key, self.layout.full_checksum, self.layout.num_chunks)
+
+
+class _ChunkChecksums:
+    """Chunk checksums from one R12 listing, fetched on first need (thread-safe).
+
+    Needed only behind a router that sends no ``ETag`` (upstream, client-api §8.6): then
+    each chunk is checked against the listing (§P5 rules 1-3 applied, duplicates dropped).
+    Chunk 0's checksum is R3's, so a listing is never needed for it.
+    """
+
+    def __init__(self, engine: Engine, info: ObjectInfo, options: ReadOptions, single_key: bool = False) -> None:
+        self.engine = engine
+        self.info = info
+        self.options = options
+        self.single_key = single_key
+        self._lock = threading.Lock()
+        self._sums: Optional[dict[int, str]] = None
+
+    def resolver(self, index: int) -> Callable[[], Optional[str]]:
+        return lambda: self.checksum(index)
+
+    def checksum(self, index: int) -> Optional[str]:
+        if index == 0 or self.single_key:
+            return self.info.chunk0.checksum.lower()
+        with self._lock:
+            if self._sums is None:
+                info, options = self.info, self.options
+                listed = self.engine.call(
+                    f"chunks {info.bucket_id}/{info.key}",
+                    lambda router: router.get_chunks_metadata(info.key, info.bucket_id, timeout=options.timeout,
+                                                              headers=options.headers),
+                    policy=options.policy)
+                if listed.is_err:
+                    raise listed.unwrap_err()
+                chunks = select_chunks(listed.unwrap().chunks, bucket_id=info.bucket_id, key=info.key)
+                self._sums = {i: m.checksum.lower() for i, m in enumerate(chunks)}
+            return self._sums.get(index)
 
 
 class _RestartWithoutIndex(Exception):
@@ -136,32 +174,40 @@ class Reader:
         cache = None if options.force else self.cache
         index = cache.get_index(info.version) if cache is not None else None
         try:
-            return self._transfer_once(info, options, sink_for, index, single_key)
+            return self._transfer_once(info, options, sink_for, index, single_key, use_cache=cache is not None)
         except _RestartWithoutIndex:
             if cache is not None:
                 cache.drop_index(info.version)
-            return self._transfer_once(info, options, sink_for, None, single_key)
+            return self._transfer_once(info, options, sink_for, None, single_key, use_cache=cache is not None)
 
     def _transfer_once(self, info: ObjectInfo, options: ReadOptions, sink_for: Callable[[int, int], Sink],
-                       index: Optional[list[str]], single_key: bool) -> Result[list[Fetched], MictlanXError]:
+                       index: Optional[list[str]], single_key: bool,
+                       use_cache: bool = True) -> Result[list[Fetched], MictlanXError]:
         engine = self.engine
         n = info.layout.num_chunks
         fetched: list[Optional[Fetched]] = [None] * n
         failure: list[BaseException] = []
-        pool = engine.transfer_pool()
         in_flight: set[cf.Future] = set()
+        listing = _ChunkChecksums(engine, info, options, single_key)
+        aborted = threading.Event()
+
+        def guarded_sink(i: int, size: int) -> Sink:
+            return _Guarded(sink_for(i, size), aborted)
 
         def one(i: int) -> None:
+            if aborted.is_set():
+                return
             key_i = info.key if single_key else chunk_key(info.key, i)
             expected = index[i] if index is not None and len(index) == n else None
             if i == 0 and expected is None:
                 expected = info.chunk0.checksum.lower()
             size = info.chunk_size(i)
-            if expected is not None and self._from_cache(expected, size, sink_for(i, size)):
+            # force=True skips cache reads (the fetched chunk still fills the cache).
+            if use_cache and expected is not None and self._from_cache(expected, size, guarded_sink(i, size)):
                 fetched[i] = Fetched(size, expected, None)
                 return
             keep = bytearray(size) if self.cache is not None else None
-            target = sink_for(i, size) if keep is None else _Tee(sink_for(i, size), keep)
+            target = guarded_sink(i, size) if keep is None else _Tee(guarded_sink(i, size), keep)
 
             def make_sink(length: int) -> Sink:
                 if length != size:
@@ -169,9 +215,9 @@ class Reader:
                                          bucket_id=info.bucket_id, key=key_i)
                 return target
 
-            result = self.fetcher.fetch(info.bucket_id, key_i, options, make_sink)
+            result = self.fetcher.fetch(info.bucket_id, key_i, options, make_sink, listing.resolver(i))
             if result.is_err:
-                raise result.unwrap_err()
+                raise result.unwrap_err() if single_key else _chunk_error(result.unwrap_err(), info, i)
             got = result.unwrap()
             if expected is not None and got.checksum != expected and index is not None:
                 raise _RestartWithoutIndex()
@@ -185,11 +231,25 @@ class Reader:
                     _collect(wait_in_slices(in_flight)[0], in_flight, failure)
                 if failure or not engine.acquire_buffer(lambda: bool(failure)):
                     break
-                future = pool.submit(one, i)
+                try:
+                    future = engine.submit(one, i)
+                except MictlanXError as closed:
+                    engine.buffers.release()
+                    failure.append(closed)
+                    break
                 future.add_done_callback(lambda _f: engine.buffers.release())
                 in_flight.add(future)
             while in_flight:
                 _collect(wait_in_slices(in_flight)[0], in_flight, failure)
+        except BaseException:
+            # An interrupt (KeyboardInterrupt) in the calling thread: chunk tasks already
+            # running stop at their next write, and are waited for, so none touches the sink
+            # after we return (get_to_file closes its file descriptor next, and the number
+            # could be reused by another file).
+            aborted.set()
+            running = {f for f in in_flight if not f.cancel()}
+            wait_in_slices(running, cf.ALL_COMPLETED)
+            raise
         finally:
             for future in in_flight:
                 future.cancel()
@@ -299,25 +359,34 @@ class Reader:
 
     # --- get_chunks ----------------------------------------------------------------------------
     def iter_chunks(self, bucket_id: str, key: str, options: ReadOptions,
-                    order: bool) -> Iterator[tuple[Metadata, memoryview]]:
+                    order: bool) -> Generator[tuple[Metadata, memoryview], None, None]:
         """Verified chunks as they complete (or in index order); raises typed errors."""
         info = self.locate(bucket_id, key, options).unwrap()
         n = info.layout.num_chunks
-        pool = self.engine.transfer_pool()
         full = hashlib.sha256() if (options.verify_full and order) else None
         pending: dict[cf.Future, int] = {}
         ready: dict[int, tuple[Metadata, memoryview]] = {}
         next_submit = 0
         next_yield = 0
+        # The cache as get() uses it: chunk 0's checksum from R3, the others from the
+        # version's index (force=True skips cache reads).
+        cache = None if options.force else self.cache
+        index = cache.get_index(info.version) if cache is not None else None
+        sums: list[Optional[str]] = [None] * n
+        listing = _ChunkChecksums(self.engine, info, options)
 
         def one(i: int) -> tuple[Metadata, memoryview]:
             size = info.chunk_size(i)
             buffer = bytearray(size)
             sink = BufferSink(memoryview(buffer))
-            cached = self.cache.get(info.chunk0.checksum) if (i == 0 and self.cache and not options.force) else None
-            if cached is not None and len(cached) == size:
+            expected = index[i] if index is not None and len(index) == n else None
+            if i == 0 and expected is None:
+                expected = info.chunk0.checksum.lower()
+            cached = cache.get(expected) if (cache is not None and expected is not None) else None
+            if expected is not None and cached is not None and len(cached) == size:
                 sink.write(0, cached)
-                return info.chunk_metadata(i, size, info.chunk0.checksum.lower()), memoryview(buffer).toreadonly()
+                sums[i] = expected
+                return info.chunk_metadata(i, size, expected), memoryview(buffer).toreadonly()
 
             def make_sink(length: int) -> Sink:
                 if length != size:
@@ -325,15 +394,19 @@ class Reader:
                                          bucket_id=bucket_id, key=chunk_key(key, i))
                 return sink
 
-            got = self.fetcher.fetch(bucket_id, chunk_key(key, i), options, make_sink).unwrap()
+            fetched = self.fetcher.fetch(bucket_id, chunk_key(key, i), options, make_sink, listing.resolver(i))
+            if fetched.is_err:
+                raise _chunk_error(fetched.unwrap_err(), info, i)
+            got = fetched.unwrap()
             if self.cache is not None:
                 self.cache.put(got.checksum, bytes(buffer))
+            sums[i] = got.checksum
             return info.chunk_metadata(i, got.size, got.checksum), memoryview(buffer).toreadonly()
 
         try:
             while next_yield < n:
                 while next_submit < n and len(pending) + len(ready) < options.max_parallel:
-                    pending[pool.submit(one, next_submit)] = next_submit
+                    pending[self.engine.submit(one, next_submit)] = next_submit  # closed: ValidationError
                     next_submit += 1
                 done, _ = wait_in_slices(list(pending))
                 for future in done:
@@ -352,9 +425,28 @@ class Reader:
                     yield item
             if full is not None and full.hexdigest() != info.layout.full_checksum:
                 raise IntegrityError(f"{bucket_id}/{key}: full_checksum mismatch", bucket_id=bucket_id, key=key)
+            if full is not None and self.cache is not None and all(sums):
+                self.cache.put_index(info.version, [c for c in sums if c])  # only a fully verified version
         finally:  # closing the generator early cancels what has not started
             for future in pending:
                 future.cancel()
+
+
+class _Aborted(Exception):
+    """The read was abandoned by its caller: a chunk task stops writing."""
+
+
+class _Guarded:
+    """A sink that refuses writes once the read is abandoned."""
+
+    def __init__(self, sink: Sink, aborted: threading.Event) -> None:
+        self.sink = sink
+        self.aborted = aborted
+
+    def write(self, position: int, piece: bytes) -> None:
+        if self.aborted.is_set():
+            raise _Aborted()
+        self.sink.write(position, piece)
 
 
 class _Tee:
@@ -392,6 +484,17 @@ def _collect(done: set[cf.Future], in_flight: set[cf.Future], failure: list[Base
             if not isinstance(error, (MictlanXError, _RestartWithoutIndex)):
                 raise error
             failure.append(error)
+
+
+def _chunk_error(error: MictlanXError, info: ObjectInfo, index: int) -> MictlanXError:
+    """A chunk of a located object that R11 does not find is a ``GetChunkError`` (§8.6)."""
+    if type(error) is not NotFoundError:
+        return error
+    missing = GetChunkError(f"{info.bucket_id}/{info.key}: chunk {index} missing ({error.message})",
+                            detail={"missing": [index]}, bucket_id=info.bucket_id, key=info.key,
+                            router=error.router)
+    missing.__cause__ = error
+    return missing
 
 
 def _target_name(fullname: str, tags: dict[str, str], ball_id: str) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 from ..protocol.errors import LocalStorageError, ValidationError
 
-__all__ = ["ChunkSource", "BytesSource", "FileSource", "ListSource", "num_chunks_for"]
+__all__ = ["ChunkSource", "BytesSource", "FileSource", "ListSource", "IterableSource", "num_chunks_for",
+           "check_chunk_id"]
 
 BytesLike = Union[bytes, bytearray, memoryview]
 _READ_PIECE = 1024 * 1024
@@ -115,6 +116,20 @@ class FileSource(ChunkSource):
             self._fd = -1
 
 
+def _check_layout(sizes: Sequence[int]) -> None:
+    stride = sizes[0]
+    if any(size != stride for size in sizes[:-1]) or (len(sizes) > 1 and (stride == 0 or sizes[-1] > stride)):
+        raise ValidationError("chunks must all have chunk 0's size, except a shorter last one "
+                              "(readers place chunk i at i x size(chunk 0))")
+
+
+def check_chunk_id(item: Any, key: str, index: int) -> None:
+    """A ``Chunk`` must be chunk ``index`` of its group (``{key}_{i}`` or ``{group_id}_{i}``)."""
+    chunk_id = getattr(item, "chunk_id", None)
+    if chunk_id is not None and chunk_id not in (f"{key}_{index}", f"{getattr(item, 'group_id', '')}_{index}"):
+        raise ValidationError(f"chunk {index} has chunk_id {chunk_id!r}, expected {key}_{index}")
+
+
 class ListSource(ChunkSource):
     """Chunks the caller already cut: bytes-likes or ``Chunk`` objects (``.data``)."""
 
@@ -123,10 +138,7 @@ class ListSource(ChunkSource):
         if not self._chunks:
             self._chunks = [memoryview(b"")]
         sizes = [len(c) for c in self._chunks]
-        stride = sizes[0]
-        if any(size != stride for size in sizes[:-1]) or (len(sizes) > 1 and (stride == 0 or sizes[-1] > stride)):
-            raise ValidationError("chunks must all have chunk 0's size, except a shorter last one "
-                                  "(readers place chunk i at i x size(chunk 0))")
+        _check_layout(sizes)
         self.size = sum(sizes)
         self.num_chunks = len(self._chunks)
         hasher = hashlib.sha256()
@@ -136,6 +148,52 @@ class ListSource(ChunkSource):
 
     def chunk(self, index: int) -> memoryview:
         return self._chunks[index]
+
+
+class IterableSource(ChunkSource):
+    """A re-iterable collection of chunks (a lazy ``Chunks``, e.g. ``Chunks.from_file``).
+
+    Pass 1 iterates once to check the layout and hash the whole object, keeping nothing;
+    pass 2 iterates again and hands out chunk ``i`` when the writer asks for it, so memory
+    stays within the buffer budget (client-api §8.2). If pass 2 differs from pass 1 (the
+    data changed), :meth:`finish` raises ``ValidationError``.
+    """
+
+    def __init__(self, chunks: Iterable[Any], key: str) -> None:
+        self._chunks = chunks
+        hasher = hashlib.sha256()
+        sizes: list[int] = []
+        for index, item in enumerate(chunks):
+            check_chunk_id(item, key, index)
+            view = memoryview(_chunk_bytes(item)).cast("B")
+            hasher.update(view)
+            sizes.append(len(view))
+            del view, item
+        self._sizes = sizes or [0]
+        _check_layout(self._sizes)
+        self.size = sum(self._sizes)
+        self.num_chunks = len(self._sizes)
+        self.full_checksum = hasher.hexdigest()
+        self._iterator: Optional[Iterator[Any]] = None
+        self._second_pass = hashlib.sha256()
+        self._next_index = 0
+
+    def chunk(self, index: int) -> BytesLike:
+        if index != self._next_index:
+            raise RuntimeError("IterableSource chunks are read in index order")
+        if self._iterator is None:
+            self._iterator = iter(self._chunks)
+        item = next(self._iterator, None)
+        data: BytesLike = b"" if item is None else memoryview(_chunk_bytes(item)).cast("B")
+        if len(data) != self._sizes[index]:
+            raise ValidationError(f"chunk {index} changed while it was being uploaded")
+        self._second_pass.update(data)
+        self._next_index += 1
+        return data
+
+    def finish(self) -> None:
+        if self._second_pass.hexdigest() != self.full_checksum:
+            raise ValidationError("the chunks changed while they were being uploaded")
 
 
 def _chunk_bytes(item: Any) -> BytesLike:

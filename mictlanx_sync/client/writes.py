@@ -46,6 +46,19 @@ class WritePlan:
     producer_id: str
 
 
+class _GroupLost(MictlanXError):
+    """R7 answered 404: the write group expired or its router restarted (protocol §P4.4).
+
+    Internal only: retryable (a 503 status) without counting against the router's breaker
+    (code 404), so the chunk upload starts again from R5 (client-api §8.1). If attempts run
+    out, the caller gets ``cause``, the R7 ``NotFoundError`` itself.
+    """
+
+    def __init__(self, cause: MictlanXError) -> None:
+        super().__init__(cause.message, 503, cause.code, cause.detail, bucket_id=cause.bucket_id, key=cause.key)
+        self.cause = cause
+
+
 @attrs.define
 class _Written:
     index: int
@@ -99,10 +112,18 @@ class Writer:
             sent.add(key_i, group_id)
             stored = router.put_chunked(group_id, data, timeout=plan.timeout, replication_factor=plan.rf)
             if stored.is_err:
-                return Err(stored.unwrap_err())
+                error = stored.unwrap_err()
+                return Err(_GroupLost(error) if type(error) is NotFoundError else error)
             return Ok(_Written(index, group_id, False))
 
-        return self.engine.call(f"put {plan.bucket_id}/{key_i}", request, policy=plan.policy)
+        result = self.engine.call(f"put {plan.bucket_id}/{key_i}", request, policy=plan.policy)
+        if result.is_err:
+            failure = result.unwrap_err()
+            if isinstance(failure, _GroupLost):  # out of attempts: the R7 404 itself
+                if failure.cause.router is None:
+                    failure.cause.router = failure.router
+                return Err(failure.cause)
+        return result
 
     # --- one object ------------------------------------------------------------------------
     def put_object(self, plan: WritePlan, source: ChunkSource,
@@ -198,7 +219,6 @@ class Writer:
         if progress is not None:
             progress(size0)
 
-        pool = engine.transfer_pool()
         in_flight: set[cf.Future] = set()
 
         def collect(done: set[cf.Future]) -> None:
@@ -216,10 +236,19 @@ class Writer:
                     break
                 try:
                     data = source.chunk(index)
+                except MictlanXError as unreadable:  # local read failed: clean up what was sent
+                    engine.buffers.release()
+                    failure.append(unreadable)
+                    break
                 except BaseException:
                     engine.buffers.release()
                     raise
-                future = pool.submit(send, index, data)
+                try:
+                    future = engine.submit(send, index, data)
+                except MictlanXError as closed:
+                    engine.buffers.release()
+                    failure.append(closed)
+                    break
                 future.add_done_callback(_releaser(engine, progress, len(data)))
                 in_flight.add(future)
             while in_flight:
