@@ -25,6 +25,7 @@ _SUBCOMMANDS = (
     ("rm-bucket", "mictlanx_sync.tools.client_cli", "delete every object of a bucket"),
     ("peers", "mictlanx_sync.tools.client_cli", "list the peers the routers know"),
     ("health", "mictlanx_sync.tools.client_cli", "check that the routers are up"),
+    ("repair", "mictlanx_sync.tools.repair_cli", "re-create missing replicas of a bucket's balls"),
 )
 
 

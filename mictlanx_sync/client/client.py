@@ -70,6 +70,10 @@ class Client:
     **Errors.** Every I/O method returns ``Ok(value)`` or ``Err(MictlanXError)``; ``unwrap()``
     raises the typed error. Only constructor arguments and ``get_chunks`` raise.
 
+    **Authentication.** ``token`` (keyword-only) is sent as ``Authorization: Bearer <token>``
+    on every request to every router; without it, the URI's ``token=`` query is used. A
+    missing or wrong token gives ``AuthenticationError`` (401, never retried).
+
     Example::
 
         with Client("mictlanx://mictlanx-router-0@localhost:60666/?protocol=http") as client:
@@ -84,7 +88,7 @@ class Client:
         cache_path: Optional[str] = None, timeout: Tuple[float, float] = (5.0, 120.0),
         retry: Optional[RetryPolicy] = None, breaker: Optional[BreakerPolicy] = _DEFAULT_BREAKER,
         progress: Optional[bool] = None, load_balancing: str = "LEAST_INFLIGHT", log_backup_count: int = 7,
-        max_bulk_workers: int = 4,
+        max_bulk_workers: int = 4, token: Optional[str] = None,
     ) -> None:
         self.client_id = client_id if client_id is not None else f"client-{uuid.uuid4().hex[:8]}"
         self.max_workers = positive_int("max_workers", max_workers)
@@ -99,7 +103,7 @@ class Client:
         self.logger = logging.getLogger(f"mictlanx_sync.client.{self.client_id}")
         self._handlers: list[logging.Handler] = []
         pool_maxsize = max(16, self.max_workers + self.max_bulk_workers + 16)
-        self.routers: List[Router] = _routers(uri, self.timeout, verify, pool_maxsize)
+        self.routers: List[Router] = _routers(uri, self.timeout, verify, pool_maxsize, token)
         self._cache = ChunkCache(cache_path, capacity_storage, eviction_policy, logger=self.logger)
         self._engine = Engine(
             self.routers, retry=retry or RetryPolicy(), breaker=breaker, load_balancing=load_balancing,
@@ -556,15 +560,23 @@ def _timeout_pair(timeout: Any) -> Tuple[float, float]:
 
 
 def _routers(uri: Union[str, Sequence[Router]], timeout: Tuple[float, float], verify: Any,
-             pool_maxsize: int) -> List[Router]:
-    """One ``Router`` per distinct base URL, each with a pool sized for every caller."""
+             pool_maxsize: int, token: Optional[str] = None) -> List[Router]:
+    """One ``Router`` per distinct base URL, each with a pool sized for every caller.
+
+    ``token`` (when given) is every router's bearer token; otherwise each router keeps the
+    URI's ``token=`` (or the given ``Router``'s own ``token``).
+    """
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ValidationError("token must be a non-empty str")
     if isinstance(uri, str):
         endpoints = uri_module.parse(uri, default_protocol="https")
         routers = [Router(e.id or "", e.host, e.port, e.protocol, e.http2, e.api_version, path_prefix=e.path_prefix,
-                          timeout=timeout, verify=verify, pool_maxsize=pool_maxsize) for e in endpoints]
+                          timeout=timeout, verify=verify, pool_maxsize=pool_maxsize,
+                          token=token if token is not None else e.token) for e in endpoints]
     elif isinstance(uri, Sequence) and uri and all(isinstance(r, Router) for r in uri):
         routers = [Router(r.router_id, r.ip_addr, r.port, r.protocol, False, r.api_version, path_prefix=r.path_prefix,
-                          timeout=timeout, verify=verify, pool_maxsize=pool_maxsize)
+                          timeout=timeout, verify=verify, pool_maxsize=pool_maxsize,
+                          token=token if token is not None else r.token)
                    for r in uri if isinstance(r, Router)]
     else:
         raise ValidationError(f"uri must be a MictlanX URI or a list of Router, not {uri!r}")

@@ -26,17 +26,25 @@ class MictlanXURI:
 
     @staticmethod
     def parse(mictlanx_uri: str, **kwargs: Any) -> List[Router]:
-        """The routers named by the URI (default protocol ``https``); ``kwargs`` go to ``Router``."""
+        """The routers named by the URI (default protocol ``https``); ``kwargs`` go to ``Router``.
+
+        The URI's ``token=`` is each router's bearer token, unless ``kwargs`` has ``token``.
+        """
         return [
-            Router(e.id, e.host, e.port, e.protocol, e.http2, e.api_version, path_prefix=e.path_prefix, **kwargs)
+            Router(e.id, e.host, e.port, e.protocol, e.http2, e.api_version, path_prefix=e.path_prefix,
+                   **{"token": e.token, **kwargs})
             for e in uri.parse(mictlanx_uri, default_protocol="https")
         ]
 
     @staticmethod
     def parse_peers(mictlanx_uri: str, **kwargs: Any) -> List[Peer]:
-        """The peers named by the URI (default protocol ``http``); ``kwargs`` go to ``Peer``."""
+        """The peers named by the URI (default protocol ``http``); ``kwargs`` go to ``Peer``.
+
+        The URI's ``token=`` is each peer's bearer token, unless ``kwargs`` has ``token``.
+        """
         return [
-            Peer(e.id, e.host, e.port, e.protocol, e.api_version, path_prefix=e.path_prefix, **kwargs)
+            Peer(e.id, e.host, e.port, e.protocol, e.api_version, path_prefix=e.path_prefix,
+                 **{"token": e.token, **kwargs})
             for e in uri.parse(mictlanx_uri, default_protocol="http")
         ]
 
@@ -56,7 +64,7 @@ class MictlanXURI:
             else:
                 raise TypeError(f"expected Router or Peer items, not {type(item).__name__}")
             endpoints.append(uri.Endpoint(ident or None, item.ip_addr, item.port, item.path_prefix, item.protocol,
-                                          item.api_version, http2))
+                                          item.api_version, http2, getattr(item, "token", None)))
         if not endpoints:
             raise ValidationError("cannot build a MictlanX URI from no items")
         return uri.build(endpoints)

@@ -182,10 +182,10 @@ class Peer(ServiceClient):
     def __init__(
         self, peer_id: Optional[str], ip_addr: str, port: int, protocol: str = "http", api_version: int = 4, *,
         path_prefix: str = "", timeout: TimeoutArg = (DEFAULT_CONNECT_TIMEOUT, 120.0), verify: Any = True,
-        pool_maxsize: int = 16,
+        pool_maxsize: int = 16, token: Optional[str] = None,
     ) -> None:
         super().__init__(ip_addr, port, protocol, api_version, path_prefix=path_prefix, timeout=timeout,
-                         verify=verify, pool_maxsize=pool_maxsize)
+                         verify=verify, pool_maxsize=pool_maxsize, token=token)
         self.peer_id = peer_id
 
     # -- object protocol ---------------------------------------------------------------

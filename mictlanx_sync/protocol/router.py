@@ -93,10 +93,10 @@ class Router(ServiceClient):
     def __init__(
         self, router_id: Optional[str], ip_addr: str, port: int, protocol: str = "http", http2: bool = False,
         api_version: int = 4, *, path_prefix: str = "", timeout: TimeoutArg = (DEFAULT_CONNECT_TIMEOUT, 120.0),
-        verify: Any = True, pool_maxsize: int = 16,
+        verify: Any = True, pool_maxsize: int = 16, token: Optional[str] = None,
     ) -> None:
         super().__init__(ip_addr, port, protocol, api_version, path_prefix=path_prefix, timeout=timeout,
-                         verify=verify, pool_maxsize=pool_maxsize)
+                         verify=verify, pool_maxsize=pool_maxsize, token=token)
         self.router_id = router_id
         self.http2 = bool(http2)
 
@@ -127,7 +127,7 @@ class Router(ServiceClient):
     def from_router(x: Router, http2: bool = False) -> Router:
         """A new ``Router`` (its own session) with every field of ``x``; ``http2`` as given."""
         return Router(x.router_id, x.ip_addr, x.port, x.protocol, http2, x.api_version, path_prefix=x.path_prefix,
-                      timeout=x.timeout, verify=x.verify, pool_maxsize=x.pool_maxsize)
+                      timeout=x.timeout, verify=x.verify, pool_maxsize=x.pool_maxsize, token=x.token)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"router_id": self.router_id, "ip_addr": self.ip_addr, "port": self.port, "protocol": self.protocol,
@@ -432,6 +432,20 @@ class Router(ServiceClient):
     def health(self, timeout: TimeoutArg = 5) -> Result[RouterHealthResponse, MictlanXError]:
         """R24 → ``RouterHealthResponse``."""
         return self._send("GET", "/health", RouterHealthResponse, api=False, timeout=timeout)
+
+    def repair(self, bucket_id: str, rf: int = 2, timeout: TimeoutArg = 3600, headers: Headers = None,
+               ) -> Result[Dict[str, Any], MictlanXError]:
+        """R25 (extension, our router only): re-create missing replicas of every ball of ``bucket_id``
+        up to ``rf`` copies → the summary ``{bucket_id, rf, checked, repaired, failed, errors, peers}``."""
+        if isinstance(rf, bool) or not isinstance(rf, int):
+            raise TypeError(f"rf must be an int, not {type(rf).__name__}")
+        bad = validated(lambda: validate_id(bucket_id, "bucket_id"))
+        if bad is not None:
+            return bad
+        if rf < 1:
+            return Err(ValidationError(f"rf must be >= 1, got {rf}"))
+        return self._send("POST", f"/repair/buckets/{bucket_id}", Dict[str, Any], params={"rf": str(rf)},
+                          headers=copy_headers(headers), timeout=timeout, context={"bucket_id": bucket_id})
 
 
 class _VerifyBound:

@@ -351,10 +351,13 @@ class Transport:
 
     def __init__(
         self, base_url: str, *, timeout: TimeoutArg = (DEFAULT_CONNECT_TIMEOUT, 120.0),
-        verify: Any = True, pool_maxsize: int = 16,
+        verify: Any = True, pool_maxsize: int = 16, token: Optional[str] = None,
     ) -> None:
         if not isinstance(pool_maxsize, int) or isinstance(pool_maxsize, bool) or pool_maxsize < 1:
             raise ValidationError(f"pool_maxsize must be a positive int, got {pool_maxsize!r}")
+        if token is not None and (not isinstance(token, str) or not token or any(c in token for c in "\r\n")):
+            raise ValidationError("token must be a non-empty str without line breaks")
+        self._token = token
         self.base_url = base_url.rstrip("/")
         self.timeout = resolve_timeout(timeout, (DEFAULT_CONNECT_TIMEOUT, 120.0))
         self.verify, self.ssl_context = ssl_verify(verify)
@@ -370,6 +373,8 @@ class Transport:
         session.trust_env = False
         session.cookies.set_policy(_RejectAllCookies())
         session.verify = self.verify
+        if self._token is not None:
+            session.headers["Authorization"] = f"Bearer {self._token}"
         adapter = BoundedPoolAdapter(self.pool_maxsize, self.timeout[0], self.ssl_context)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -510,7 +515,7 @@ class ServiceClient:
     def __init__(
         self, ip_addr: str, port: int, protocol: str = "http", api_version: int = 4, *,
         path_prefix: str = "", timeout: TimeoutArg = (DEFAULT_CONNECT_TIMEOUT, 120.0), verify: Any = True,
-        pool_maxsize: int = 16,
+        pool_maxsize: int = 16, token: Optional[str] = None,
     ) -> None:
         if not isinstance(ip_addr, str):
             raise TypeError(f"ip_addr must be a str, not {type(ip_addr).__name__}")
@@ -525,7 +530,10 @@ class ServiceClient:
         self.path_prefix = ("/" + path_prefix.strip("/")) if path_prefix and path_prefix.strip("/") else ""
         self.verify = verify
         self.pool_maxsize = pool_maxsize
-        self._transport = Transport(self.base_url(), timeout=timeout, verify=verify, pool_maxsize=pool_maxsize)
+        #: bearer token sent as ``Authorization: Bearer <token>`` on every request (never in repr)
+        self.token = token
+        self._transport = Transport(self.base_url(), timeout=timeout, verify=verify, pool_maxsize=pool_maxsize,
+                                    token=token)
         self.timeout = self._transport.timeout
 
     def base_url(self) -> str:

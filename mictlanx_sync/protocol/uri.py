@@ -11,7 +11,7 @@ only this module, and ``MictlanXURI`` (I/O layer) turns records into ``Router``/
 from __future__ import annotations
 
 from typing import Iterable, Optional
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import attrs
 
@@ -43,6 +43,8 @@ class Endpoint:
     protocol: str = "http"
     api_version: int = 4
     http2: bool = False
+    #: bearer token from the URI's ``token=`` query (sent as ``Authorization: Bearer``); never in repr
+    token: Optional[str] = attrs.field(default=None, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -55,7 +57,7 @@ class Endpoint:
         return f"{ident}{host}{self.path_prefix}:{self.port}"
 
 
-def _parse_spec(spec: str, protocol: str, api_version: int, http2: bool) -> Endpoint:
+def _parse_spec(spec: str, protocol: str, api_version: int, http2: bool, token: Optional[str] = None) -> Endpoint:
     ident: Optional[str] = None
     if "@" in spec:
         raw_id, spec = spec.split("@", 1)
@@ -78,7 +80,7 @@ def _parse_spec(spec: str, protocol: str, api_version: int, http2: bool) -> Endp
         path_prefix = "/" + rest.strip("/")
     if not host:
         raise ValidationError(f"empty host in URI spec {spec!r}")
-    return Endpoint(ident, host, port, path_prefix, protocol, api_version, http2)
+    return Endpoint(ident, host, port, path_prefix, protocol, api_version, http2, token)
 
 
 def parse(uri: str, default_protocol: str = "https") -> list[Endpoint]:
@@ -99,24 +101,29 @@ def parse(uri: str, default_protocol: str = "https") -> list[Endpoint]:
         if api_version != 4:
             raise ValidationError(f"unsupported api_version {api_version} (only 4)")
     http2 = params.get("http2", "").lower() in _TRUE
+    token = params.get("token") or None
     endpoints = []
     for raw in main.split(","):
         spec = raw.strip().strip("/")
         if spec:
-            endpoints.append(_parse_spec(spec, protocol, api_version, http2))
+            endpoints.append(_parse_spec(spec, protocol, api_version, http2, token))
     if not endpoints:
         raise ValidationError(f"no endpoint in URI {uri!r}")
     return endpoints
 
 
 def build(endpoints: Iterable[Endpoint]) -> str:
-    """The URI naming ``endpoints``; they must share protocol, api_version and http2."""
+    """The URI naming ``endpoints``; they must share protocol, api_version, http2 and token.
+
+    A token is written as a final ``&token=...`` (percent-encoded).
+    """
     items = list(endpoints)
     if not items:
         raise ValidationError("cannot build a MictlanX URI from no endpoints")
-    options = {(e.protocol, e.api_version, e.http2) for e in items}
+    options = {(e.protocol, e.api_version, e.http2, e.token) for e in items}
     if len(options) != 1:
-        raise ValidationError("endpoints differ in protocol, api_version or http2")
-    protocol, api_version, http2 = options.pop()
+        raise ValidationError("endpoints differ in protocol, api_version, http2 or token")
+    protocol, api_version, http2, token = options.pop()
     specs = ",".join(e.spec() for e in items)
-    return f"{SCHEME}{specs}/?protocol={protocol}&api_version={api_version}&http2={int(http2)}"
+    uri = f"{SCHEME}{specs}/?protocol={protocol}&api_version={api_version}&http2={int(http2)}"
+    return uri if token is None else f"{uri}&token={quote(token, safe='')}"

@@ -29,6 +29,10 @@ log = logging.getLogger("mictlanx_sync.server")
 MAX_JSON_BODY = 1024 * 1024
 KIB = 1024
 MIB = 1024 * 1024
+#: most a server reads to drain a phase-2 body it rejected at once (Content-Length check);
+#: beyond that it answers with ``Connection: close`` instead of reading on (§P3.2)
+DRAIN_CAP = 8 * MIB
+MULTIPART_SLACK = 64 * KIB
 _TRUE = {"1", "true"}
 _FALSE = {"0", "false"}
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -52,6 +56,36 @@ class HTTPError(Exception):
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.body()).encode()
+
+
+def declared_length(value: Optional[str]) -> Optional[int]:
+    """A ``Content-Length`` header value as an int (None when absent or malformed)."""
+    if value is None:
+        return None
+    try:
+        number = int(value.strip())
+    except ValueError:
+        return None
+    return number if number >= 0 else None
+
+
+def length_mismatch(declared: Optional[int], size: int, checksum: str, multipart: bool) -> Optional[HTTPError]:
+    """The phase-2 "fail at once" rule (§P3.2) as applied by our servers.
+
+    A body whose ``Content-Length`` exceeds the phase-1 ``size`` (raw: P3, R7) or ``size``
+    + 64 KiB of framing (multipart: P2, R6) is answered **400/501** at once: nothing is
+    stored or forwarded. The caller drains at most ``min(declared, size + slack,
+    DRAIN_CAP)`` bytes and closes the connection if more remain. A *shorter* body is read
+    (it is at most ``size``) and verified, so its error reports the received checksum.
+    Chunked bodies (no ``Content-Length``) are checked as they arrive.
+    """
+    if declared is None:
+        return None
+    if declared > size + (MULTIPART_SLACK if multipart else 0):
+        return HTTPError(400, 501, f"Content-Length {declared} does not match the size {size} declared at phase 1",
+                         expected_size=size, received_size=declared, expected_checksum=checksum,
+                         received_checksum="")
+    return None
 
 
 def bad_request(msg: str, **extra: Any) -> HTTPError:
@@ -226,7 +260,9 @@ def tune_malloc() -> None:
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind (no listen yet) so the real port is known with ``port=0``; raises ``OSError``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the
+    # listening socket says TCP; without it every small answer waits ~40 ms (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

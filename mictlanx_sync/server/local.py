@@ -105,7 +105,8 @@ class _Server:
             return create_peer(PeerConfig(peer_id=self.server_id, host=self.host, port=self.port,
                                           data_dir=self.data_dir, fsync=self.options.get("fsync", False),
                                           task_ttl=self.options.get("task_ttl", 600.0),
-                                          log_level=self.log_level.lower()))
+                                          log_level=self.log_level.lower(), token=self.options.get("token"),
+                                          faults=self.options.get("faults")))
         from .router.app import create_app as create_router
         from .router.registry import PeerEntry
         from .router.state import RouterConfig
@@ -113,7 +114,9 @@ class _Server:
         peers = [PeerEntry(pid, host, port) for pid, host, port in self.options["peers"]]
         return create_router(RouterConfig(
             router_id=self.server_id, data_dir=self.data_dir, peers=peers,
-            health_interval=self.options["health_interval"], task_ttl=self.options.get("task_ttl", 600.0)))
+            health_interval=self.options["health_interval"], task_ttl=self.options.get("task_ttl", 600.0),
+            token=self.options.get("token"), peer_token=self.options.get("token"),
+            faults=self.options.get("faults")))
 
     def _command(self) -> list[str]:
         cmd = [sys.executable, "-m", "mictlanx_sync", self.kind, "--host", self.host, "--port", str(self.port),
@@ -132,6 +135,14 @@ class _Server:
 
     def _start_process(self) -> None:
         env = dict(os.environ)
+        for name in ("MICTLANX_PEER_TOKEN", "MICTLANX_ROUTER_TOKEN", "MICTLANX_FAULTS"):
+            env.pop(name, None)
+        token = self.options.get("token")
+        if token:  # through the environment: never on a command line other users can read
+            env["MICTLANX_PEER_TOKEN"] = token
+            env["MICTLANX_ROUTER_TOKEN"] = token
+        if self.options.get("faults") is not None:
+            env["MICTLANX_FAULTS"] = self.options["faults"]
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
         proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -195,7 +206,11 @@ class LocalVSS:
     def __init__(self, peers: int = 2, routers: int = 1, data_dir: Union[str, Path, None] = None,
                  host: str = "127.0.0.1", mode: str = "thread", health_interval: float = 0.5,
                  task_ttl: float = 600, log_level: str = "WARNING", *, fsync: bool = False,
-                 peer_ports: Sequence[int] = (), router_ports: Sequence[int] = ()) -> None:
+                 peer_ports: Sequence[int] = (), router_ports: Sequence[int] = (), token: Optional[str] = None,
+                 faults: Optional[str] = None) -> None:
+        """See the class docstring; ``token`` protects every server (and goes into ``uri``),
+        ``faults`` enables fault injection on every server (``server.faults``; ``"[]"``
+        enables only the ``/_faults`` admin route)."""
         if peers < 0 or routers < 1:
             raise ValueError("LocalVSS needs peers >= 0 and routers >= 1")
         if mode not in ("thread", "process"):
@@ -210,6 +225,10 @@ class LocalVSS:
         self.fsync = fsync
         self.peer_ports = list(peer_ports)
         self.router_ports = list(router_ports)
+        if token is not None and (not isinstance(token, str) or not token):
+            raise ValueError("token must be a non-empty str")
+        self.token = token
+        self.faults = faults
         self._given_dir = Path(data_dir) if data_dir is not None else None
         self.data_dir: Optional[Path] = self._given_dir
         self._peers: list[_Server] = []
@@ -241,7 +260,8 @@ class LocalVSS:
                     router = _Server("router", router_id, self.host, self.mode, self.data_dir / router_id,
                                      self.log_level, {"peers": self._peer_specs(),
                                                       "health_interval": self.health_interval,
-                                                      "task_ttl": float(self.task_ttl)})
+                                                      "task_ttl": float(self.task_ttl), "token": self.token,
+                                                      "faults": self.faults})
                     if index < len(self.router_ports):
                         router.port = self.router_ports[index]
                     self._routers.append(router)
@@ -255,7 +275,8 @@ class LocalVSS:
     def _new_peer(self, peer_id: str) -> _Server:
         assert self.data_dir is not None
         server = _Server("peer", peer_id, self.host, self.mode, self.data_dir / peer_id, self.log_level,
-                         {"fsync": self.fsync, "task_ttl": float(self.task_ttl)})
+                         {"fsync": self.fsync, "task_ttl": float(self.task_ttl), "token": self.token,
+                          "faults": self.faults})
         self._peers.append(server)
         return server
 
@@ -335,8 +356,11 @@ class LocalVSS:
             body = json.dumps([{"peer_id": server.server_id, "hostname": self.host, "port": server.port,
                                 "protocol": "http"}]).encode()
             for router in self._routers:
+                headers = {"Content-Type": "application/json"}
+                if self.token:
+                    headers["Authorization"] = f"Bearer {self.token}"
                 request = urllib.request.Request(f"{router.url}/api/v4/xpeers", data=body, method="POST",
-                                                 headers={"Content-Type": "application/json"})
+                                                 headers=headers)
                 with urllib.request.urlopen(request, timeout=10):  # noqa: S310
                     pass
             return self._endpoint_object("peer", server)
@@ -344,7 +368,8 @@ class LocalVSS:
     # --- attributes -----------------------------------------------------------------------
     @property
     def uri(self) -> str:
-        return build([Endpoint(r.server_id, self.host, r.port, protocol="http") for r in self._routers])
+        return build([Endpoint(r.server_id, self.host, r.port, protocol="http", token=self.token)
+                      for r in self._routers])
 
     @property
     def router_urls(self) -> list[str]:
@@ -374,7 +399,8 @@ class LocalVSS:
         cache_key = (kind, server.server_id, server.port)
         obj = self._objects.get(cache_key)
         if obj is None:
-            obj = self._objects[cache_key] = cls(server.server_id, self.host, server.port, "http")
+            obj = self._objects[cache_key] = cls(server.server_id, self.host, server.port, "http",
+                                                 token=self.token)
         return obj
 
     def __repr__(self) -> str:

@@ -136,3 +136,11 @@ def start_router(data_dir: Path, peers: Sequence[tuple[str, str]] = (), *extra: 
         specs = ",".join(f"{pid}@{url.split('://', 1)[1]}" for pid, url in peers)
         args += ["--peers", f"mictlanx://{specs}/?protocol=http"]
     return ServerProcess("router", args, env).start(port)
+
+
+def set_faults(url: str, rules: Sequence[dict], token: Optional[str] = None) -> list[dict]:
+    """Replace the fault rules of a server started with ``--faults`` (``POST /_faults``); the new rules."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    resp = requests.post(f"{url}/_faults", json=list(rules), headers=headers, timeout=10)
+    resp.raise_for_status()
+    return list(resp.json()["faults"])

@@ -162,5 +162,14 @@ class PeerApp:
 
 
 def create_app(config: PeerConfig) -> Any:
-    """The peer ASGI app (with one INFO access-log line per request)."""
-    return AccessLogMiddleware(PeerApp(config), logging.getLogger("mictlanx_sync.server.peer.access"))
+    """The peer ASGI app (with one INFO access-log line per request).
+
+    With ``config.faults`` it is wrapped in the fault-injection middleware, and with
+    ``config.token`` in the bearer-token check (outermost, so ``/_faults`` needs it too).
+    """
+    from .. import auth, faults
+    from .openapi import ROUTES
+
+    app: Any = AccessLogMiddleware(PeerApp(config), logging.getLogger("mictlanx_sync.server.peer.access"))
+    app = faults.wrap(app, config.faults, [(r[0], r[1], r[2]) for r in ROUTES])
+    return auth.wrap(app, config.token, config.normalized_root_path())

@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-fsync", dest="fsync", action="store_false", help="do not fsync committed balls")
     add("--root-path", default=_env("MICTLANX_ROOT_PATH", ""),
         help="also serve every route under this prefix [MICTLANX_ROOT_PATH]")
+    add("--token", default=_env("MICTLANX_PEER_TOKEN", None),
+        help="require 'Authorization: Bearer TOKEN' on every request but /health [MICTLANX_PEER_TOKEN]")
+    add("--faults", default=_env("MICTLANX_FAULTS", None), metavar="SPEC",
+        help="enable fault injection: a JSON list of rules or @file (testing only; see "
+             "mictlanx_sync.server.faults) [MICTLANX_FAULTS]")
     add("--log-level", default=_env("MICTLANX_LOG_LEVEL", "warning"),
         choices=["critical", "error", "warning", "info", "debug"], type=str.lower,
         help="log level [MICTLANX_LOG_LEVEL] (default warning; info logs every request)")
@@ -92,7 +97,22 @@ def config_from_args(args: argparse.Namespace) -> cfg.PeerConfig:
         fsync=bool(args.fsync),
         root_path=args.root_path or "",
         log_level=args.log_level,
+        token=args.token or None,
+        faults=_faults(args.faults),
     )
+
+
+def _faults(spec: Optional[str]) -> Optional[str]:
+    """The spec, checked now so a bad one fails at start with a clear message."""
+    if spec is None or spec == "":
+        return None
+    from ..faults import parse_spec
+
+    try:
+        parse_spec(spec)
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"mictlanx-sync peer: invalid --faults: {exc}") from None
+    return spec
 
 
 def run(args: argparse.Namespace) -> int:

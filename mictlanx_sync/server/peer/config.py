@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -26,6 +26,10 @@ class PeerConfig:
     fsync: bool = True
     root_path: str = ""
     log_level: str = "warning"
+    #: bearer token every request except ``/health`` must carry (None: no authentication)
+    token: Optional[str] = field(default=None, repr=False)
+    #: fault-injection spec (``server.faults``); None: the middleware is not installed
+    faults: Optional[str] = None
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir if self.data_dir is not None else Path("mictlanx-data") / self.peer_id

@@ -53,7 +53,10 @@ async def replicate(peer: PeerState, ball: Ball, node: dict[str, Any]) -> int:
     import httpx
 
     if peer.client is None:
-        peer.client = httpx.AsyncClient(timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT))
+        # Nodes are peers of the same deployment: P12 pushes carry this peer's own token.
+        headers = {"Authorization": f"Bearer {peer.config.token}"} if peer.config.token else None
+        peer.client = httpx.AsyncClient(timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
+                                        headers=headers, trust_env=False)
     client = peer.client
     try:  # opened now: a replacement of the ball meanwhile does not affect this push
         fd = os.open(str(peer.storage.path(ball.file)), os.O_RDONLY)

@@ -17,14 +17,13 @@ from typing import Any, Optional
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from ..common import KIB, MIB, HTTPError, not_found, unprocessable
+from ..common import DRAIN_CAP, MIB, MULTIPART_SLACK, HTTPError, length_mismatch, not_found, unprocessable
 from .http import ClientDisconnected, Request, Send, send_json
 from .state import PeerState
 from .storage import Ball, fsync_dir
 from .tasks import Task
 
 PIECE = MIB
-MULTIPART_SLACK = 64 * KIB
 
 
 class Sink:
@@ -202,9 +201,12 @@ async def receive_body(req: Request, task: Task, sink: Sink, multipart: bool) ->
     slack = MULTIPART_SLACK if multipart else 0
     bound = task.size + slack if declared is None else min(declared, task.size + slack)
     seen = 0
-    failure: Optional[HTTPError] = None
+    failure: Optional[HTTPError] = length_mismatch(declared, task.size, task.checksum, multipart)
+    at_once = failure is not None
+    if at_once:
+        bound = min(bound, DRAIN_CAP)
     parts: Optional[_Multipart] = None
-    if multipart:
+    if multipart and failure is None:
         try:
             parts = _Multipart(multipart_boundary(req.header("content-type")))
         except (HTTPError, FormParserError) as exc:
@@ -243,7 +245,7 @@ async def receive_body(req: Request, task: Task, sink: Sink, multipart: bool) ->
                 break
             await sink.feed(piece)
     if failure is not None:
-        if failure.code == 501 and parts is None:
+        if failure.code == 501 and parts is None and not at_once:
             failure.extra["received_size"] = seen  # everything the client sent (up to the drain bound)
         return failure
     if parts is not None:

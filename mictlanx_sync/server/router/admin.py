@@ -121,7 +121,16 @@ ROUTES = [
     ("R22", "get", "/api/v4/cache/stats", "Router cache stats"),
     ("R23", "delete", "/api/v4/cache/reset", "Reset the router cache"),
     ("R24", "get", "/health", "Router health"),
+    ("R25", "post", "/api/v4/repair/buckets/{bucket_id}",
+     "Re-create missing replicas of every ball of a bucket (extension)"),
 ]
+_REPAIR_DOC = (
+    "Extension of protocol v4. For every ball of the bucket (listed on every available peer, disabled "
+    "balls excluded) the router re-creates missing replicas, up to `rf`, on the top-ranked available "
+    "peers that hold no copy, streaming the bytes from a holder (P5 into P1 + P3). The router does not "
+    "record replication factors, so `rf` is given per request. Never overwrites another version. "
+    "Answers {bucket_id, rf, checked, repaired, failed, errors, peers}; 404/666 when fewer than rf peers "
+    "are available, 503/666 with none, 502/503 when a peer's listing fails.")
 
 
 def openapi_document() -> dict[str, Any]:
@@ -135,6 +144,10 @@ def openapi_document() -> dict[str, Any]:
             "operationId": route_id, "summary": f"{route_id}: {summary}", "parameters": params,
             "responses": {"200": {"description": "Success"}, "default": error},
         }
+        if route_id == "R25":
+            params.append({"name": "rf", "in": "query", "required": False,
+                           "schema": {"type": "integer", "minimum": 1, "default": 2}})
+            paths[path][method]["description"] = _REPAIR_DOC
     paths["/openapi.json"] = {"get": {"operationId": "openapi", "summary": "This document",
                                       "responses": {"200": {"description": "OpenAPI 3 document"}}}}
     return {

@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any, Awaitable, Callable, Optional
 
 from ..common import AccessLogMiddleware, HTTPError, check_raw_path, path_id, raw_path_segments
-from . import admin, reads, writes
+from . import admin, reads, repair, writes
 from .state import Request, Response, RouterConfig, RouterState, error_response
 from .streaming import ClientGone, StreamBroken
 
@@ -71,6 +71,8 @@ def resolve(st: RouterState, method: str, segs: list[str]) -> Optional[Callable[
             if last == "merge" and method == "GET":
                 return lambda req, send: reads.merge(st, req, send, _bucket(b), _key(segs[2], "ball_id"))
         return None
+    if head == "repair" and n == 3 and segs[1] == "buckets" and method == "POST":
+        return lambda req, send: repair.repair_bucket(st, req, _bucket(segs[2]))
     if head == "u" and n == 4 and segs[1] == "buckets" and method == "POST":
         return lambda req, send: writes.update_metadata(st, req, _bucket(segs[2]), _key(segs[3]))
     simple: dict[tuple[str, ...], Callable[[RouterState, Request], Awaitable[Response]]] = {
@@ -181,5 +183,13 @@ class RouterApp:
 
 
 def create_app(config: RouterConfig) -> Any:
-    """The router ASGI app (with request logging) for ``config``."""
-    return AccessLogMiddleware(RouterApp(config), logging.getLogger("mictlanx_sync.server.router.access"))
+    """The router ASGI app (with request logging) for ``config``.
+
+    With ``config.faults`` it is wrapped in the fault-injection middleware, and with
+    ``config.token`` in the bearer-token check (outermost, so ``/_faults`` needs it too).
+    """
+    from .. import auth, faults
+
+    app: Any = AccessLogMiddleware(RouterApp(config), logging.getLogger("mictlanx_sync.server.router.access"))
+    app = faults.wrap(app, config.faults, [(r[0], r[1], r[2]) for r in admin.ROUTES])
+    return auth.wrap(app, config.token, config.root_path)

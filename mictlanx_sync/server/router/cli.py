@@ -31,6 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--queue-depth", type=int, default=4, help="pieces queued per replica")
     add("--cache-size", default=_env("MICTLANX_ROUTER_CACHE", "0"), help="router cache (only 0 is supported)")
     add("--root-path", default=_env("MICTLANX_ROOT_PATH", ""))
+    add("--token", default=_env("MICTLANX_ROUTER_TOKEN"),
+        help="require 'Authorization: Bearer TOKEN' on every request but /health [MICTLANX_ROUTER_TOKEN]")
+    add("--peer-token", default=_env("MICTLANX_PEER_TOKEN"),
+        help="bearer token sent to the peers on every request [MICTLANX_PEER_TOKEN] "
+             "(default: the token= of --peers, if any)")
+    add("--faults", default=_env("MICTLANX_FAULTS"), metavar="SPEC",
+        help="enable fault injection: a JSON list of rules or @file (testing only; see "
+             "mictlanx_sync.server.faults) [MICTLANX_FAULTS]")
     add("--log-level", default=_env("MICTLANX_LOG_LEVEL", "WARNING"))
 
 
@@ -42,10 +50,20 @@ def build_config(args: argparse.Namespace):  # -> RouterConfig
     from .state import RouterConfig
 
     peers = []
+    peer_token = args.peer_token or None
     if args.peers:
         for index, endpoint in enumerate(parse(args.peers, default_protocol="http")):
             peer_id = endpoint.id or f"mictlanx-peer-{index}"
             peers.append(PeerEntry(peer_id, endpoint.host, endpoint.port, endpoint.protocol))
+            peer_token = peer_token or endpoint.token
+    faults = args.faults or None
+    if faults is not None:
+        from ..faults import parse_spec
+
+        try:
+            parse_spec(faults)
+        except (ValueError, OSError) as exc:
+            raise SystemExit(f"mictlanx-sync router: invalid --faults: {exc}") from None
     try:
         piece_size = parse_size(args.piece_size)
         cache_size = parse_size(args.cache_size or "0")
@@ -59,7 +77,7 @@ def build_config(args: argparse.Namespace):  # -> RouterConfig
         unhealthy_threshold=args.unhealthy_threshold, task_ttl=args.task_ttl, exists_ttl=args.exists_ttl,
         peer_connect_timeout=args.peer_connect_timeout, peer_read_timeout=args.peer_read_timeout,
         piece_size=max(4096, piece_size), queue_depth=max(1, args.queue_depth), cache_size=0,
-        root_path=args.root_path or "",
+        root_path=args.root_path or "", token=args.token or None, peer_token=peer_token, faults=faults,
     )
 
 

@@ -203,9 +203,11 @@ class RawResponse:
 class RawPool:
     """Keep-alive connections per ``(host, port)``."""
 
-    def __init__(self, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(self, connect_timeout: float, read_timeout: float, *,
+                 headers: Optional[dict[str, str]] = None) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.headers = dict(headers or {})  # sent on every request (the peer token)
         self.idle: dict[tuple[str, int], list[_Conn]] = {}
 
     async def _connect(self, host: str, port: int) -> _Conn:
@@ -229,7 +231,7 @@ class RawPool:
         key = (host, port)
         shown = f"[{host}]" if ":" in host else host
         lines = [f"GET {path} HTTP/1.1", f"Host: {shown}:{port}", "Accept-Encoding: identity"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines += [f"{name}: {value}" for name, value in {**self.headers, **headers}.items()]
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         idle = self.idle.get(key, [])
         while idle:

@@ -132,6 +132,9 @@ class Registry:
             return False
         if response.status_code != 200:
             return False
+        if "www-authenticate" in response.headers:  # open /health, but our peer token is missing or wrong
+            log.warning("peer %s rejects the router's peer token (set --peer-token)", entry.peer_id)
+            return False
         try:
             body = response.json()
         except ValueError:

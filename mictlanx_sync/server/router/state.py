@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine, Mapping, Optional
 from urllib.parse import parse_qs
 
-from ..common import MAX_JSON_BODY, MIB, HTTPError, unprocessable
+from ..common import MAX_JSON_BODY, MIB, HTTPError, declared_length, unprocessable
 from .groups import Groups
 from .pending import PendingDeletes
 from .placement import rank
@@ -35,6 +35,12 @@ class RouterConfig:
     queue_depth: int = 4
     cache_size: int = 0
     root_path: str = ""
+    #: bearer token clients must send (None: no authentication); ``/health`` stays open
+    token: Optional[str] = field(default=None, repr=False)
+    #: bearer token sent to every peer on every request (health checks included)
+    peer_token: Optional[str] = field(default=None, repr=False)
+    #: fault-injection spec (``server.faults``); None: the middleware is not installed
+    faults: Optional[str] = None
     #: read peer data (P5) with the lean client of ``rawhttp``; 0 in ``MICTLANX_ROUTER_RAW_READS`` uses httpx
     raw_reads: bool = field(default_factory=lambda: os.environ.get("MICTLANX_ROUTER_RAW_READS", "1") != "0")
 
@@ -62,10 +68,13 @@ class RouterState:
         limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=30.0)
         from .rawhttp import RawPool
 
-        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False, follow_redirects=False)
+        peer_headers = {"Authorization": f"Bearer {self.config.peer_token}"} if self.config.peer_token else {}
+        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False, follow_redirects=False,
+                                        headers=peer_headers)
         self.registry.client = self.client
         if self.config.raw_reads:
-            self.registry.raw = RawPool(self.config.peer_connect_timeout, self.config.peer_read_timeout)
+            self.registry.raw = RawPool(self.config.peer_connect_timeout, self.config.peer_read_timeout,
+                                        headers=peer_headers)
         await self.registry.check_all(first=True)
         self._health_task = asyncio.ensure_future(self.registry.run())
 
@@ -110,7 +119,16 @@ class Request:
         self.query: dict[str, str] = {k: v[0] for k, v in self.query_all.items()}
 
     async def body(self, limit: int = MAX_JSON_BODY) -> bytes:
-        """The whole (small) body; 413/400 beyond ``limit``."""
+        """The whole (small) body; 413/400 beyond ``limit``.
+
+        A ``Content-Length`` above ``limit`` is refused before reading anything; a chunked
+        body is read only until it passes ``limit``. Either way the answer closes the
+        connection, so the rest of the body is never read.
+        """
+        too_large = HTTPError(413, 400, f"JSON body too large (limit {limit} bytes)", headers={"connection": "close"})
+        declared = declared_length(self.headers.get("content-length"))
+        if declared is not None and declared > limit:
+            raise too_large
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -119,14 +137,11 @@ class Request:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size <= limit:
-                chunks.append(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-            if size > 4 * limit:
-                break
-        if size > limit:
-            raise HTTPError(413, 400, "JSON body too large (limit 1 MiB)")
         return b"".join(chunks)
 
     async def json(self) -> Any:

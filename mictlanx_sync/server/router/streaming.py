@@ -71,7 +71,7 @@ class ClientBody:
         """Read and discard the rest up to ``limit`` bytes in all; True if the body ended."""
         try:
             while not self.done:
-                if self.received > limit:
+                if self.received >= limit:
                     return False
                 await self.next()
         except ClientGone:

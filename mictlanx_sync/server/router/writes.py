@@ -7,9 +7,13 @@ import time
 from typing import Any, Callable, Optional
 
 from ..common import (
+    DRAIN_CAP,
+    MULTIPART_SLACK,
     HTTPError,
     bad_request,
+    declared_length,
     header_task_id,
+    length_mismatch,
     parse_bool,
     parse_chunk_size,
     parse_if_match,
@@ -77,6 +81,13 @@ async def put_data(st: RouterState, req: Request, send: Callable[[dict], Any], t
         drained = await body.drain(group.size + 64 * 1024)
         await cleanup(st.registry, group)
         return error_response(exc, close=not drained)
+    declared = declared_length(req.headers.get("content-length"))
+    mismatch = length_mismatch(declared, group.size, group.checksum, multipart)
+    if mismatch is not None and declared is not None:  # fail at once: nothing reaches the replicas
+        limit = min(declared, group.size + (MULTIPART_SLACK if multipart else 0), DRAIN_CAP)
+        drained = await body.drain(limit)
+        await cleanup(st.registry, group)
+        return error_response(mismatch, close=not drained)
     try:
         outcome = await stream_to_replicas(st.registry, group, body, piece_size=piece_size,
                                            queue_depth=st.config.queue_depth, multipart=parser)
