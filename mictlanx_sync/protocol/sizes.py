@@ -8,7 +8,7 @@ from .errors import ValidationError
 
 __all__ = ["parse_size", "format_size", "clamp"]
 
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*([A-Za-z]*)\s*")
+_SIZE = re.compile(r"\s*(\d{1,30}(?:\.\d{1,30})?|\.\d{1,30})\s*([A-Za-z]{0,5})\s*")
 _DECIMAL = {"": 1, "b": 1, "byte": 1, "bytes": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6,
             "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12, "p": 10**15, "pb": 10**15}
 _BINARY = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50}
@@ -38,6 +38,7 @@ def parse_size(value: str | int) -> int:
     factor = _DECIMAL.get(unit) or _BINARY.get(unit)
     if factor is None:
         raise ValidationError(f"invalid size unit in {value!r}")
+    # At most 30 digits each side (the pattern), so neither int() nor float() can overflow.
     if "." in number:
         return int(float(number) * factor)
     return int(number) * factor

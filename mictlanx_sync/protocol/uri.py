@@ -66,15 +66,19 @@ def _parse_spec(spec: str, protocol: str, api_version: int, http2: bool, token: 
     if ":" not in spec:
         raise ValidationError(f"missing port in URI spec {spec!r}")
     host, raw_port = spec.rsplit(":", 1)
-    try:
-        port = int(raw_port, 10)
-    except ValueError:
-        raise ValidationError(f"invalid port {raw_port!r} in URI spec {spec!r}") from None
+    if not (raw_port.isascii() and raw_port.isdigit() and len(raw_port) <= 5):
+        raise ValidationError(f"invalid port {raw_port!r} in URI spec {spec!r}")
+    port = int(raw_port, 10)
     if not 1 <= port <= 65535:
         raise ValidationError(f"port out of range in URI spec {spec!r}")
     path_prefix = ""
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
+    if host.startswith("[") and "]" in host:
+        close = host.index("]")
+        rest = host[close + 1:]
+        if rest and not rest.startswith("/"):
+            raise ValidationError(f"unexpected {rest!r} after the IPv6 address in URI spec {spec!r}")
+        path_prefix = "/" + rest.strip("/") if rest.strip("/") else ""
+        host = host[1:close]
     elif "/" in host:
         host, rest = host.split("/", 1)
         path_prefix = "/" + rest.strip("/")

@@ -165,13 +165,19 @@ def parse_bool(value: Optional[str], name: str, default: bool = False) -> bool:
     raise bad_request(f"invalid boolean for {name}: {value!r} (use 0, 1, true or false)")
 
 
+#: Paging values beyond this mean "to the end": SQLite integers are 64-bit, and a larger
+#: offset or limit could only select nothing or everything anyway.
+MAX_QUERY_INT = 2**62
+_INT = re.compile(r"[+-]?[0-9]{1,40}")
+
+
 def parse_int_query(value: Optional[str], name: str, default: int, *, minimum: Optional[int] = None) -> int:
+    """A decimal integer query value (400/400 when malformed), clamped to +-2**62."""
     if value is None or value == "":
         return default
-    try:
-        number = int(value, 10)
-    except ValueError:
-        raise bad_request(f"invalid integer for {name}: {value!r}") from None
+    if _INT.fullmatch(value.strip()) is None:
+        raise bad_request(f"invalid integer for {name}: {value[:64]!r}")
+    number = max(-MAX_QUERY_INT, min(MAX_QUERY_INT, int(value.strip(), 10)))
     if minimum is not None and number < minimum:
         raise bad_request(f"{name} must be >= {minimum}")
     return number

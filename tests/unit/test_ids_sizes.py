@@ -60,3 +60,20 @@ def test_format_size(n, text):
 
 def test_clamp():
     assert sizes.clamp(1, 4, 8) == 4 and sizes.clamp(9, 4, 8) == 8 and sizes.clamp(5, 4, 8) == 5
+
+
+@pytest.mark.parametrize("text", ["9" * 400 + ".5", "9" * 5000, "1" * 31, "1.0000000000000000000000000000001"])
+def test_parse_size_of_absurd_numbers_is_a_validation_error(text):
+    # Used to leak OverflowError / ValueError, which the servers turned into a 500.
+    with pytest.raises(ValidationError):
+        sizes.parse_size(text)
+
+
+def test_server_paging_values_are_clamped_not_overflowing():
+    from mictlanx_sync.server.common import MAX_QUERY_INT, HTTPError, parse_int_query
+
+    assert parse_int_query("99999999999999999999999", "start", 0, minimum=0) == MAX_QUERY_INT
+    assert parse_int_query(" 7 ", "end", 0) == 7
+    for bad in ("1e3", "0x10", "8_0", "1" * 41, "½"):
+        with pytest.raises(HTTPError):
+            parse_int_query(bad, "start", 0)

@@ -77,3 +77,15 @@ def test_build_rejects_empty_and_mixed_lists():
     with pytest.raises(ValidationError):
         uri.build([a, b])
     assert uri.build([a]) == "mictlanx://a@h:1/?protocol=http&api_version=4&http2=0"
+
+
+@pytest.mark.parametrize("bad", ["mictlanx://h:8_0", "mictlanx://h:+80", "mictlanx://h:٨٠", "mictlanx://[::1]x:80"])
+def test_ports_are_plain_digits(bad):
+    with pytest.raises(ValidationError):
+        uri.parse(bad)
+
+
+def test_bracketed_ipv6_with_a_path_prefix_round_trips():
+    endpoint = uri.Endpoint(None, "::1", 8080, "/pfx")
+    assert uri.parse(uri.build([endpoint]))[0] == endpoint
+    assert endpoint.base_url == "http://[::1]:8080/pfx"
