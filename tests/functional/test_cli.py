@@ -330,6 +330,10 @@ def test_entry_point_round_trip_through_stdout(vss: LocalVSS, payload: Path, buc
 def test_readme_first_command_in_a_fresh_venv(tmp_path: Path) -> None:
     """``python3 -m venv .venv && .venv/bin/pip install ".[server]" && .venv/bin/mictlanx-sync demo``,
     from a copy of the checkout (so the build leaves nothing behind in it)."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    first_command = readme.split("```bash\n", 1)[1].splitlines()[0]
+    # The steps below are this command's; if the README changes, this test must follow it.
+    assert first_command == 'python3 -m venv .venv && .venv/bin/pip install ".[server]" && .venv/bin/mictlanx-sync demo'
     checkout = tmp_path / "checkout"
     shutil.copytree(REPO_ROOT, checkout, ignore=shutil.ignore_patterns(
         ".git", ".venv", ".tox", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "mictlanx-data"))
