@@ -65,7 +65,10 @@ class RouterState:
 
         timeout = httpx.Timeout(connect=self.config.peer_connect_timeout, read=self.config.peer_read_timeout,
                                 write=self.config.peer_read_timeout, pool=self.config.peer_read_timeout)
-        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=30.0)
+        # Keep-alive limit = connection limit: httpcore 1.0.9 may close a "surplus" idle
+        # connection already handed to a queued request (encode/httpcore#1110), leaving that
+        # request hanging until its read timeout. With equal limits nothing is ever surplus.
+        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024, keepalive_expiry=30.0)
         from .rawhttp import RawPool
 
         peer_headers = {"Authorization": f"Bearer {self.config.peer_token}"} if self.config.peer_token else {}
