@@ -151,8 +151,9 @@ def test_close_while_other_threads_are_busy(cluster: Cluster, tmp_path: Path, bu
         c.close()
         stop.set()
         for thread in threads:
-            thread.join(15)
-        assert not any(thread.is_alive() for thread in threads)
+            thread.join(30)
+        stuck = [thread for thread in threads if thread.is_alive()]
+        assert not stuck, "callers still running after close():\n" + _stacks(stuck)
     finally:
         cluster.data_delay = 0.0
         stop.set()
@@ -164,3 +165,13 @@ def test_close_while_other_threads_are_busy(cluster: Cluster, tmp_path: Path, bu
     time.sleep(0.5)
     leftovers = [t.name for t in threading.enumerate() if "client-closing" in t.name]
     assert leftovers == []
+
+
+def _stacks(threads: list[threading.Thread]) -> str:
+    """Where each thread is, so a hang after close() can be diagnosed from the CI log."""
+    import sys
+    import traceback
+
+    frames = sys._current_frames()
+    return "\n".join(f"--- {t.name}\n" + "".join(traceback.format_stack(frames[t.ident]))
+                     for t in threads if t.ident is not None and t.ident in frames)
