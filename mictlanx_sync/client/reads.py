@@ -15,7 +15,7 @@ import os
 import secrets
 import threading
 import time
-from typing import Callable, Generator, Optional
+from typing import Any, Callable, Generator, Iterator, Optional
 
 import attrs
 
@@ -169,23 +169,39 @@ class Reader:
 
     # --- the chunk transfer loop ---------------------------------------------------------------
     def _transfer(self, info: ObjectInfo, options: ReadOptions, sink_for: Callable[[int, int], Sink],
-                  single_key: bool = False) -> Result[list[Fetched], MictlanXError]:
-        """Fetch every chunk into ``sink_for(index, size)``; cache first, then R11, in parallel."""
+                  single_key: bool = False,
+                  on_ready: Optional[Callable[[int], None]] = None) -> Result[list[Fetched], MictlanXError]:
+        """Fetch every chunk into ``sink_for(index, size)``; cache first, then R11, in parallel.
+
+        ``on_ready(i)`` runs in the calling thread, in index order, once chunks 0..i have all
+        landed, while later chunks are still in flight (the whole-object hash overlaps the
+        transfer). A restart calls it again from 0.
+        """
         cache = None if options.force else self.cache
         index = cache.get_index(info.version) if cache is not None else None
         try:
-            return self._transfer_once(info, options, sink_for, index, single_key, use_cache=cache is not None)
+            return self._transfer_once(info, options, sink_for, index, single_key, cache is not None, on_ready)
         except _RestartWithoutIndex:
             if cache is not None:
                 cache.drop_index(info.version)
-            return self._transfer_once(info, options, sink_for, None, single_key, use_cache=cache is not None)
+            return self._transfer_once(info, options, sink_for, None, single_key, cache is not None, on_ready)
 
     def _transfer_once(self, info: ObjectInfo, options: ReadOptions, sink_for: Callable[[int, int], Sink],
-                       index: Optional[list[str]], single_key: bool,
-                       use_cache: bool = True) -> Result[list[Fetched], MictlanXError]:
+                       index: Optional[list[str]], single_key: bool, use_cache: bool = True,
+                       on_ready: Optional[Callable[[int], None]] = None) -> Result[list[Fetched], MictlanXError]:
         engine = self.engine
         n = info.layout.num_chunks
         fetched: list[Optional[Fetched]] = [None] * n
+        next_ready = 0
+
+        def advance() -> None:
+            """Hand on, in index order, every chunk whose predecessors have all landed."""
+            nonlocal next_ready
+            while next_ready < n and fetched[next_ready] is not None and not failure:
+                if on_ready is not None:
+                    on_ready(next_ready)
+                next_ready += 1
+
         failure: list[BaseException] = []
         in_flight: set[cf.Future] = set()
         listing = _ChunkChecksums(engine, info, options, single_key)
@@ -229,6 +245,7 @@ class Reader:
             for i in range(n):
                 while len(in_flight) >= options.max_parallel and not failure:
                     _collect(wait_in_slices(in_flight)[0], in_flight, failure)
+                    advance()
                 if failure or not engine.acquire_buffer(lambda: bool(failure)):
                     break
                 try:
@@ -241,6 +258,8 @@ class Reader:
                 in_flight.add(future)
             while in_flight:
                 _collect(wait_in_slices(in_flight)[0], in_flight, failure)
+                advance()
+            advance()
         except BaseException:
             # An interrupt (KeyboardInterrupt) in the calling thread: chunk tasks already
             # running stop at their next write, and are waited for, so none touches the sink
@@ -291,11 +310,13 @@ class Reader:
             start = info.layout.offset(i)
             return _Progress(BufferSink(view[start:start + size]), progress)
 
-        transferred = self._transfer(info, options, sink_for, single_key=single)
+        full = _OrderedHash(info, lambda start, size: view[start:start + size])
+        transferred = self._transfer(info, options, sink_for, single_key=single,
+                                     on_ready=full.add if options.verify_full else None)
         if transferred.is_err:
             return Err(transferred.unwrap_err())
         fetched = transferred.unwrap()
-        if options.verify_full and hashlib.sha256(view).hexdigest() != info.layout.full_checksum:
+        if options.verify_full and full.hexdigest() != info.layout.full_checksum:
             return Err(IntegrityError(f"{bucket_id}/{key}: full_checksum mismatch (mixed versions?)",
                                       bucket_id=bucket_id, key=key))
         metadatas = [info.chunk_metadata(i, f.size, f.checksum) for i, f in enumerate(fetched)]
@@ -334,10 +355,11 @@ class Reader:
             def sink_for(i: int, size: int) -> Sink:
                 return _Progress(FileSink(fd, info.layout.offset(i)), progress)
 
-            transferred = self._transfer(info, options, sink_for)
+            full = _OrderedHash(info, lambda start, size: _fd_region(fd, start, size))
+            transferred = self._transfer(info, options, sink_for, on_ready=full.add if options.verify_full else None)
             if transferred.is_err:
                 return Err(transferred.unwrap_err())
-            if options.verify_full and _fd_sha256(fd, info.size) != info.layout.full_checksum:
+            if options.verify_full and full.hexdigest() != info.layout.full_checksum:
                 return Err(IntegrityError(f"{bucket_id}/{key}: full_checksum mismatch", bucket_id=bucket_id, key=key))
             os.fsync(fd)
             os.close(fd)
@@ -513,16 +535,41 @@ def _file_sha256(path: str) -> str:
     return hasher.hexdigest()
 
 
-def _fd_sha256(fd: int, size: int) -> str:
-    hasher = hashlib.sha256()
-    offset = 0
-    while offset < size:
-        piece = os.pread(fd, min(_HASH_PIECE, size - offset), offset)
+def _fd_region(fd: int, start: int, size: int) -> Iterator[bytes]:
+    """The bytes of ``[start, start + size)`` of an open file, in pieces (page cache reads)."""
+    offset, end = start, start + size
+    while offset < end:
+        piece = os.pread(fd, min(_HASH_PIECE, end - offset), offset)
         if not piece:
-            break
-        hasher.update(piece)
+            return
+        yield piece
         offset += len(piece)
-    return hasher.hexdigest()
+
+
+class _OrderedHash:
+    """SHA-256 of the whole object, fed chunk by chunk in index order as chunks land.
+
+    ``region(start, size)`` returns the chunk's landed bytes (a buffer, or pieces of a
+    file). Chunk 0 starts the hash afresh, so a restarted transfer hashes from scratch.
+    """
+
+    def __init__(self, info: ObjectInfo, region: Callable[[int, int], Any]) -> None:
+        self.info = info
+        self.region = region
+        self.hasher = hashlib.sha256()
+
+    def add(self, index: int) -> None:
+        if index == 0:
+            self.hasher = hashlib.sha256()
+        data = self.region(self.info.layout.offset(index), self.info.chunk_size(index))
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            self.hasher.update(data)
+        else:
+            for piece in data:
+                self.hasher.update(piece)
+
+    def hexdigest(self) -> str:
+        return self.hasher.hexdigest()
 
 
 def _fsync_directory(directory: str) -> None:
