@@ -125,7 +125,11 @@ def test_forked_child_uses_the_parents_client(cluster: Cluster, tmp_path: Path, 
 def test_close_while_other_threads_are_busy(cluster: Cluster, tmp_path: Path, bucket: str) -> None:
     """close() with operations in flight: every caller returns promptly, no pool thread survives."""
     data = os.urandom(20 * CHUNK)
-    c = new_client(cluster.uri(), tmp_path, client_id="client-closing", max_workers=4)
+    # Short timeouts: this test is about close() never leaving a caller blocked beyond its own
+    # timeouts. A request already in flight when close() runs may wait for its answer; with the
+    # default 120 s read timeout a stalled server would look like a close() bug. (One CI run saw
+    # a caller waiting on an upload in flight for > 30 s: see _stacks' output if it recurs.)
+    c = new_client(cluster.uri(), tmp_path, client_id="client-closing", max_workers=4, timeout=(2.0, 10.0))
     assert c.put(bucket, "busy", data, chunk_size=CHUNK).unwrap()
     outcomes: list[object] = []
     stop = threading.Event()
@@ -168,10 +172,13 @@ def test_close_while_other_threads_are_busy(cluster: Cluster, tmp_path: Path, bu
 
 
 def _stacks(threads: list[threading.Thread]) -> str:
-    """Where each thread is, so a hang after close() can be diagnosed from the CI log."""
+    """Where every thread is (callers, pool workers, in-process servers), so a hang after
+    close() can be diagnosed from the CI log."""
     import sys
     import traceback
 
     frames = sys._current_frames()
-    return "\n".join(f"--- {t.name}\n" + "".join(traceback.format_stack(frames[t.ident]))
-                     for t in threads if t.ident is not None and t.ident in frames)
+    stuck = {t.ident for t in threads}
+    return "\n".join(f"--- {'STUCK ' if t.ident in stuck else ''}{t.name}\n"
+                     + "".join(traceback.format_stack(frames[t.ident]))
+                     for t in threading.enumerate() if t.ident is not None and t.ident in frames)
