@@ -10,20 +10,17 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
-import queue
 import re
 import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import pytest
 
 from mictlanx_sync import Client, MictlanXURI
-from tests.support.servers import REPO_ROOT
+from tests.support.servers import REPO_ROOT, read_lines_until
 
 EXAMPLES = REPO_ROOT / "examples"
 SCRIPT_TIMEOUT = 60
@@ -35,34 +32,6 @@ class RunningVSS(NamedTuple):
     proc: subprocess.Popen[str]
 
 
-def _read_lines_until(proc: subprocess.Popen[str], last: str, timeout: float) -> list[str]:
-    """stdout lines up to one starting with ``last``; a reader thread keeps this bounded in time."""
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        for line in stdout:
-            lines.put(line.rstrip("\n"))
-            if line.startswith(last):
-                return
-        lines.put("<EOF>")
-
-    threading.Thread(target=pump, daemon=True).start()
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        seen.append(line)
-        if line.startswith(last) or line == "<EOF>":
-            break
-    if not seen or not seen[-1].startswith(last):
-        raise AssertionError(f"mictlanx-sync vss did not start: {seen!r}")
-    return seen
-
 
 def start_vss(data_dir: Path) -> RunningVSS:
     """``mictlanx-sync vss`` on free ports; the URIs come from the lines it prints."""
@@ -72,7 +41,7 @@ def start_vss(data_dir: Path) -> RunningVSS:
          "--data-dir", str(data_dir), "--health-interval", "0.5"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
-        lines = _read_lines_until(proc, "press Ctrl-C", timeout=30)
+        lines = read_lines_until(proc, "press Ctrl-C", timeout=30)
     except BaseException:
         stop_vss(proc)
         raise

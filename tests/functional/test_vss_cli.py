@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -17,7 +14,7 @@ import pytest
 import requests
 
 from mictlanx_sync.protocol.uri import parse
-from tests.support.servers import REPO_ROOT
+from tests.support.servers import REPO_ROOT, read_lines_until
 
 
 def launch(*args: str) -> subprocess.Popen[str]:
@@ -26,34 +23,6 @@ def launch(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "mictlanx_sync", "vss", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
 
-
-def read_until(proc: subprocess.Popen[str], prefix: str, timeout: float = 30.0) -> list[str]:
-    """stdout lines up to one starting with ``prefix`` (a reader thread keeps it bounded in time)."""
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        for line in stdout:
-            lines.put(line.rstrip("\n"))
-            if line.startswith(prefix):
-                return
-        lines.put("<EOF>")
-
-    threading.Thread(target=pump, daemon=True).start()
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        seen.append(line)
-        if line.startswith(prefix):
-            return seen
-        if line == "<EOF>":
-            break
-    raise AssertionError(f"no line starting with {prefix!r}: {seen!r}")
 
 
 @pytest.fixture()
@@ -69,7 +38,7 @@ def vss_proc(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
 
 
 def test_vss_runs_and_stops_on_sigterm(vss_proc: subprocess.Popen[str], tmp_path: Path) -> None:
-    lines = read_until(vss_proc, "press Ctrl-C")
+    lines = read_lines_until(vss_proc, "press Ctrl-C")
     uri = next(line.split(": ", 1)[1] for line in lines if line.startswith("client URI: "))
     (router,) = parse(uri, default_protocol="http")
     assert router.id == "mictlanx-router-0" and router.protocol == "http"

@@ -144,3 +144,36 @@ def set_faults(url: str, rules: Sequence[dict], token: Optional[str] = None) -> 
     resp = requests.post(f"{url}/_faults", json=list(rules), headers=headers, timeout=10)
     resp.raise_for_status()
     return list(resp.json()["faults"])
+
+
+def read_lines_until(proc: subprocess.Popen[str], prefix: str, timeout: float = 30.0) -> list[str]:
+    """stdout lines of ``proc`` up to one starting with ``prefix``, bounded in time by a reader
+    thread; raises ``AssertionError`` with what was seen if that line never comes."""
+    import queue
+    import threading
+
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line.rstrip("\n"))
+            if line.startswith(prefix):
+                return
+        lines.put("<EOF>")
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        seen.append(line)
+        if line.startswith(prefix):
+            return seen
+        if line == "<EOF>":
+            break
+    raise AssertionError(f"no line starting with {prefix!r}: {seen!r}")
