@@ -1,0 +1,86 @@
+"""``ClientBase``: the state and the small helpers every part of ``Client`` shares.
+
+``Client`` is one class, written in four modules by concern: :mod:`.client` (construction,
+lifecycle, logging), :mod:`.client_writes` (``put*``, bulk), :mod:`.client_reads` (``get*``)
+and :mod:`.client_buckets` (metadata, listings, deletes). Each part is a base of ``Client``
+built on this one, which declares the attributes ``Client.__init__`` sets and holds what
+they all call: the closed / fork check, the ``Err`` logging and the timeout resolution.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, List, Optional, Tuple, Union
+
+from ..protocol.errors import MictlanXError, ValidationError
+from ..protocol.policies import RetryPolicy
+from ..protocol.result import Err
+from ..protocol.router import Router
+from .bulk import BulkRunner
+from .engine import Engine
+from .reads import Reader
+from .writes import Writer
+
+__all__ = ["ClientBase", "Timeout", "timeout_pair"]
+
+Timeout = Union[None, float, Tuple[float, float]]
+
+
+def timeout_pair(timeout: Any) -> Tuple[float, float]:
+    """``(connect, read)`` seconds from a positive number (connect capped at 5 s) or a pair."""
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        if timeout <= 0:
+            raise ValidationError(f"timeout must be > 0, got {timeout}")
+        return (min(5.0, float(timeout)), float(timeout))
+    if isinstance(timeout, tuple) and len(timeout) == 2 and all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in timeout):
+        return (float(timeout[0]), float(timeout[1]))
+    raise ValidationError(f"timeout must be a positive number or a (connect, read) pair, got {timeout!r}")
+
+
+class ClientBase:
+    """What the parts of ``Client`` share; set up by ``Client.__init__``, never used alone."""
+
+    client_id: str
+    max_workers: int
+    max_bulk_workers: int
+    verify: Any
+    timeout: Tuple[float, float]
+    progress: Optional[bool]
+    logger: logging.Logger
+    routers: List[Router]
+    _engine: Engine
+    _writer: Writer
+    _reader: Reader
+    _bulk: BulkRunner
+    _closed: bool
+
+    def _ready(self) -> Optional[Err[Any, MictlanXError]]:
+        """``Err`` when the client is closed; else ``None``, after rebuilding what a fork broke."""
+        if self._closed:
+            return Err(ValidationError("client is closed"))
+        self._engine.check_process()
+        return None
+
+    def _logged(self, operation: str, bucket_id: Any, key: Any, result: Any) -> Any:
+        """ERROR once per operation that ends in ``Err`` (client-api §8.4); returns ``result``.
+
+        Only when logging is configured (a handler exists for this logger or an ancestor):
+        an unconfigured application never gets these lines from logging's last-resort
+        stderr handler; it sees the ``Err`` it was returned.
+        """
+        if isinstance(result, Err) and self.logger.hasHandlers():
+            error = result.unwrap_err()
+            self.logger.error("%s bucket=%s key=%s failed: %s", operation, bucket_id, key,
+                              " ".join(str(error).split())[:500])
+        return result
+
+    def _timeout(self, timeout: Timeout) -> Tuple[float, float]:
+        """A call's ``timeout`` argument as ``(connect, read)``; ``None`` is the client's."""
+        return self.timeout if timeout is None else timeout_pair(timeout)
+
+    def _call(self, describe: str, request: Any, timeout: Timeout, policy: Optional[RetryPolicy] = None) -> Any:
+        """``request(router)`` through the engine (router choice, breaker, retry) unless closed."""
+        if (closed := self._ready()) is not None:
+            return closed
+        return self._engine.call(describe, request, policy=policy)

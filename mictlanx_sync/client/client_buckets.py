@@ -1,0 +1,152 @@
+"""The metadata half of ``Client``: stat, listings and deletes (client-api §8.4).
+
+One-request calls (``get_metadata_by_key``, ``delete``…) go through the engine with
+``_call``; listings walk keyset pages of 1000 on one router and group chunks into
+``Ball`` / ``Bucket``; ``delete_bucket`` lists, then deletes ball by ball.
+``Client`` inherits these methods from :class:`ClientBuckets`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import attrs
+
+from ..protocol.errors import MictlanXError, NotFoundError, ValidationError
+from ..protocol.ids import validate_id
+from ..protocol.models import (
+    Ball,
+    Bucket,
+    DeleteBucketResponse,
+    DeletedByBallIdResponse,
+    DeletedByKeyResponse,
+    GetMetadataResponse,
+    GetRouterBucketMetadataResponse,
+    Metadata,
+)
+from ..protocol.policies import RetryPolicy
+from ..protocol.result import Err, Ok, Result
+from ..protocol.router import Router
+from .client_base import ClientBase, Timeout
+
+__all__ = ["ClientBuckets"]
+
+_LIST_PAGE = 1000
+
+
+class ClientBuckets(ClientBase):
+    """Metadata, listings and deletes of ``Client``."""
+
+    # --- stat and listings -------------------------------------------------------------------------
+    def get_metadata_by_key(self, bucket_id: str, key: str, timeout: Timeout = None,
+                            headers: Optional[Dict[str, str]] = None,
+                            retry_policy: Optional[RetryPolicy] = None) -> Result[GetMetadataResponse, MictlanXError]:
+        """R3: the metadata of one ball. → ``Ok(GetMetadataResponse)``"""
+        t = self._timeout(timeout)
+        return self._call(f"stat {bucket_id}/{key}",
+                          lambda r: r.get_metadata(bucket_id, key, timeout=t, headers=headers), timeout, retry_policy)
+
+    def get_metadata(self, bucket_id: str, ball_id: str, timeout: Timeout = None,
+                     headers: Optional[Dict[str, str]] = None, restart_policy: Optional[RetryPolicy] = None,
+                     *, retry_policy: Optional[RetryPolicy] = None) -> Result[Ball, MictlanXError]:
+        """R12: an object's chunks as a ``Ball``; ``NotFoundError`` when it has none."""
+        t = self._timeout(timeout)
+        listed = self._call(f"chunks {bucket_id}/{ball_id}",
+                            lambda r: r.get_chunks_metadata(ball_id, bucket_id, timeout=t, headers=headers), timeout,
+                            restart_policy or retry_policy)
+        if listed.is_err:
+            return listed
+        chunks = listed.unwrap().chunks
+        if not chunks:
+            return Err(NotFoundError(f"{bucket_id}/{ball_id} has no chunks", bucket_id=bucket_id, key=ball_id))
+        return Ok(Ball.from_chunks(bucket_id, ball_id, chunks))
+
+    def get_chunks_by_bucket_id(self, bucket_id: str, timeout: Timeout = None,
+                                headers: Optional[Dict[str, str]] = None,
+                                ) -> Result[GetRouterBucketMetadataResponse, MictlanXError]:
+        """R2 on one router, every page, deduplicated by key."""
+        if (closed := self._ready()) is not None:
+            return closed
+        return self._list_bucket(bucket_id, self._timeout(timeout), headers, include_disabled=False)
+
+    def get_bucket_metadata(self, bucket_id: str, timeout: Timeout = None,
+                            headers: Optional[Dict[str, str]] = None) -> Result[Bucket, MictlanXError]:
+        """R2 grouped by ``ball_id``. → ``Ok(Bucket)``"""
+        listed = self.get_chunks_by_bucket_id(bucket_id, timeout, headers)
+        if listed.is_err:
+            return Err(listed.unwrap_err())
+        groups: Dict[str, List[Metadata]] = {}
+        for meta in listed.unwrap().balls:
+            groups.setdefault(meta.ball_id or meta.key, []).append(meta)
+        return Ok(Bucket(bucket_id, {bid: Ball.from_chunks(bucket_id, bid, metas) for bid, metas in groups.items()}))
+
+    def _list_bucket(self, bucket_id: str, timeout: Tuple[float, float], headers: Optional[Dict[str, str]],
+                     include_disabled: bool) -> Result[GetRouterBucketMetadataResponse, MictlanXError]:
+        """Keyset pages of 1000 (``after`` = last key) until a short page; one entry per key."""
+        try:
+            validate_id(bucket_id, "bucket_id")
+        except ValidationError as error:
+            return Err(error)
+        balls: Dict[str, Metadata] = {}
+        after: Optional[str] = None
+        first: Optional[GetRouterBucketMetadataResponse] = None
+        while True:
+            def list_page(r: Router, a: Optional[str] = after) -> Result[Any, MictlanXError]:
+                return r.get_bucket_metadata(bucket_id, timeout=timeout, headers=headers, end=_LIST_PAGE, after=a,
+                                             include_disabled=include_disabled)
+
+            page = self._engine.call(f"list {bucket_id}", list_page)
+            if page.is_err:
+                return Err(page.unwrap_err())
+            answer = page.unwrap()
+            first = first or answer
+            for meta in answer.balls:
+                balls.setdefault(meta.key, meta)
+            if len(answer.balls) < _LIST_PAGE:
+                break
+            after = answer.balls[-1].key
+        assert first is not None
+        ordered = [balls[k] for k in sorted(balls)]
+        return Ok(attrs.evolve(first, balls=ordered))
+
+    # --- deletes -----------------------------------------------------------------------------------
+    def delete(self, ball_id: str, bucket_id: str, timeout: Timeout = None, force: bool = True,
+               headers: Optional[Dict[str, str]] = None) -> Result[DeletedByBallIdResponse, MictlanXError]:
+        """R14: delete every chunk of the object ``ball_id`` (idempotent). → ``Ok(DeletedByBallIdResponse)``"""
+        t = self._timeout(timeout)
+        hdrs = {**(headers or {}), "Force": "1" if force else "0"}
+        return self._call(f"delete {bucket_id}/{ball_id}",
+                          lambda r: r.delete_by_ball_id(ball_id, bucket_id, timeout=t, headers=hdrs), timeout)
+
+    def delete_by_key(self, key: str, bucket_id: str, timeout: Timeout = None, force: bool = True,
+                      headers: Optional[Dict[str, str]] = None) -> Result[DeletedByKeyResponse, MictlanXError]:
+        """R13: delete one ball; a missing key is ``Ok`` with ``n_deletes=0``."""
+        t = self._timeout(timeout)
+        hdrs = {**(headers or {}), "Force": "1" if force else "0"}
+        result = self._call(f"delete {bucket_id}/{key}",
+                            lambda r: r.delete(bucket_id, key, headers=hdrs, timeout=t), timeout)
+        if result.is_err and type(result.unwrap_err()) is NotFoundError:
+            return Ok(DeletedByKeyResponse(n_deletes=0, key=key))
+        return result
+
+    def delete_bucket(self, bucket_id: str, headers: Optional[Dict[str, str]] = None, timeout: Timeout = None,
+                      force: bool = True) -> Result[DeleteBucketResponse, MictlanXError]:
+        """List the whole bucket (disabled balls included), then R14 once per ``ball_id``."""
+        if (closed := self._ready()) is not None:
+            return closed
+        started = time.monotonic()
+        listed = self._list_bucket(bucket_id, self._timeout(timeout), headers, include_disabled=True)
+        if listed.is_err:
+            return Err(listed.unwrap_err())
+        by_ball: Dict[str, List[str]] = {}
+        for meta in listed.unwrap().balls:
+            by_ball.setdefault(meta.ball_id or meta.key, []).append(meta.key)
+        total = sum(len(keys) for keys in by_ball.values())
+        deleted: List[str] = []
+        for ball_id, keys in by_ball.items():
+            if self.delete(ball_id, bucket_id, timeout, force, headers).is_ok:
+                deleted.extend(keys)
+        return Ok(DeleteBucketResponse(bucket_id=bucket_id, deleted=len(deleted), failed=total - len(deleted),
+                                       total=total, keys=deleted, response_time=time.monotonic() - started))
+
