@@ -1,7 +1,8 @@
 """The chunk cache (client-api §8.3): content-addressed chunks on disk, through diskcache.
 
 - A chunk's key is its SHA-256, so an entry is never stale; a hit is re-hashed anyway and
-  deleted on a mismatch (disk corruption, tampering).
+  deleted on a mismatch (disk corruption, tampering). :meth:`ChunkCache.read_into` reads
+  an entry's file straight into the reader's memory and hashes exactly those bytes.
 - Per object version ``(bucket_id, key, full_checksum, N)`` the cache also keeps the list of
   its chunk checksums (the *index*), so a read knows which chunks it may take from here.
 - Safe across threads and processes (diskcache: SQLite plus files). Any cache failure is
@@ -19,6 +20,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -27,13 +29,14 @@ import re
 import sqlite3
 import threading
 import time
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import diskcache
 import platformdirs
 
 from ..protocol.errors import ValidationError
 from ..protocol.sizes import parse_size
+from .sinks import Sink
 
 __all__ = ["ChunkCache", "EVICTION_POLICIES", "IndexKey", "eviction_policy_name", "default_cache_path"]
 
@@ -57,6 +60,9 @@ SQLITE_TIMEOUT = 2.0
 CULL_LIMIT = 2
 """Entries diskcache evicts per write when over the limit (its default, 10, empties a small
 cache at once); a write that leaves the cache still over its limit culls further."""
+
+STORE_PIECE = 4 * 1024 * 1024
+"""Bytes diskcache writes to an entry's file at a time."""
 
 REOPEN_AFTER = 30.0
 """Seconds between attempts to open a cache that failed to open (and one WARNING each)."""
@@ -108,6 +114,7 @@ class ChunkCache:
         self.path = os.fspath(path) if path is not None else default_cache_path()
         self.logger = logger if logger is not None else logging.getLogger(__name__)
         self._lock = threading.Lock()
+        self._lookup_lock = threading.Lock()
         self._disk: Optional[diskcache.Cache] = None
         self._pid = os.getpid()
         self._retry_open_at = 0.0
@@ -136,23 +143,75 @@ class ChunkCache:
             self._warn("get", error)
         return None
 
+    def read_into(self, checksum: str, size: int, sink: Sink) -> bool:
+        """Fill ``sink`` with the chunk whose SHA-256 is ``checksum``; ``False`` on a miss.
+
+        The entry must hold exactly ``size`` bytes. An entry stored as a file (every chunk
+        of 32 KiB or more) is read with ``readinto`` straight into ``sink``'s memory, and
+        exactly those bytes are hashed: on a mismatch the entry is deleted and this is a
+        miss, with ``sink`` partly filled (the download that follows refills it all).
+        """
+        digest = _normalize(checksum)
+        disk = self._open() if digest else None
+        if disk is None or digest is None:
+            return False
+        try:
+            # read=True: a file handle, opened inside diskcache's short transaction (it
+            # updates the entry's access time); the bytes are read after it. Lookups of
+            # this process take turns on a lock: SQLite's own busy wait sleeps in steps of
+            # milliseconds, which parallel chunk tasks would otherwise pay on every hit.
+            with self._lookup_lock:
+                value: Any = disk.get(_chunk_key(digest), default=None, read=True, retry=False)
+        except _CACHE_ERRORS as error:
+            self._warn("get", error)
+            return False
+        if value is None:
+            return False
+        try:
+            if isinstance(value, bytes):  # a small entry, kept inside SQLite
+                available, source = len(value), io.BytesIO(value)
+            else:
+                available, source = os.fstat(value.fileno()).st_size, value
+            if available != size:
+                return False  # corrupt, or another cut of the object: a miss; the refetch replaces it
+            hasher = hashlib.sha256()
+            position = 0
+            while position < size:
+                view = sink.region(position, size - position)
+                got = source.readinto(view)
+                if not got:
+                    return False  # truncated meanwhile
+                hasher.update(view[:got])  # exactly the bytes now in the sink's memory
+                sink.commit(position, got)
+                position += got
+            if hasher.hexdigest() == digest:
+                return True
+            self.logger.warning("chunk cache: entry %s failed its SHA-256 check; deleted", digest)
+            disk.delete(_chunk_key(digest), retry=False)
+        except _CACHE_ERRORS as error:
+            self._warn("get", error)
+        finally:
+            if not isinstance(value, bytes):
+                value.close()
+        return False
+
     def put(self, checksum: str, data: BytesLike, *, verified: bool = True) -> bool:
         """Store ``data`` under ``checksum``; ``True`` if stored.
 
         Callers pass data already checked against ``checksum`` (a read verifies every
         chunk against its ``ETag``), so by default it is not hashed again here; with
         ``verified=False`` it is, and a mismatch is not stored. A bad entry could only
-        cost a miss anyway: :meth:`get` re-hashes every hit.
+        cost a miss anyway: every hit is re-hashed. ``data`` is written to the entry's
+        file as it is, without a copy in memory.
         """
         digest = _normalize(checksum)
-        size = data.nbytes if isinstance(data, memoryview) else len(data)
-        if digest is None or size > self.size_limit:
+        view = memoryview(data).cast("B")
+        if digest is None or view.nbytes > self.size_limit:
             return False
-        payload = bytes(data)  # diskcache stores bytes raw; a memoryview would be pickled
-        if not verified and hashlib.sha256(payload).hexdigest() != digest:
+        if not verified and hashlib.sha256(view).hexdigest() != digest:
             self.logger.warning("chunk cache: data does not match checksum %s; not stored", digest)
             return False
-        return self._set(_chunk_key(digest), payload)
+        return self._set(_chunk_key(digest), view)
 
     # -- per-version index of chunk checksums --------------------------------------------
 
@@ -214,7 +273,8 @@ class ChunkCache:
 
     def reopen(self) -> None:
         """Forget this process's handle; the next use opens the cache again (after ``fork``)."""
-        self._lock = threading.Lock()  # the parent's lock may have been held at fork time
+        self._lock = threading.Lock()  # the parent's locks may have been held at fork time
+        self._lookup_lock = threading.Lock()
         self._disk = None  # its SQLite connections belong to the parent: not closed here
         self._pid = os.getpid()
         self._retry_open_at = 0.0
@@ -266,12 +326,20 @@ class ChunkCache:
                 self._warn("open", error)
             return self._disk
 
-    def _set(self, key: str, value: Union[bytes, str]) -> bool:
+    def _set(self, key: str, value: Union[memoryview, str]) -> bool:
         disk = self._open()
         if disk is None:
             return False
         try:
-            disk.set(key, value, retry=False)
+            if isinstance(value, memoryview):
+                if value.nbytes < getattr(disk, "disk_min_file_size", 1 << 15):
+                    disk.set(key, value.tobytes(), retry=False)  # kept inside SQLite
+                else:
+                    # As a file, written piece by piece from our memory (given bytes,
+                    # diskcache would copy them and write them line by line).
+                    disk.set(key, _ViewReader(value), read=True, retry=False)
+            else:
+                disk.set(key, value, retry=False)
             # diskcache culls at most a few entries per write; finish the job so the
             # cache never stays over its limit.
             if disk.volume() > self.size_limit:
@@ -285,6 +353,20 @@ class ChunkCache:
         message = " ".join(str(error).split())
         self.logger.warning("chunk cache %s failed at %s (%s: %s); continuing without it",
                             operation, self.path, type(error).__name__, message)
+
+
+class _ViewReader:
+    """A file-like ``read`` over a memoryview, in slices (diskcache's ``set(read=True)``)."""
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+        self.position = 0
+
+    def read(self, size: int = -1) -> Union[memoryview, bytes]:
+        size = min(size if size >= 0 else self.view.nbytes, STORE_PIECE)
+        piece = self.view[self.position:self.position + size]
+        self.position += piece.nbytes
+        return piece if piece.nbytes else b""
 
 
 def _normalize(checksum: str) -> Optional[str]:

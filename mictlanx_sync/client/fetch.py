@@ -1,22 +1,23 @@
 """Fetching one chunk: stream R11, verify count and SHA-256, fail over on bad copies.
 
-A fetch writes the body into a *sink* at positions relative to the chunk start, so a
-retry simply overwrites what a broken attempt wrote. The router's ``ETag`` is the chunk's
-checksum and ``Content-Length`` its size (client-api §8.6).
+A fetch reads the body into a *sink* (:mod:`.sinks`) piece by piece, straight from the
+socket into the sink's memory, and hashes the very bytes it placed there. Positions are
+relative to the chunk start, so a retry simply overwrites what a broken attempt wrote.
+The router's ``ETag`` is the chunk's checksum and ``Content-Length`` its size
+(client-api §8.6).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-from typing import Any, Callable, Optional, Protocol, Union
+from typing import Any, Callable, Optional, Union
 
 import attrs
 import requests
 
+from ..protocol.bodies import BodyReader
 from ..protocol.errors import (
     IntegrityError,
-    LocalStorageError,
     MictlanXError,
     NotFoundError,
     UpstreamProtocolError,
@@ -26,43 +27,9 @@ from ..protocol.policies import RetryPolicy
 from ..protocol.result import Err, Ok, Result
 from ..protocol.router import Router
 from .engine import Engine
+from .sinks import BufferSink, FileSink, Sink
 
 __all__ = ["Sink", "BufferSink", "FileSink", "ReadOptions", "Fetched", "ChunkFetcher"]
-
-
-class Sink(Protocol):
-    def write(self, position: int, piece: bytes) -> None: ...
-
-
-@attrs.frozen
-class BufferSink:
-    """Writes into a memoryview region (``get``, ``get_chunks``)."""
-
-    view: memoryview
-
-    def write(self, position: int, piece: bytes) -> None:
-        self.view[position:position + len(piece)] = piece
-
-
-@attrs.frozen
-class FileSink:
-    """Positional writes into an open file descriptor (``get_to_file``); optional copy for the cache."""
-
-    fd: int
-    base: int
-    keep: Optional[bytearray] = None
-
-    def write(self, position: int, piece: bytes) -> None:
-        view = memoryview(piece)
-        offset = self.base + position
-        try:
-            while view:
-                written = os.pwrite(self.fd, view, offset)
-                view, offset = view[written:], offset + written
-        except OSError as exc:  # disk full, I/O error: local, never retried as a network fault
-            raise LocalStorageError(f"cannot write the downloaded chunk: {exc}") from exc
-        if self.keep is not None:
-            self.keep[position:position + len(piece)] = piece
 
 
 @attrs.frozen
@@ -90,6 +57,8 @@ class Fetched:
     size: int
     checksum: str
     peer_id: Optional[str]
+    #: served from the cache and re-hashed to the checksum the version's index names
+    from_index: bool = False
 
 
 #: Called with the announced Content-Length; returns where the bytes go (or raises).
@@ -166,6 +135,8 @@ class ChunkFetcher:
             length = int(response.headers["Content-Length"])
         except (KeyError, ValueError):
             raise UpstreamProtocolError("data answer without a valid Content-Length", **context) from None
+        if length < 0:
+            raise UpstreamProtocolError(f"data answer with Content-Length {length}", **context)
         fixed = expected_checksum.lower() if isinstance(expected_checksum, str) else None
         etag = response.headers.get("ETag", "").strip().strip('"').lower() or None
         if etag is None:
@@ -176,16 +147,20 @@ class ChunkFetcher:
         if etag is None:
             raise IntegrityError("data answer without an ETag: cannot verify", **context)
         sink = make_sink(length)
+        reader = BodyReader(response, **context)
         hasher = hashlib.sha256()
         received = 0
-        for piece in response.iter_content(options.piece_size):
-            if received + len(piece) > length:
-                raise UpstreamProtocolError(f"more than the announced {length} bytes", **context)
-            sink.write(received, piece)
-            hasher.update(piece)
-            received += len(piece)
-        if received != length:
-            raise UpstreamProtocolError(f"short body: {received} of {length} bytes", **context)
+        while received < length:
+            view = sink.region(received, min(options.piece_size, length - received))
+            got = reader.readinto(view)
+            if not got:
+                raise UpstreamProtocolError(f"short body: {received} of {length} bytes", **context)
+            hasher.update(view[:got])  # exactly the bytes now in the sink's memory
+            sink.commit(received, got)
+            received += got
+        if reader.readinto(memoryview(bytearray(1))):  # a chunked body may run on: never accepted
+            raise UpstreamProtocolError(f"more than the announced {length} bytes", **context)
+        reader.release()
         actual = hasher.hexdigest()
         if actual != etag or (fixed is not None and actual != fixed):
             raise IntegrityError(f"checksum mismatch from peer {served_by}: got {actual}, expected {etag}",

@@ -1,0 +1,285 @@
+"""The HTTP session of ``Peer`` and ``Router``: every ``requests`` call goes through here.
+
+One :class:`Transport` per base URL owns one pooled ``requests.Session``:
+
+- cookies off (a policy that rejects every cookie), ``trust_env=False`` (environment
+  proxies and netrc ignored), adapter retries 0 (the only retry layer is the caller's);
+- the pool never blocks forever: ``pool_block=True`` with a finite pool timeout (the
+  connect timeout), so an exhausted pool becomes ``RequestTimeoutError``;
+- finite ``(connect, read)`` timeouts on every request; ``verify`` on every request;
+- downloads with ``stream=True`` (bodies: :mod:`.bodies`);
+- safe to share between threads; after ``fork`` the child builds its own session.
+
+Every call returns ``Result``: ``requests``/``urllib3`` exceptions are translated by
+``errors.error_from_exception`` and non-2xx answers by ``errors.error_from_response``,
+both in :meth:`Transport.request`.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+from typing import Any, Mapping, Optional, Tuple, Union
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from .errors import MictlanXError, ValidationError, error_from_exception, error_from_response
+from .result import Err, Ok, Result
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT", "Transport", "TimeoutArg", "resolve_timeout", "ssl_verify", "BoundedPoolAdapter",
+]
+
+log = logging.getLogger("mictlanx_sync.protocol.transport")  # the name it always had
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+TimeoutArg = Union[float, int, Tuple[float, float], None]
+
+
+# --- timeouts --------------------------------------------------------------------------
+def resolve_timeout(timeout: TimeoutArg, default: Tuple[float, float]) -> Tuple[float, float]:
+    """``(connect, read)``: a number is the read timeout, connect comes from ``default``."""
+    if timeout is None:
+        return default
+    if isinstance(timeout, bool):
+        raise TypeError(f"timeout must be a number or a (connect, read) pair, not {timeout!r}")
+    if isinstance(timeout, (int, float)):
+        if timeout <= 0:
+            raise ValidationError(f"timeout must be > 0, got {timeout!r}")
+        return (default[0], float(timeout))
+    if isinstance(timeout, (tuple, list)) and len(timeout) == 2:
+        connect, read = (float(t) for t in timeout)
+        if connect <= 0 or read <= 0:
+            raise ValidationError(f"timeouts must be > 0, got {timeout!r}")
+        return (connect, read)
+    raise TypeError(f"timeout must be a number or a (connect, read) pair, not {timeout!r}")
+
+
+# --- session pieces ----------------------------------------------------------------------
+class _RejectAllCookies(http.cookiejar.CookiePolicy):
+    """Cookies are never stored nor sent."""
+
+    netscape = True
+    rfc2965 = False
+    hide_cookie2 = True
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def domain_return_ok(self, domain: str, request: Any) -> bool:
+        return False
+
+    def path_return_ok(self, path: str, request: Any) -> bool:
+        return False
+
+
+def _bounded_pool(base: type, pool_timeout: float) -> type:
+    """A urllib3 pool class whose ``_get_conn`` waits at most ``pool_timeout`` seconds."""
+
+    def _get_conn(self: Any, timeout: Optional[float] = None) -> Any:
+        return base._get_conn(self, timeout if timeout is not None else pool_timeout)  # type: ignore[attr-defined]
+
+    return type(f"Bounded{base.__name__}", (base,), {"_get_conn": _get_conn})
+
+
+class BoundedPoolAdapter(HTTPAdapter):
+    """``HTTPAdapter`` with retries 0, ``pool_block=True`` and a finite pool wait.
+
+    An exhausted pool raises urllib3's ``EmptyPoolError`` after ``pool_timeout`` seconds
+    (translated to ``RequestTimeoutError``) instead of waiting forever. An optional
+    ``ssl.SSLContext`` is used for every verified HTTPS request.
+    """
+
+    def __init__(self, pool_maxsize: int, pool_timeout: float, ssl_context: Optional[ssl.SSLContext] = None) -> None:
+        self._pool_timeout = pool_timeout
+        self._ssl_context = ssl_context
+        super().__init__(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0, pool_block=True)
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = True, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block=True, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _bounded_pool(HTTPConnectionPool, self._pool_timeout),
+            "https": _bounded_pool(HTTPSConnectionPool, self._pool_timeout),
+        }
+
+    def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Any:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        if self._ssl_context is not None and verify is True:
+            pool_kwargs["ssl_context"] = self._ssl_context
+        return host_params, pool_kwargs
+
+
+def ssl_verify(verify: Any) -> Tuple[Union[bool, str], Optional[ssl.SSLContext]]:
+    """Split a constructor ``verify`` into the per-request value and an optional context."""
+    if isinstance(verify, ssl.SSLContext):
+        return True, verify
+    if isinstance(verify, (bool, str)):
+        return verify, None
+    if isinstance(verify, os.PathLike):
+        return os.fspath(verify), None  # type: ignore[return-value]
+    raise TypeError(f"verify must be a bool, a CA bundle path or an ssl.SSLContext, not {type(verify).__name__}")
+
+
+def _call_verify(verify: Any, default: Union[bool, str]) -> Union[bool, str]:
+    if verify is None:
+        return default
+    if isinstance(verify, (bool, str)):
+        return verify
+    if isinstance(verify, os.PathLike):
+        return os.fspath(verify)  # type: ignore[return-value]
+    raise TypeError(f"verify must be a bool or a CA bundle path per call, not {type(verify).__name__}")
+
+
+# --- the transport ---------------------------------------------------------------------
+_FORK_LOCK = threading.Lock()
+
+
+def _reset_fork_lock() -> None:
+    global _FORK_LOCK
+    _FORK_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_fork_lock)
+
+
+def _fork_lock() -> threading.Lock:
+    return _FORK_LOCK
+
+
+class Transport:
+    """One base URL, one pooled session; thread-safe and fork-aware.
+
+    ``request`` returns ``Ok(response)`` for a 2xx answer (the body already read unless
+    ``stream=True``; then the caller closes it) and ``Err(MictlanXError)`` otherwise.
+    """
+
+    def __init__(
+        self, base_url: str, *, timeout: TimeoutArg = (DEFAULT_CONNECT_TIMEOUT, 120.0),
+        verify: Any = True, pool_maxsize: int = 16, token: Optional[str] = None,
+    ) -> None:
+        if not isinstance(pool_maxsize, int) or isinstance(pool_maxsize, bool) or pool_maxsize < 1:
+            raise ValidationError(f"pool_maxsize must be a positive int, got {pool_maxsize!r}")
+        if token is not None and (not isinstance(token, str) or not token or any(c in token for c in "\r\n")):
+            raise ValidationError("token must be a non-empty str without line breaks")
+        self._token = token
+        self.base_url = base_url.rstrip("/")
+        self.timeout = resolve_timeout(timeout, (DEFAULT_CONNECT_TIMEOUT, 120.0))
+        self.verify, self.ssl_context = ssl_verify(verify)
+        self.pool_maxsize = pool_maxsize
+        self._lock = threading.Lock()
+        self._session: Optional[requests.Session] = None
+        self._pid = os.getpid()
+        self._abandoned: list[requests.Session] = []
+
+    # session lifecycle -------------------------------------------------------------------
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False
+        session.cookies.set_policy(_RejectAllCookies())
+        session.verify = self.verify
+        if self._token is not None:
+            session.headers["Authorization"] = f"Bearer {self._token}"
+        adapter = BoundedPoolAdapter(self.pool_maxsize, self.timeout[0], self.ssl_context)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    def session(self) -> requests.Session:
+        """The session of this process (rebuilt after ``fork``, created on first use)."""
+        pid = os.getpid()
+        if self._pid != pid:
+            with _fork_lock():
+                if self._pid != pid:
+                    # A forked child must not share the parent's sockets, and the parent's lock
+                    # may have been held at fork time: start over. The old session stays
+                    # referenced, never closed here, so its sockets remain the parent's.
+                    self._lock = threading.Lock()
+                    if self._session is not None:
+                        self._abandoned.append(self._session)
+                    self._session = None
+                    self._pid = pid
+        session = self._session
+        if session is not None:
+            return session
+        with self._lock:
+            if self._session is None:
+                self._session = self._new_session()
+            return self._session
+
+    def close(self) -> None:
+        """Close the pooled connections; a later request opens a new session."""
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None and self._pid == os.getpid():
+            session.close()
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # requests ---------------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def request(
+        self, method: str, path: str, *, params: Optional[Mapping[str, Any]] = None,
+        headers: Optional[Mapping[str, str]] = None, data: Any = None, json_body: Any = None,
+        timeout: TimeoutArg = None, verify: Any = None, stream: bool = False,
+        context: Optional[Mapping[str, Optional[str]]] = None,
+    ) -> Result[requests.Response, MictlanXError]:
+        """Send one request; see the class docstring for the result."""
+        ctx = dict(context or {})
+        try:
+            connect_read = resolve_timeout(timeout, self.timeout)
+            call_verify = _call_verify(verify, self.verify)
+        except (TypeError, ValidationError) as exc:
+            if isinstance(exc, TypeError):
+                raise
+            return Err(exc)
+        send_headers = {str(k): str(v) for k, v in (headers or {}).items()}
+        if json_body is not None:
+            data = json.dumps(json_body).encode("utf-8")
+            send_headers.setdefault("Content-Type", "application/json")
+        url = self.url(path)
+        started = time.monotonic()
+        response: Optional[requests.Response] = None
+        try:
+            response = self.session().request(
+                method, url, params=params, headers=send_headers, data=data, timeout=connect_read,
+                verify=call_verify, stream=True, allow_redirects=False,
+            )
+            if not 200 <= response.status_code < 300:
+                error = error_from_response(response, **ctx)
+                response.close()
+                self._log(method, url, response.status_code, started)
+                return Err(error)
+            if not stream:
+                _ = response.content  # read it all, inside the translation boundary
+                response.close()
+            self._log(method, url, response.status_code, started)
+            return Ok(response)
+        except Exception as exc:  # the one translation boundary of this layer
+            if response is not None:
+                response.close()
+            error = error_from_exception(exc, **ctx)
+            log.debug("%s %s failed after %.1f ms: %s", method, url, (time.monotonic() - started) * 1000, error)
+            return Err(error)
+
+    @staticmethod
+    def _log(method: str, url: str, status: int, started: float) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s %d %.1f ms", method, url, status, (time.monotonic() - started) * 1000)
+

@@ -1,0 +1,165 @@
+"""The per-version index and the whole-object check (client-api §8.3, §8.6).
+
+- A read served entirely from the cache through a verified index makes no data request
+  and skips the ``full_checksum`` pass (each chunk is still re-hashed): the index is
+  stored only after a read whose whole object hashed to ``full_checksum``.
+- Any chunk from the network (a corrupt entry, an evicted one, a contradicting ETag)
+  makes the pass run: a wrong index or a replaced chunk on the peers is caught.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from mictlanx_sync import Client
+from mictlanx_sync.client.cache import _index_key
+from mictlanx_sync.client.transfer import FullHash
+from mictlanx_sync.protocol.errors import IntegrityError
+from mictlanx_sync.protocol.models import Chunk
+
+from . import client_support
+from .client_support import P5_GET_DATA, Cluster, new_client, sha256
+
+pytestmark = pytest.mark.timeout(60)
+client = client_support.client
+cluster = client_support.cluster
+
+CHUNK = 64 * 1024  # above diskcache's 32 KiB: entries are files, read with readinto
+
+
+@pytest.fixture()
+def verdicts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Optional[bool], bool]]:
+    """``(verdict, computed)`` of every whole-object check: ``computed`` False = proven by the index."""
+    seen: list[tuple[Optional[bool], bool]] = []
+    original = FullHash.verdict
+
+    def spy(self: FullHash) -> Optional[bool]:
+        result = original(self)
+        seen.append((result, self.computed))
+        return result
+
+    monkeypatch.setattr(FullHash, "verdict", spy)
+    return seen
+
+
+def _data_requests(cluster: Cluster) -> int:
+    return cluster.log.count(method="GET", path=P5_GET_DATA)
+
+
+def _peer_reads(cluster: Cluster, key: str) -> int:
+    return cluster.log.count(server="mictlanx-peer", method="GET", path=rf"/api/v4/buckets/[^/]+/{key}")
+
+
+def _index(client: Client, bucket: str, key: str, data: bytes, n: int) -> Any:
+    return client.cache.get(_index_key((bucket, key, sha256(data), n)))
+
+
+def test_full_hit_skips_the_pass_and_still_catches_a_corrupt_entry(
+        cluster: Cluster, client: Client, bucket: str, tmp_path: Path,
+        verdicts: list[tuple[Optional[bool], bool]]) -> None:
+    data = os.urandom(4 * CHUNK + 5)
+    assert client.put(bucket, "hit", data, chunk_size=CHUNK).unwrap()
+    assert client.get(bucket, "hit").unwrap().data.tobytes() == data
+    assert verdicts[-1] == (True, True)  # the miss hashed the whole object, then stored the index
+    assert _index(client, bucket, "hit", data, 5) is not None
+
+    cluster.log.clear()
+    assert client.get(bucket, "hit").unwrap().data.tobytes() == data
+    assert _data_requests(cluster) == 0 and verdicts[-1] == (True, False)  # proven, not hashed
+
+    # A corrupt entry (same size): re-hashed, deleted, fetched again; the pass runs.
+    entry = f"chunk:{sha256(data[2 * CHUNK:3 * CHUNK])}"
+    client.cache.set(entry, b"\x00" * CHUNK)
+    cluster.log.clear()
+    assert client.get(bucket, "hit").unwrap().data.tobytes() == data
+    assert _peer_reads(cluster, "hit_2") == 1 and _data_requests(cluster) == 2  # peer + router, chunk 2 only
+    assert verdicts[-1] == (True, True)
+    assert client.cache.get(entry) == data[2 * CHUNK:3 * CHUNK]  # repaired
+
+    # get_to_file reads through the same index: proven again, no data request.
+    cluster.log.clear()
+    path = client.get_to_file(bucket, "hit", str(tmp_path / "out"), fullname="hit.bin").unwrap()
+    assert Path(path).read_bytes() == data
+    assert _data_requests(cluster) == 0 and verdicts[-1] == (True, False)
+    # ... and catches a corrupt entry the same way.
+    client.cache.set(entry, b"\x01" * CHUNK)
+    cluster.log.clear()
+    path = client.get_to_file(bucket, "hit", str(tmp_path / "out2"), fullname="hit.bin").unwrap()
+    assert Path(path).read_bytes() == data
+    assert _peer_reads(cluster, "hit_2") == 1 and verdicts[-1] == (True, True)
+
+
+def test_mixed_read_with_a_wrong_index_fails_the_full_checksum(
+        cluster: Cluster, client: Client, bucket: str, verdicts: list[tuple[Optional[bool], bool]]) -> None:
+    """An index naming another object's (cached, intact) chunk: chunk re-hashes pass, but one
+    chunk comes from the network, so the whole object is hashed and the mismatch caught."""
+    x, y = os.urandom(3 * CHUNK), os.urandom(3 * CHUNK)
+    assert client.put(bucket, "x", x, chunk_size=CHUNK).unwrap()
+    assert client.put(bucket, "y", y, chunk_size=CHUNK).unwrap()
+    assert client.get(bucket, "x").unwrap().data.tobytes() == x
+    assert client.get(bucket, "y").unwrap().data.tobytes() == y
+    sums = [sha256(x[i:i + CHUNK]) for i in range(0, 3 * CHUNK, CHUNK)]
+    key = _index_key((bucket, "x", sha256(x), 3))
+    client.cache.set(key, "\n".join([sums[0], sha256(y[CHUNK:2 * CHUNK]), sums[2]]))
+    client.cache.delete(f"chunk:{sums[2]}")  # the last chunk comes from the network
+    cluster.log.clear()
+    error = client.get(bucket, "x").unwrap_err()
+    assert type(error) is IntegrityError and "full_checksum" in error.message
+    assert verdicts[-1] == (False, True)
+    assert _peer_reads(cluster, "x_2") == 1 and _peer_reads(cluster, "x_1") == 0  # chunk 1 came from the cache
+    # The failed check dropped the index: the next read is right (and stores a good one).
+    assert client.cache.get(key) is None
+    assert client.get(bucket, "x").unwrap().data.tobytes() == x
+    assert _index(client, bucket, "x", x, 3) == "\n".join(sums)
+
+
+def test_chunk_replaced_on_the_peers_is_caught(cluster: Cluster, client: Client, bucket: str,
+                                               verdicts: list[tuple[Optional[bool], bool]]) -> None:
+    """Chunk 1 rewritten on the peers with other, self-consistent bytes (ETag = its checksum)."""
+    x, other = os.urandom(3 * CHUNK), os.urandom(CHUNK)
+    assert client.put(bucket, "swap", x, chunk_size=CHUNK).unwrap()
+    assert client.get(bucket, "swap").unwrap().data.tobytes() == x
+    assert client.put_single_chunk(bucket, "swap", Chunk("swap", 1, other), update=True).unwrap()
+    client.cache.delete(f"chunk:{sha256(x[CHUNK:2 * CHUNK])}")
+    error = client.get(bucket, "swap").unwrap_err()  # chunks 0 and 2 cached, chunk 1 not
+    assert type(error) is IntegrityError and "full_checksum" in error.message
+    assert verdicts[-1] == (False, True)
+    assert _index(client, bucket, "swap", x, 3) is None  # contradicted by the ETag, then not re-stored
+    # verify_full=False returns what the peers hold, and stores no index for it either.
+    got = client.get(bucket, "swap", verify_full=False).unwrap().data.tobytes()
+    assert got == x[:CHUNK] + other + x[2 * CHUNK:]
+    assert _index(client, bucket, "swap", x, 3) is None
+    with pytest.raises(IntegrityError):
+        b"".join(v.tobytes() for _, v in client.get_chunks(bucket, "swap", order=True))
+
+
+def test_verify_full_false_still_stores_a_checked_index(cluster: Cluster, client: Client, bucket: str,
+                                                        verdicts: list[tuple[Optional[bool], bool]]) -> None:
+    data = os.urandom(2 * CHUNK + 3)
+    assert client.put(bucket, "unverified", data, chunk_size=CHUNK).unwrap()
+    assert client.get(bucket, "unverified", verify_full=False).unwrap().data.tobytes() == data
+    assert verdicts[-1] == (True, True) and _index(client, bucket, "unverified", data, 3) is not None
+    cluster.log.clear()
+    assert client.get(bucket, "unverified", verify_full=False).unwrap().data.tobytes() == data
+    assert _data_requests(cluster) == 0
+
+
+def test_large_objects_and_small_pieces(cluster: Cluster, tmp_path: Path, bucket: str) -> None:
+    """Objects above 1 MiB (result buffer not zeroed first), pieces smaller than chunks,
+    with and without the cache (get_to_file: chunk buffer, or one staging piece)."""
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    for capacity in ("0", "64MB"):
+        with new_client(cluster.uri(), tmp_path / capacity, capacity_storage=capacity) as c:
+            assert c.put(bucket, f"large-{capacity}", data, chunk_size=700_000).unwrap()
+            for _ in range(2):  # a miss, then (with the cache) a hit
+                got = c.get(bucket, f"large-{capacity}", chunk_size="64kb").unwrap()
+                assert got.data.tobytes() == data and got.data.nbytes == len(data)
+                out = tmp_path / f"out-{capacity}"
+                path = c.get_to_file(bucket, f"large-{capacity}", str(out), fullname="f.bin", chunk_size="64kb",
+                                     overwrite=True).unwrap()
+                assert Path(path).read_bytes() == data
+                Path(path).unlink()
