@@ -29,7 +29,7 @@ import re
 import sqlite3
 import threading
 import time
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
 import diskcache
 import platformdirs
@@ -38,7 +38,7 @@ from ..protocol.errors import ValidationError
 from ..protocol.sizes import parse_size
 from .sinks import Sink
 
-__all__ = ["ChunkCache", "EVICTION_POLICIES", "IndexKey", "eviction_policy_name", "default_cache_path"]
+__all__ = ["ChunkCache", "EVICTION_POLICIES", "IndexKey", "IndexEntry", "eviction_policy_name", "default_cache_path"]
 
 EVICTION_POLICIES: dict[str, Optional[str]] = {
     "LRU": "least-recently-used",
@@ -54,6 +54,13 @@ IndexKey = Tuple[str, str, str, int]
 
 BytesLike = Union[bytes, bytearray, memoryview]
 
+
+class IndexEntry(NamedTuple):
+    """A version's index: its chunk checksums in index order, and the object's size when known."""
+
+    checksums: list[str]
+    size: Optional[int] = None
+
 SQLITE_TIMEOUT = 2.0
 """Seconds a cache operation may wait for SQLite's lock; then it is a miss, not a hang."""
 
@@ -63,6 +70,13 @@ cache at once); a write that leaves the cache still over its limit culls further
 
 STORE_PIECE = 4 * 1024 * 1024
 """Bytes diskcache writes to an entry's file at a time."""
+
+READ_PIECE = 1024 * 1024
+"""Bytes of a hit read (and hashed) at a time."""
+
+INDEX_FORMAT = "v2"
+"""First line of a stored index: ``v2`` or ``v2 <object size>``, then one checksum a line.
+Entries of an older format (no such line) are ignored, as if absent."""
 
 REOPEN_AFTER = 30.0
 """Seconds between attempts to open a cache that failed to open (and one WARNING each)."""
@@ -177,7 +191,8 @@ class ChunkCache:
             hasher = hashlib.sha256()
             position = 0
             while position < size:
-                view = sink.region(position, size - position)
+                # 1 MiB pieces: each is hashed while it is still in the CPU's cache.
+                view = sink.region(position, min(READ_PIECE, size - position))
                 got = source.readinto(view)
                 if not got:
                     return False  # truncated meanwhile
@@ -217,6 +232,11 @@ class ChunkCache:
 
     def get_index(self, version: IndexKey) -> Optional[list[str]]:
         """The chunk checksums of an object version, in index order, or ``None``."""
+        entry = self.get_index_entry(version)
+        return entry.checksums if entry is not None else None
+
+    def get_index_entry(self, version: IndexKey) -> Optional[IndexEntry]:
+        """The index of an object version (checksums, and the object's size if stored)."""
         disk = self._open()
         if disk is None:
             return None
@@ -225,22 +245,30 @@ class ChunkCache:
             value = disk.get(key, default=None, retry=False)
             if value is None:
                 return None
-            checksums = value.split("\n") if isinstance(value, str) else []
-            if len(checksums) == version[3] and all(_SHA256_HEX.fullmatch(c) for c in checksums):
-                return checksums
+            lines = value.split("\n") if isinstance(value, str) else []
+            head = lines[0].split(" ") if lines else []
+            if not head or head[0] != INDEX_FORMAT:
+                return None  # an older format: ignored (a verified read replaces it)
+            checksums = lines[1:]
+            size = int(head[1]) if len(head) == 2 and head[1].isdigit() else None
+            if (len(head) <= 2 and (len(head) == 1 or size is not None) and len(checksums) == version[3]
+                    and all(_SHA256_HEX.fullmatch(c) for c in checksums)):
+                return IndexEntry(checksums, size)
             self.logger.warning("chunk cache: malformed index for %s; deleted", key)
             disk.delete(key, retry=False)
         except _CACHE_ERRORS as error:
             self._warn("get_index", error)
         return None
 
-    def put_index(self, version: IndexKey, checksums: Sequence[str]) -> bool:
-        """Remember the chunk checksums of an object version; ``True`` if stored."""
+    def put_index(self, version: IndexKey, checksums: Sequence[str], size: Optional[int] = None) -> bool:
+        """Remember the chunk checksums (and the size) of an object version; ``True`` if stored."""
         digests = [_normalize(c) for c in checksums]
-        if len(digests) != version[3] or not digests or any(d is None for d in digests):
+        if len(digests) != version[3] or not digests or any(d is None for d in digests) or (
+                size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0)):
             self.logger.debug("chunk cache: index for %r not stored (bad checksums)", version)
             return False
-        return self._set(_index_key(version), "\n".join(d for d in digests if d))
+        head = INDEX_FORMAT if size is None else f"{INDEX_FORMAT} {size}"
+        return self._set(_index_key(version), "\n".join([head, *(d for d in digests if d)]))
 
     def drop_index(self, version: IndexKey) -> None:
         """Forget an object version's index (an ``ETag`` contradicted it)."""

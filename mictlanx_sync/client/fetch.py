@@ -1,5 +1,8 @@
 """Fetching one chunk: stream R11, verify count and SHA-256, fail over on bad copies.
 
+A bad copy (another checksum or size, or a short body) sends the next attempt to another
+replica with ``Peer-Id`` (client-api §8.6 step 3, :class:`_Replicas`).
+
 A fetch reads the body into a *sink* (:mod:`.sinks`) piece by piece, straight from the
 socket into the sink's memory, and hashes the very bytes it placed there. Positions are
 relative to the chunk start, so a retry simply overwrites what a broken attempt wrote.
@@ -78,37 +81,19 @@ class ChunkFetcher:
 
     def fetch(self, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
               expected_checksum: Expected = None) -> Result[Fetched, MictlanXError]:
-        """One chunk, retried per policy; on a bad copy, the other replicas one by one."""
-        result = self.engine.call(
-            f"get {bucket_id}/{key}",
-            lambda router: self._stream(router, bucket_id, key, options, make_sink, expected_checksum),
-            policy=options.policy)
-        if result.is_ok or not isinstance(result.unwrap_err(), IntegrityError):
-            return result
-        return self._fail_over(bucket_id, key, options, make_sink, expected_checksum, result.unwrap_err())
+        """One chunk through the retry layer; a bad copy moves the next attempt to another replica.
 
-    def _fail_over(self, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
-                   expected_checksum: Expected, error: MictlanXError) -> Result[Fetched, MictlanXError]:
-        bad = {(error.detail or {}).get("peer_id")}
-        replicas = self.engine.call(
-            f"replicas {bucket_id}/{key}",
-            lambda router: router.get_size(bucket_id, key, timeout=options.timeout), policy=options.policy)
-        if replicas.is_err:
-            return Err(error)
-        for replica in replicas.unwrap():
-            if replica.peer_id in bad:
-                continue
-            def pinned(router: Router, peer: str = replica.peer_id) -> Result[Fetched, MictlanXError]:
-                return self._stream(router, bucket_id, key, options, make_sink, expected_checksum, peer_id=peer)
-
-            retry = self.engine.call(f"get {bucket_id}/{key} from {replica.peer_id}", pinned, policy=options.policy)
-            if retry.is_ok:
-                return retry
-            if not isinstance(retry.unwrap_err(), (IntegrityError, NotFoundError)):
-                return retry
-            bad.add(replica.peer_id)
-        return Err(IntegrityError(f"{bucket_id}/{key}: every replica failed verification ({error.message})",
-                                  detail={"bad_peers": sorted(p for p in bad if p)}, bucket_id=bucket_id, key=key))
+        A bad copy is a checksum mismatch (``IntegrityError``) or a short body (the body
+        ended or the connection broke before ``Content-Length`` bytes). Either way the
+        next attempt is pinned with ``Peer-Id`` to another replica (§8.6 step 3); every
+        attempt, pinned or not, counts against the one retry budget (``max_retries``,
+        deadline). See :class:`_Replicas` for the order and the final error.
+        """
+        replicas = _Replicas(self, bucket_id, key, options, make_sink, expected_checksum)
+        result = self.engine.call(f"get {bucket_id}/{key}", replicas.attempt, policy=options.policy)
+        if result.is_err and isinstance(result.unwrap_err(), _BadCopy):
+            return Err(replicas.final())  # the budget ran out with copies left to try
+        return result
 
     def _stream(self, router: Router, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
                 expected_checksum: Expected, peer_id: Optional[str] = None) -> Result[Fetched, MictlanXError]:
@@ -146,18 +131,31 @@ class ChunkFetcher:
             etag = found.lower() if found else None
         if etag is None:
             raise IntegrityError("data answer without an ETag: cannot verify", **context)
-        sink = make_sink(length)
+        try:
+            sink = make_sink(length)
+        except IntegrityError as error:  # a size the layout does not allow: a bad copy too
+            error.detail = {"peer_id": served_by, **(error.detail or {})}
+            raise
         reader = BodyReader(response, **context)
         hasher = hashlib.sha256()
         received = 0
-        while received < length:
-            view = sink.region(received, min(options.piece_size, length - received))
-            got = reader.readinto(view)
-            if not got:
-                raise UpstreamProtocolError(f"short body: {received} of {length} bytes", **context)
-            hasher.update(view[:got])  # exactly the bytes now in the sink's memory
-            sink.commit(received, got)
-            received += got
+        try:
+            while received < length:
+                view = sink.region(received, min(options.piece_size, length - received))
+                got = reader.readinto(view)
+                if not got:
+                    raise UpstreamProtocolError(f"short body: {received} of {length} bytes from peer {served_by}",
+                                                **context)
+                hasher.update(view[:got])  # exactly the bytes now in the sink's memory
+                sink.commit(received, got)
+                received += got
+        except UpstreamProtocolError as error:
+            # The body ended, or the connection broke, before Content-Length bytes: a short
+            # body, which fails over to another replica like a mismatch (§8.6 step 3). A
+            # read timeout (RequestTimeoutError) is not one: it is retried per §8.1.
+            error.detail = {**(error.detail or {}), SHORT_BODY: {"received": received, "expected": length},
+                            "peer_id": served_by}
+            raise
         if reader.readinto(memoryview(bytearray(1))):  # a chunked body may run on: never accepted
             raise UpstreamProtocolError(f"more than the announced {length} bytes", **context)
         reader.release()
@@ -166,3 +164,148 @@ class ChunkFetcher:
             raise IntegrityError(f"checksum mismatch from peer {served_by}: got {actual}, expected {etag}",
                                  detail={"peer_id": served_by, "expected": etag, "received": actual}, **context)
         return Fetched(length, actual, served_by)
+
+
+#: ``detail`` key of an ``UpstreamProtocolError`` raised mid-body (received/expected bytes).
+SHORT_BODY = "short_body"
+
+
+def _bad_copy(error: MictlanXError) -> Optional[str]:
+    """``"corrupt"`` (a copy of other bytes or size), ``"short"`` (cut mid-body) or ``None``."""
+    if isinstance(error, IntegrityError):
+        return "corrupt"
+    if isinstance(error, UpstreamProtocolError) and SHORT_BODY in (error.detail or {}):
+        return "short"
+    return None
+
+
+class _BadCopy(MictlanXError):
+    """A bad copy while another copy is left to try: ends the attempt *retryably*.
+
+    Status 503, so the retry layer tries again, moving to another router (§8.1). With a
+    fresh replica next, ``retry_after`` 0 skips the backoff (a replica that has not been
+    asked has no reason to wait); otherwise the backoff applies. ``code`` 500 when the
+    copy was cut in transport (the router's breaker counts it, as it counts any broken
+    transfer), 501 for a mismatch (the router answered; a peer's copy is bad). Never
+    returned to callers: :meth:`_Replicas.final` replaces it.
+    """
+
+    def __init__(self, error: MictlanXError, immediate: bool) -> None:
+        detail = {**(error.detail or {}), **({"retry_after": 0} if immediate else {})}
+        super().__init__(error.message, 503, 500 if _bad_copy(error) == "short" else 501, detail,
+                         bucket_id=error.bucket_id, key=error.key, router=error.router)
+        self.error = error
+
+
+class _Replicas:
+    """The attempts of one chunk read, moving across replicas on bad copies (§8.6 step 3).
+
+    Runs as the ``request`` of one :meth:`Engine.call`, so every attempt shares the retry
+    budget and each retry moves to another router. Until a bad copy, attempts are
+    unpinned (the router picks the replica). After one, R1 (on the router that served
+    it) lists the replicas, and each following attempt sends ``Peer-Id``:
+
+    1. a replica not yet asked, in R1's ranking order, at once;
+    2. when none is left, and this router has not listed them, R1 through it (other
+       routers may know other replicas);
+    3. then, with backoff, a replica asked already but not proven bad: its copy came
+       *short* (a dropped connection is no proof of a bad copy), or a pinned attempt
+       failed in transport or with a 5xx. A replica whose copy had another checksum or
+       size (``corrupt``) or that answered 404 is never asked again.
+
+    **Final error.** ``IntegrityError`` when every copy read was proven bad (another
+    checksum or size). If some copy only came short, nothing proves the data bad: the
+    honest error is that transport error (``UpstreamProtocolError``, retryable by the
+    caller), not an ``IntegrityError`` that would claim corruption.
+    """
+
+    def __init__(self, fetcher: ChunkFetcher, bucket_id: str, key: str, options: ReadOptions,
+                 make_sink: SinkFactory, expected_checksum: Expected) -> None:
+        self.fetcher = fetcher
+        self.bucket_id = bucket_id
+        self.key = key
+        self.options = options
+        self.make_sink = make_sink
+        self.expected_checksum = expected_checksum
+        self.failing = False  # a bad copy was seen: attempts are pinned from now on
+        self.replicas: list[str] = []  # listed by R1, ranking order, first listing first
+        self.listed_via: set[str] = set()  # routers (base URLs) whose R1 succeeded
+        self.asked: dict[str, int] = {}  # peer → attempt number it was last pinned in
+        self.corrupt: set[str] = set()  # served another checksum or size: never asked again
+        self.gone: set[str] = set()  # pinned, it answered 404: never asked again
+        #: peer (None: unnamed) → its last short body, while no copy of it is proven bad
+        self.short: dict[Optional[str], MictlanXError] = {}
+        self.last_corrupt: Optional[MictlanXError] = None
+        self.attempts = 0
+
+    def attempt(self, router: Router) -> Result[Fetched, MictlanXError]:
+        self.attempts += 1
+        pin: Optional[str] = None
+        if self.failing:
+            pin = self._pick()
+            if pin is None:  # defensive: a retry is only asked for with a copy left
+                return Err(self.final())
+            self.asked[pin] = self.attempts
+        result = self.fetcher._stream(router, self.bucket_id, self.key, self.options, self.make_sink,
+                                      self.expected_checksum, peer_id=pin)
+        if result.is_ok:
+            return result
+        error = result.unwrap_err()
+        kind = _bad_copy(error)
+        if kind is None and not (pin is not None and type(error) is NotFoundError):
+            return result  # a transport error or an answer: the retry layer decides (§8.1)
+        peer = pin if pin is not None else (error.detail or {}).get("peer_id")
+        peer = peer if isinstance(peer, str) and peer else None  # None: the router named no peer
+        self.failing = True
+        if kind is None:
+            self.gone.add(str(pin))
+        elif kind == "corrupt":
+            self.last_corrupt = error
+            if peer is not None:
+                self.short.pop(peer, None)  # proven bad after all
+                self.corrupt.add(peer)
+        else:
+            self.short.pop(peer, None)
+            self.short[peer] = error  # the most recent last
+        if peer is not None and peer not in self.asked:
+            self.asked[peer] = self.attempts
+        if not self._fresh():
+            self._list(router)  # first bad copy, or replicas used up: ask this router too
+        if self._fresh():
+            return Err(_BadCopy(error, immediate=True))
+        if self._pick() is not None:
+            return Err(_BadCopy(error, immediate=False))
+        return Err(self.final())  # not retryable: every copy proven bad
+
+    def _fresh(self) -> list[str]:
+        return [p for p in self.replicas if p not in self.asked]
+
+    def _pick(self) -> Optional[str]:
+        fresh = self._fresh()
+        if fresh:
+            return fresh[0]
+        # Asked already, but not proven bad: a short body, or a transport error or 5xx on a
+        # pinned attempt (a peer restarting) may not happen again. Least recently asked first.
+        again = [p for p in self.asked if p not in self.corrupt and p not in self.gone]
+        return min(again, key=lambda p: self.asked[p]) if again else None
+
+    def _list(self, router: Router) -> None:
+        if router.base_url() in self.listed_via:
+            return
+        listed = router.get_size(self.bucket_id, self.key, timeout=self.options.timeout,
+                                 headers=self.options.headers or None)
+        if listed.is_err:
+            return  # the next attempt's router may list them
+        self.listed_via.add(router.base_url())
+        for replica in listed.unwrap():
+            if replica.peer_id not in self.replicas:
+                self.replicas.append(replica.peer_id)
+
+    def final(self) -> MictlanXError:
+        """The error once no copy is left to try, or the budget is spent (class docstring)."""
+        if self.short:
+            return next(reversed(self.short.values()))
+        last = self.last_corrupt
+        reason = f" ({last.message})" if last is not None else ""
+        return IntegrityError(f"{self.bucket_id}/{self.key}: every replica failed verification{reason}",
+                              detail={"bad_peers": sorted(self.corrupt)}, bucket_id=self.bucket_id, key=self.key)

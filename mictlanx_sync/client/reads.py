@@ -32,7 +32,7 @@ from .fetch import ChunkFetcher, Fetched, ReadOptions
 from .files import HASH_PIECE, fd_region, file_sha256, fsync_directory, local_error, target_name
 from .layout import ObjectLayout, chunk_key
 from .sinks import BufferSink, FileSink, Progress, Sink, unfilled_bytearray
-from .transfer import ChunkChecksums, ChunkTransfer, FullHash, ObjectInfo, chunk_error
+from .transfer import ChunkChecksums, ChunkTransfer, FullHash, ObjectInfo, RestartWithoutIndex, chunk_error
 
 __all__ = ["ObjectInfo", "Reader"]
 
@@ -64,7 +64,10 @@ class Reader:
             return Err(NotFoundError(f"{bucket_id}/{key} is disabled", bucket_id=bucket_id, key=key))
         return Ok(metadata)
 
-    def locate(self, bucket_id: str, key: str, options: ReadOptions) -> Result[ObjectInfo, MictlanXError]:
+    def locate(self, bucket_id: str, key: str, options: ReadOptions,
+               use_index: bool = False) -> Result[ObjectInfo, MictlanXError]:
+        """R3 on chunk 0, then on the last chunk for the size, unless (``use_index``) the
+        cache's index of this version, agreeing with chunk 0, gives the size."""
         first = self.stat(bucket_id, chunk_key(key, 0), options)
         if first.is_err:
             error = first.unwrap_err()
@@ -78,6 +81,9 @@ class Reader:
             return Err(error)
         size = chunk0.size
         last_checksum = chunk0.checksum
+        indexed = self._indexed(bucket_id, key, chunk0, layout, options) if use_index else None
+        if indexed is not None:
+            return Ok(indexed)
         if layout.num_chunks > 1:
             last = self.stat(bucket_id, chunk_key(key, layout.num_chunks - 1), options)
             if last.is_err:
@@ -89,6 +95,27 @@ class Reader:
             size = layout.offset(layout.num_chunks - 1) + last.unwrap().size
             last_checksum = last.unwrap().checksum
         return Ok(ObjectInfo(bucket_id, key, chunk0, layout, size, last_checksum))
+
+    def _indexed(self, bucket_id: str, key: str, chunk0: Metadata, layout: ObjectLayout,
+                 options: ReadOptions) -> Optional[ObjectInfo]:
+        """The object as the cache's index of its version knows it, with no R3 on the last chunk.
+
+        The version is ``(bucket_id, key, full_checksum, N)`` from chunk 0's R3, and the
+        index's first checksum must be chunk 0's: together they fix every chunk, hence the
+        last chunk's size (an index is stored only after its version hashed to
+        ``full_checksum``). The middle chunks' R3 are never asked for on a hit either. An
+        index naming another chunk 0, or a size the layout cannot have, is dropped.
+        """
+        cache = None if options.force else self.cache
+        n = layout.num_chunks
+        entry = cache.get_index_entry((bucket_id, key, layout.full_checksum, n)) if cache is not None else None
+        if cache is None or entry is None or entry.size is None:
+            return None
+        if entry.checksums[0] != chunk0.checksum.lower() or entry.size <= layout.offset(n - 1) or (
+                n == 1 and entry.size != chunk0.size):
+            cache.drop_index((bucket_id, key, layout.full_checksum, n))
+            return None
+        return ObjectInfo(bucket_id, key, chunk0, layout, entry.size, None, entry.checksums)
 
     def locate_single(self, bucket_id: str, key: str, options: ReadOptions) -> Result[ObjectInfo, MictlanXError]:
         """A raw ball read as an object of one chunk, checked against its own checksum."""
@@ -120,14 +147,23 @@ class Reader:
         if verdict and full.computed and cache is not None and not single:
             # Only a version whose whole object hashed to full_checksum gets an index: a
             # later read served entirely by it may skip the pass (FullHash).
-            cache.put_index(info.version, [f.checksum for f in fetched])
+            cache.put_index(info.version, [f.checksum for f in fetched], size=info.size)
         return None
 
     # --- get ---------------------------------------------------------------------------------
     def get(self, bucket_id: str, key: str, options: ReadOptions, single: bool = False,
             progress: Optional[Callable[[int], None]] = None) -> Result[GetResponse, MictlanXError]:
         started = time.monotonic()
-        located = self.locate_single(bucket_id, key, options) if single else self.locate(bucket_id, key, options)
+        try:
+            return self._get(bucket_id, key, options, single, progress, started, use_index=True)
+        except RestartWithoutIndex:  # the index that sized the object was wrong: dropped
+            return self._get(bucket_id, key, options, single, progress, started, use_index=False)
+
+    def _get(self, bucket_id: str, key: str, options: ReadOptions, single: bool,
+             progress: Optional[Callable[[int], None]], started: float,
+             use_index: bool) -> Result[GetResponse, MictlanXError]:
+        located = (self.locate_single(bucket_id, key, options) if single
+                   else self.locate(bucket_id, key, options, use_index=use_index))
         if located.is_err:
             return Err(located.unwrap_err())
         info = located.unwrap()
@@ -282,7 +318,7 @@ class Reader:
             if full is not None and full.hexdigest() != info.layout.full_checksum:
                 raise IntegrityError(f"{bucket_id}/{key}: full_checksum mismatch", bucket_id=bucket_id, key=key)
             if full is not None and self.cache is not None and all(sums):
-                self.cache.put_index(info.version, [c for c in sums if c])  # only a fully verified version
+                self.cache.put_index(info.version, [c for c in sums if c], size=info.size)  # verified only
         finally:  # closing the generator early cancels what has not started
             for future in pending:
                 future.cancel()

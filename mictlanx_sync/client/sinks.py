@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 from typing import Callable, Optional, Protocol
 
@@ -35,6 +36,46 @@ _UNFILLED = _unfilled_factory()
 _UNFILLED_FROM = 1024 * 1024
 
 
+def _madvise_factory() -> Optional[Callable[[int, int, int], int]]:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (AttributeError, OSError):
+        return None
+    madvise.restype = ctypes.c_int
+    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    return madvise  # type: ignore[no-any-return]
+
+
+_MADVISE = _madvise_factory()
+_MADV_HUGEPAGE = 14  # linux/mman.h
+_HUGE_PAGE = 2 * 1024 * 1024
+_HUGE_FROM = 8 * 1024 * 1024
+
+
+def _advise_huge_pages(buffer: bytearray) -> None:
+    """Ask Linux to back the untouched buffer with transparent huge pages (2 MiB).
+
+    A fresh 64 MiB buffer costs 16,384 page faults, each zeroing 4 KiB, as chunks land:
+    about a third of the CPU of a cache hit. ``madvise(MADV_HUGEPAGE)`` on the 2 MiB
+    aligned interior of the buffer's allocation (malloc maps buffers this large on their
+    own) makes that 32 faults. Only advice, taken before any page of it is touched (the
+    buffer is unfilled): where THP is off, or on failure, nothing changes.
+    """
+    if _MADVISE is None or len(buffer) < _HUGE_FROM:
+        return
+    handle = (ctypes.c_char * len(buffer)).from_buffer(buffer)
+    try:
+        address = ctypes.addressof(handle)
+    finally:
+        del handle  # releases the buffer export at once
+    start = (address + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)
+    end = (address + len(buffer)) & ~(_HUGE_PAGE - 1)
+    if end > start:
+        _MADVISE(start, end - start, _MADV_HUGEPAGE)
+
+
 def unfilled_bytearray(size: int) -> bytearray:
     """A ``bytearray`` of ``size`` bytes whose contents are *not* zeroed first.
 
@@ -45,13 +86,15 @@ def unfilled_bytearray(size: int) -> bytearray:
     ``PyByteArray_FromStringAndSize(NULL, size)`` for an uninitialised one: the page
     faults then happen in the chunk tasks, in parallel, as they fill it. The buffer must
     never be exposed unless every byte was written. Small sizes, and other Pythons, get
-    ``bytearray(size)``.
+    ``bytearray(size)``. Large buffers are backed by huge pages where Linux allows
+    (:func:`_advise_huge_pages`).
     """
     if _UNFILLED is None or size < _UNFILLED_FROM:
         return bytearray(size)
     buffer = _UNFILLED(None, size)
     if type(buffer) is not bytearray or len(buffer) != size:  # pragma: no cover - defensive
         return bytearray(size)
+    _advise_huge_pages(buffer)
     return buffer
 
 

@@ -104,7 +104,7 @@ def test_mixed_read_with_a_wrong_index_fails_the_full_checksum(
     assert client.get(bucket, "y").unwrap().data.tobytes() == y
     sums = [sha256(x[i:i + CHUNK]) for i in range(0, 3 * CHUNK, CHUNK)]
     key = _index_key((bucket, "x", sha256(x), 3))
-    client.cache.set(key, "\n".join([sums[0], sha256(y[CHUNK:2 * CHUNK]), sums[2]]))
+    client.cache.set(key, "\n".join(["v2", sums[0], sha256(y[CHUNK:2 * CHUNK]), sums[2]]))
     client.cache.delete(f"chunk:{sums[2]}")  # the last chunk comes from the network
     cluster.log.clear()
     error = client.get(bucket, "x").unwrap_err()
@@ -114,7 +114,7 @@ def test_mixed_read_with_a_wrong_index_fails_the_full_checksum(
     # The failed check dropped the index: the next read is right (and stores a good one).
     assert client.cache.get(key) is None
     assert client.get(bucket, "x").unwrap().data.tobytes() == x
-    assert _index(client, bucket, "x", x, 3) == "\n".join(sums)
+    assert _index(client, bucket, "x", x, 3) == "\n".join([f"v2 {len(x)}", *sums])
 
 
 def test_chunk_replaced_on_the_peers_is_caught(cluster: Cluster, client: Client, bucket: str,
@@ -163,3 +163,93 @@ def test_large_objects_and_small_pieces(cluster: Cluster, tmp_path: Path, bucket
                                      overwrite=True).unwrap()
                 assert Path(path).read_bytes() == data
                 Path(path).unlink()
+
+
+# --- the index also gives the object's size: a hit needs only the R3 on chunk 0 -------------------
+def _stats(cluster: Cluster, bucket: str, key: str) -> list[str]:
+    return [s.path.rsplit("/", 1)[1] for s in cluster.log.select(
+        server="mictlanx-router", method="GET", path=rf"/api/v4/buckets/{bucket}/metadata/{key}_\d+")]
+
+
+def test_a_hit_asks_only_chunk_0(cluster: Cluster, client: Client, bucket: str) -> None:
+    data = os.urandom(4 * CHUNK + 9)
+    assert client.put(bucket, "one-r3", data, chunk_size=CHUNK).unwrap()
+    cluster.log.clear()
+    assert client.get(bucket, "one-r3").unwrap().data.tobytes() == data
+    assert _stats(cluster, bucket, "one-r3") == ["one-r3_0", "one-r3_4"]  # a miss: chunk 0 and the last
+    assert _index(client, bucket, "one-r3", data, 5).split("\n")[0] == f"v2 {len(data)}"
+    cluster.log.clear()
+    got = client.get(bucket, "one-r3").unwrap()
+    assert got.data.tobytes() == data and got.metadatas[4].size == 9
+    assert _stats(cluster, bucket, "one-r3") == ["one-r3_0"] and _data_requests(cluster) == 0
+    # force=True neither reads the cache nor trusts its sizes.
+    cluster.log.clear()
+    assert client.get(bucket, "one-r3", force=True).unwrap().data.tobytes() == data
+    assert _stats(cluster, bucket, "one-r3") == ["one-r3_0", "one-r3_4"]
+
+
+@pytest.mark.parametrize("delta", [1, -1])
+def test_an_index_with_a_wrong_size_is_dropped_and_the_read_restarts(
+        cluster: Cluster, client: Client, bucket: str, delta: int,
+        verdicts: list[tuple[Optional[bool], bool]]) -> None:
+    key = f"wrong-size-{delta}"
+    data = os.urandom(3 * CHUNK + 100)
+    assert client.put(bucket, key, data, chunk_size=CHUNK).unwrap()
+    assert client.get(bucket, key).unwrap().data.tobytes() == data
+    index_key = _index_key((bucket, key, sha256(data), 4))
+    lines = client.cache.get(index_key).split("\n")
+    client.cache.set(index_key, "\n".join([f"v2 {len(data) + delta}", *lines[1:]]))
+    cluster.log.clear()
+    got = client.get(bucket, key).unwrap()  # the last chunk cannot match: restart, located afresh
+    assert got.data.tobytes() == data and got.data.nbytes == len(data)
+    assert _stats(cluster, bucket, key)[-2:] == [f"{key}_0", f"{key}_3"]
+    assert verdicts[-1] == (True, True)  # hashed, and a right index stored again
+    assert _index(client, bucket, key, data, 4) == "\n".join([f"v2 {len(data)}", *lines[1:]])
+
+
+def test_an_index_of_the_older_format_is_ignored(cluster: Cluster, client: Client, bucket: str,
+                                                 verdicts: list[tuple[Optional[bool], bool]]) -> None:
+    data = os.urandom(3 * CHUNK)
+    assert client.put(bucket, "old-format", data, chunk_size=CHUNK).unwrap()
+    assert client.get(bucket, "old-format").unwrap().data.tobytes() == data
+    index_key = _index_key((bucket, "old-format", sha256(data), 3))
+    sums = client.cache.get(index_key).split("\n")[1:]
+    client.cache.set(index_key, "\n".join(sums))  # as stored before the size was kept
+    cluster.log.clear()
+    assert client.get(bucket, "old-format").unwrap().data.tobytes() == data
+    assert _peer_reads(cluster, "old-format_1") == 1 and verdicts[-1] == (True, True)  # no index used
+    assert _index(client, bucket, "old-format", data, 3) == "\n".join([f"v2 {len(data)}", *sums])
+
+
+def test_hits_run_at_most_hit_parallel_at_once(cluster: Cluster, client: Client, bucket: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from mictlanx_sync.client import transfer
+    from mictlanx_sync.client.cache import ChunkCache
+
+    data = os.urandom(8 * CHUNK)
+    assert client.put(bucket, "capped", data, chunk_size=CHUNK).unwrap()
+    assert client.get(bucket, "capped").unwrap().data.tobytes() == data  # the miss stores the index
+    lock, running, peak = threading.Lock(), [0], [0]
+    original = ChunkCache.read_into
+
+    def counted(self: ChunkCache, *args: Any) -> bool:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.01)
+        try:
+            return original(self, *args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(ChunkCache, "read_into", counted)
+    monkeypatch.setattr(transfer, "HIT_PARALLEL", 2)
+    cluster.log.clear()
+    assert client.get(bucket, "capped").unwrap().data.tobytes() == data
+    assert peak[0] == 2 and _data_requests(cluster) == 0
+    # Without the index (force=True reads no cache), max_parallel applies as before.
+    assert client.get(bucket, "capped", force=True).unwrap().data.tobytes() == data
