@@ -7,11 +7,13 @@ for a transport error. :func:`missing` turns "nobody had it" into the right erro
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional
 
 from ..common import HTTPError
+from .peerio import PeerError, exchange
 from .registry import PeerEntry, Registry
 
 log = logging.getLogger("mictlanx_sync.server.router")
@@ -55,27 +57,34 @@ class Reply:
 
 async def call(registry: Registry, entry: PeerEntry, method: str, path: str, *,
                params: Any = None, headers: Optional[Mapping[str, str]] = None, json_body: Any = None,
-               timeout: Any = None) -> Reply:
-    """One request to ``entry`` (``path`` under ``/api/v4``); never raises for HTTP trouble."""
-    import httpx
+               timeout: Optional[float] = None) -> Reply:
+    """One request to ``entry`` (``path`` under ``/api/v4``); never raises for HTTP trouble.
 
-    kwargs: dict[str, Any] = {"params": params, "headers": headers}
+    ``json_body`` is sent as httpx would (compact, UTF-8); ``timeout`` (seconds) replaces the
+    connect and read timeouts. Plain-http peers go through the lean client (``peerio``).
+    """
+    body: Optional[bytes] = None
     if json_body is not None:
-        kwargs["json"] = json_body
-    if timeout is not None:
-        kwargs["timeout"] = timeout
+        body = json.dumps(json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        headers = {"Content-Type": "application/json", **(headers or {})}
     try:
-        response = await registry.client.request(method, f"{entry.url}/api/v4{path}", **kwargs)
-    except httpx.HTTPError as exc:
-        registry.mark_failure(entry)
-        return Reply(entry.peer_id, None, error=f"{type(exc).__name__}: {exc}")
-    body: Any = None
-    if response.content:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-    return Reply(entry.peer_id, response.status_code, body, response.headers)
+        answer = await exchange(registry, entry, method, f"/api/v4{path}", params=params, headers=headers,
+                                body=body, timeout=timeout)
+    except PeerError as exc:
+        if exc.transport:
+            registry.mark_failure(entry)
+        return Reply(entry.peer_id, None, error=str(exc))
+    return Reply(entry.peer_id, answer.status, parse_json(answer.content), answer.headers)
+
+
+def parse_json(content: bytes) -> Any:
+    """A peer answer's JSON body, or None (empty or not JSON)."""
+    if not content:
+        return None
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None
 
 
 async def fan_out(registry: Registry, entries: Iterable[PeerEntry], method: str, path: str,

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 log = logging.getLogger("mictlanx_sync.server.router")
 
@@ -85,9 +85,11 @@ def ball_record(peer_id: str, bucket_id: str, ball_id: str) -> dict:
     return {"peer_id": peer_id, "bucket_id": bucket_id, "ball_id": ball_id, "if_match": ANY, "task_id": None}
 
 
-async def replay(client: Any, base_url: str, pending: PendingDeletes, peer_id: str) -> bool:
-    """Replay ``peer_id``'s records against ``base_url``; True when none is left."""
-    import httpx
+async def replay(delete: Callable[[str, dict[str, str]], Awaitable[int]], pending: PendingDeletes,
+                 peer_id: str) -> bool:
+    """Replay ``peer_id``'s records with ``delete(path, headers) -> status`` (raises
+    ``peerio.PeerError`` on transport errors); True when none is left."""
+    from .peerio import PeerError
 
     records = pending.for_peer(peer_id)
     if not records:
@@ -98,20 +100,19 @@ async def replay(client: Any, base_url: str, pending: PendingDeletes, peer_id: s
         bucket = record.get("bucket_id", "")
         try:
             if "ball_id" in record:
-                response = await client.delete(f"{base_url}/api/v4/buckets/{bucket}/bid/{record['ball_id']}")
+                status = await delete(f"/api/v4/buckets/{bucket}/bid/{record['ball_id']}", {})
             else:
                 headers = {}
                 if record.get("if_match") and record["if_match"] != ANY:
                     headers["If-Match"] = f'"{record["if_match"]}"'
                 if record.get("task_id"):
                     headers["Task-Id"] = record["task_id"]
-                response = await client.delete(f"{base_url}/api/v4/buckets/{bucket}/{record['key']}",
-                                               headers=headers)
-        except httpx.HTTPError as exc:
+                status = await delete(f"/api/v4/buckets/{bucket}/{record['key']}", headers)
+        except PeerError as exc:
             log.info("pending delete for %s not replayed yet: %s", peer_id, exc)
             ok = False
             break
-        if response.status_code in (200, 404, 412):
+        if status in (200, 404, 412):
             done.append(record)
         else:
             ok = False

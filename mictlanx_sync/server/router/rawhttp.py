@@ -1,130 +1,69 @@
-"""A lean HTTP/1.1 client for the router's data reads (P5 through R10/R11).
+"""A lean HTTP/1.1 client for every router -> plain-http peer request.
 
-httpx moves a body through several layers in 64 KiB reads with a cancel scope per read;
-relaying a GET that way costs more CPU than the peer spends serving it. This client reads
-with an ``asyncio.Protocol``: every chunk the transport delivers is handed on as is (no
-copies), reading pauses when too much is buffered (bounded memory), and a timer per wait
-bounds every read. Keep-alive connections are pooled per peer.
+httpx moves a body through several layers in 64 KiB reads with a cancel scope per read, and
+its connection pool (httpcore 1.0.9) has races under cancellation. This client is one
+``asyncio.Protocol`` per connection (:mod:`.rawconn`): received chunks are handed on as is,
+reading and writing are flow-controlled (bounded memory), and every wait has a timer.
+
+**Pool.** Keep-alive connections per ``(host, port)``, at most ``MAX_IDLE_PER_PEER`` idle; a
+connection is in the pool only while idle: it is taken out before use and put back only once
+its response was read to the end. A task cancelled mid-request closes its connection.
+
+**Stale connections.** Peers (uvicorn) close a keep-alive connection after 5 s idle, so idle
+connections expire after ``IDLE_EXPIRY``. A request whose body is bytes (or none) is sent once
+more, on a new connection, when a pooled one idle for a while closes before any response byte
+(see :meth:`RawPool.request`). A streamed body cannot be sent again: it only goes on a
+connection idle for less than ``STREAM_IDLE_MAX`` (far from the peer's 5 s), else on a new one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections import deque
-from typing import AsyncIterator, Optional
+from typing import AsyncIterable, AsyncIterator, Mapping, Optional, Union
 
-HIGH_WATER = 4 * 1024 * 1024
-LOW_WATER = 1024 * 1024
+from .rawconn import RawConn, RawHTTPError, ReplyTooLarge
+
+__all__ = ["RawHTTPError", "ReplyTooLarge", "RawPool", "RawResponse", "Body"]
+
 MAX_HEAD = 64 * 1024
 MAX_IDLE_PER_PEER = 32
+IDLE_EXPIRY = 4.0
+STREAM_IDLE_MAX = 1.5
+STALE_RESEND_IDLE = 1.0  # no peer closes idle connections sooner (uvicorn: 5 s)
+READ_LIMIT = 16 * 1024 * 1024  # default bound of aread()
+COALESCE = 64 * 1024  # a bytes body up to this size goes out in the same write as the head
+_NO_LENGTH = frozenset({"content-length", "transfer-encoding", "host", "connection"})
 
-
-class RawHTTPError(Exception):
-    """A transport or protocol failure talking to a peer."""
-
-
-class _Conn(asyncio.Protocol):
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.transport: Optional[asyncio.Transport] = None
-        self.chunks: deque[bytes] = deque()
-        self.buffered = 0
-        self.eof = False
-        self.paused = False
-        self.waiter: Optional[asyncio.Future[None]] = None
-
-    # --- protocol callbacks --------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-
-    def data_received(self, data: bytes) -> None:
-        self.chunks.append(data)
-        self.buffered += len(data)
-        if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
-            self.transport.pause_reading()
-            self.paused = True
-        self._wake()
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        self._wake()
-        return False
-
-    def connection_lost(self, exc: Optional[Exception]) -> None:
-        self.eof = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # --- reading -------------------------------------------------------------------------
-    async def read(self, timeout: float) -> Optional[bytes]:
-        """The next chunk as received, or None at EOF."""
-        while not self.chunks:
-            if self.eof:
-                return None
-            waiter = self.waiter = self.loop.create_future()
-            timer = self.loop.call_later(timeout, _expire, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self.waiter = None
-        data = self.chunks.popleft()
-        self.buffered -= len(data)
-        if self.paused and self.buffered < LOW_WATER and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
-        return data
-
-    def unread(self, data: bytes) -> None:
-        if data:
-            self.chunks.appendleft(data)
-            self.buffered += len(data)
-
-    @property
-    def reusable(self) -> bool:
-        return not self.eof and self.transport is not None and not self.transport.is_closing() and not self.chunks
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(RawHTTPError("peer read timed out"))
+Body = Union[None, bytes, AsyncIterable[bytes]]
 
 
 class RawResponse:
     """Status, lower-case headers and a body iterator; ``aclose()`` returns or drops the connection."""
 
-    def __init__(self, pool: RawPool, key: tuple[str, int], conn: _Conn, status: int,
-                 headers: dict[str, str]) -> None:
+    def __init__(self, pool: RawPool, key: tuple[str, int], conn: RawConn, status: int,
+                 headers: dict[str, str], timeout: float, *, reusable: bool = True, bodyless: bool = False) -> None:
         self.pool = pool
         self.key = key
         self.conn = conn
         self.status = status
         self.headers = headers
+        self.timeout = timeout
         self._done = False
         self._closed = False
         length = headers.get("content-length")
         self.chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        self.length: Optional[int] = int(length) if length is not None and not self.chunked else None
-        self.keep_alive = headers.get("connection", "").lower() != "close" and (
+        try:
+            self.length: Optional[int] = 0 if bodyless else (
+                int(length) if length is not None and not self.chunked else None)
+        except ValueError:
+            raise RawHTTPError(f"invalid Content-Length: {length!r}") from None
+        if self.length is not None and self.length < 0:
+            raise RawHTTPError(f"invalid Content-Length: {length!r}")
+        self.keep_alive = reusable and headers.get("connection", "").lower() != "close" and (
             self.length is not None or self.chunked)
 
     async def iter_raw(self) -> AsyncIterator[bytes]:
-        conn, timeout = self.conn, self.pool.read_timeout
+        conn, timeout = self.conn, self.timeout
         try:
             if self.length is not None:
                 remaining = self.length
@@ -147,9 +86,7 @@ class RawResponse:
                         break
                     yield data
             self._done = True
-        except asyncio.CancelledError:
-            raise
-        except RawHTTPError:
+        except (asyncio.CancelledError, RawHTTPError):
             raise
         except Exception as exc:
             raise RawHTTPError(f"{type(exc).__name__}: {exc}") from exc
@@ -157,7 +94,7 @@ class RawResponse:
     async def _line(self) -> bytes:
         buffer = b""
         while True:
-            data = await self.conn.read(self.pool.read_timeout)
+            data = await self.conn.read(self.timeout)
             if data is None:
                 raise RawHTTPError("peer closed the connection inside a chunked body")
             buffer += data
@@ -177,7 +114,7 @@ class RawResponse:
                 return
             remaining = size
             while remaining > 0:
-                data = await self.conn.read(self.pool.read_timeout)
+                data = await self.conn.read(self.timeout)
                 if data is None:
                     raise RawHTTPError("peer closed the connection inside a chunk")
                 if len(data) > remaining:
@@ -185,10 +122,21 @@ class RawResponse:
                     data = data[:remaining]
                 remaining -= len(data)
                 yield data
-            await self._line()
+            if await self._line():
+                raise RawHTTPError("missing CRLF after a chunk")
 
-    async def aread(self) -> bytes:
-        return b"".join([chunk async for chunk in self.iter_raw()])
+    async def aread(self, limit: int = READ_LIMIT) -> bytes:
+        """The whole body; ``ReplyTooLarge`` beyond ``limit`` bytes (for JSON answers)."""
+        if self.length is not None and self.length > limit:
+            raise ReplyTooLarge(f"response body of {self.length} bytes exceeds {limit}")
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self.iter_raw():
+            size += len(chunk)
+            if size > limit:
+                raise ReplyTooLarge(f"response body exceeds {limit} bytes")
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -201,54 +149,133 @@ class RawResponse:
 
 
 class RawPool:
-    """Keep-alive connections per ``(host, port)``."""
+    """Keep-alive connections per ``(host, port)``; see the module docstring."""
 
     def __init__(self, connect_timeout: float, read_timeout: float, *,
-                 headers: Optional[dict[str, str]] = None) -> None:
+                 headers: Optional[Mapping[str, str]] = None) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.headers = dict(headers or {})  # sent on every request (the peer token)
-        self.idle: dict[tuple[str, int], list[_Conn]] = {}
+        self.idle: dict[tuple[str, int], list[RawConn]] = {}
 
-    async def _connect(self, host: str, port: int) -> _Conn:
+    async def _connect(self, host: str, port: int, timeout: float) -> RawConn:
+        """A new connection within ``timeout`` seconds.
+
+        Not ``asyncio.wait_for``: before Python 3.12 it swallows a cancellation that arrives as
+        the connection completes (it returns the result instead), and a cancelled upload would
+        then wait forever for pieces nobody will send.
+        """
         loop = asyncio.get_running_loop()
+        task = loop.create_task(loop.create_connection(lambda: RawConn(loop), host, port))
         try:
-            _, conn = await asyncio.wait_for(loop.create_connection(lambda: _Conn(loop), host, port),
-                                             self.connect_timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+        except BaseException:
+            _abandon(task)
+            raise
+        if not done:
+            _abandon(task)
+            raise RawHTTPError(f"cannot connect to {host}:{port}: timed out after {timeout} s")
+        try:
+            _, conn = task.result()
+        except OSError as exc:
             raise RawHTTPError(f"cannot connect to {host}:{port}: {exc or type(exc).__name__}") from None
         return conn
 
-    def release(self, key: tuple[str, int], conn: _Conn) -> None:
+    def release(self, key: tuple[str, int], conn: RawConn) -> None:
+        now = conn.loop.time()
         idle = self.idle.setdefault(key, [])
+        while idle and (now - idle[0].idle_since > IDLE_EXPIRY or not idle[0].reusable):
+            idle.pop(0).close()  # the oldest first: sorted by idle_since
         if len(idle) < MAX_IDLE_PER_PEER:
+            conn.idle_since = now
             idle.append(conn)
         else:
             conn.close()
 
-    async def get(self, host: str, port: int, path: str, headers: dict[str, str]) -> RawResponse:
-        """Send ``GET path`` and read the response head; retries once if a pooled connection was stale."""
-        key = (host, port)
-        shown = f"[{host}]" if ":" in host else host
-        lines = [f"GET {path} HTTP/1.1", f"Host: {shown}:{port}", "Accept-Encoding: identity"]
-        lines += [f"{name}: {value}" for name, value in {**self.headers, **headers}.items()]
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        idle = self.idle.get(key, [])
+    def _take(self, key: tuple[str, int], max_age: float) -> Optional[RawConn]:
+        """The most recently used idle connection if idle for less than ``max_age`` seconds."""
+        idle = self.idle.get(key)
+        if not idle:
+            return None
+        now = idle[-1].loop.time()
         while idle:
-            conn = idle.pop()
-            if not conn.reusable:
-                conn.close()
+            conn = idle[-1]
+            age = now - conn.idle_since
+            if not conn.reusable or age > IDLE_EXPIRY:
+                idle.pop().close()
                 continue
+            if age > max_age:
+                return None  # the youngest is too old; the others are older still
+            return idle.pop()
+        return None
+
+    def _discard(self, key: tuple[str, int]) -> None:
+        for conn in self.idle.pop(key, []):
+            conn.close()
+
+    def _head(self, method: str, host: str, port: int, target: str, headers: Optional[Mapping[str, str]],
+              length: Optional[int]) -> bytes:
+        shown = f"[{host}]" if ":" in host else host
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {shown}:{port}", "Accept-Encoding: identity"]
+        merged = {**self.headers, **headers} if headers else self.headers
+        for name, value in merged.items():
+            if name.lower() in _NO_LENGTH:
+                continue
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                raise RawHTTPError(f"invalid header {name!r}")
+            lines.append(f"{name}: {value}")
+        if length is not None:
+            lines.append(f"Content-Length: {length}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    async def get(self, host: str, port: int, path: str, headers: Mapping[str, str]) -> RawResponse:
+        """``GET path``: the response head read, the body still to read (then ``aclose()``)."""
+        return await self.request("GET", host, port, path, headers)
+
+    async def request(self, method: str, host: str, port: int, target: str,
+                      headers: Optional[Mapping[str, str]] = None, body: Body = None, *,
+                      length: Optional[int] = None, timeout: Optional[float] = None) -> RawResponse:
+        """Send one request and read the response head; the body is read from the answer.
+
+        ``target`` is the path and query, already quoted. ``body`` is None, bytes, or an async
+        iterable of bytes sending exactly ``length`` bytes (``RawHTTPError`` otherwise).
+        ``timeout`` replaces both the connect and the read timeout of the pool.
+
+        A bytes body (or none) is sent once more, on a new connection, when a pooled connection
+        idle for at least ``STALE_RESEND_IDLE`` closes before any response byte: the peer's
+        keep-alive timeout closed it as the request went out. For a non-idempotent POST (R5
+        phase 1) this is what browsers and urllib3 do with stale pooled connections; the peer
+        never saw the request. A connection closed sooner after its last use (or a new one)
+        means the peer dropped *this* request: that is an error, never a resend.
+        """
+        key = (host, port)
+        read_timeout = self.read_timeout if timeout is None else timeout
+        streamed = body is not None and not isinstance(body, (bytes, bytearray, memoryview))
+        if streamed:
+            if length is None:
+                raise ValueError("a streamed body needs its length")
+        else:
+            assert not isinstance(body, AsyncIterable)
+            length = len(body) if body is not None else (0 if method in ("POST", "PUT", "PATCH") else None)
+        head = self._head(method, host, port, target, headers, length)
+        conn = self._take(key, STREAM_IDLE_MAX if streamed else IDLE_EXPIRY)
+        if conn is not None and not streamed:
+            resend = conn.loop.time() - conn.idle_since >= STALE_RESEND_IDLE
             try:
-                return await self._exchange(key, conn, request)
+                return await self._exchange(key, conn, head, body, None, read_timeout, method)
             except _Stale:
                 conn.close()
+                if not resend:
+                    raise RawHTTPError(f"{host}:{port} closed the connection without answering") from None
+                self._discard(key)  # older still than one the peer timed out
             except BaseException:
                 conn.close()
                 raise
-        conn = await self._connect(host, port)
+            conn = None
+        if conn is None:
+            conn = await self._connect(host, port, self.connect_timeout if timeout is None else timeout)
         try:
-            return await self._exchange(key, conn, request)
+            return await self._exchange(key, conn, head, body, length, read_timeout, method)
         except _Stale:
             conn.close()
             raise RawHTTPError(f"{host}:{port} closed the connection without answering") from None
@@ -256,16 +283,36 @@ class RawPool:
             conn.close()
             raise
 
-    async def _exchange(self, key: tuple[str, int], conn: _Conn, request: bytes) -> RawResponse:
-        assert conn.transport is not None
-        conn.transport.write(request)
+    async def _exchange(self, key: tuple[str, int], conn: RawConn, head: bytes, body: Body,
+                        length: Optional[int], timeout: float, method: str) -> RawResponse:
+        complete = True
+        if body is None:
+            conn.write(head)
+        elif isinstance(body, (bytes, bytearray, memoryview)):
+            if len(body) <= COALESCE:
+                conn.write(head + bytes(body))
+            else:
+                conn.write(head)
+                conn.write(bytes(body))
+                await conn.drain(timeout)
+        else:
+            conn.write(head)
+            assert length is not None
+            complete = await _send_stream(conn, body, length, timeout)
+        while True:
+            status, headers = await self._read_head(conn, timeout)
+            if not 100 <= status < 200 or status == 101:
+                break  # 1xx interim answers (100 Continue) are skipped
+        bodyless = status in (204, 304) or method == "HEAD"
+        return RawResponse(self, key, conn, status, headers, timeout, reusable=complete, bodyless=bodyless)
+
+    async def _read_head(self, conn: RawConn, timeout: float) -> tuple[int, dict[str, str]]:
         head = bytearray()
         while True:
-            data = await conn.read(self.read_timeout)
+            data = await conn.read(timeout)
             if data is None:
                 if not head:
                     raise _Stale()
-                conn.close()
                 raise RawHTTPError("peer closed the connection inside the response head")
             head += data
             index = head.find(b"\r\n\r\n")
@@ -274,26 +321,55 @@ class RawPool:
                 del head[index:]
                 break
             if len(head) > MAX_HEAD:
-                conn.close()
                 raise RawHTTPError("response head too long")
         try:
-            text = head.decode("latin-1")
-            status_line, *header_lines = text.split("\r\n")
+            status_line, *header_lines = head.decode("latin-1").split("\r\n")
             status = int(status_line.split(" ", 2)[1])
         except (ValueError, IndexError):
-            conn.close()
             raise RawHTTPError(f"malformed response head: {bytes(head[:200])!r}") from None
         headers: dict[str, str] = {}
         for line in header_lines:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        return RawResponse(self, key, conn, status, headers)
+        return status, headers
 
     def close(self) -> None:
         for conns in self.idle.values():
             for conn in conns:
                 conn.close()
         self.idle.clear()
+
+
+async def _send_stream(conn: RawConn, body: AsyncIterable[bytes], length: int, timeout: float) -> bool:
+    """Write ``body`` with flow control; False if the peer answered (or closed) before the end.
+
+    Waiting for the next piece of ``body`` has no timer here: the source bounds its own waits.
+    """
+    sent = 0
+    async for piece in body:
+        if not piece:
+            continue
+        sent += len(piece)
+        if sent > length:
+            raise RawHTTPError(f"upload body longer than its Content-Length {length}")
+        if conn.answered:
+            return False
+        conn.write(piece)
+        if conn.write_paused:
+            await conn.drain(timeout)
+    if sent != length:
+        raise RawHTTPError(f"upload body of {sent} bytes, shorter than its Content-Length {length}")
+    return True
+
+
+def _abandon(task: asyncio.Task[tuple[asyncio.BaseTransport, RawConn]]) -> None:
+    """Cancel a connection attempt; close the connection if it was made all the same."""
+    def closer(done: asyncio.Task[tuple[asyncio.BaseTransport, RawConn]]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            done.result()[1].close()
+
+    task.cancel()
+    task.add_done_callback(closer)
 
 
 class _Stale(Exception):

@@ -10,6 +10,7 @@ deletes (§P4.6) have been replayed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -55,8 +56,10 @@ class Registry:
         self.health_interval = health_interval
         self.unhealthy_threshold = max(1, unhealthy_threshold)
         self.peers: dict[str, PeerEntry] = {}
-        self.client: Any = None
-        self.raw: Any = None  # the lean data-read client (rawhttp.RawPool)
+        self.client: Any = None  # httpx.AsyncClient: https peers, and everything when raw_* is off
+        self.raw: Any = None  # the lean client (rawhttp.RawPool) for plain-http peers
+        self.raw_reads = True  # data reads (P5) through ``raw``
+        self.raw_writes = True  # every other request through ``raw``
         self._locks: dict[str, asyncio.Lock] = {}
 
     # --- persistence ------------------------------------------------------------------
@@ -97,6 +100,12 @@ class Registry:
     def unavailable_ids(self) -> list[str]:
         return sorted(p for p, e in self.peers.items() if not e.available)
 
+    def raw_pool(self, entry: PeerEntry, *, read: bool = False) -> Any:
+        """The lean client for a request to ``entry`` (data reads if ``read``), or None for httpx."""
+        if self.raw is None or entry.protocol != "http":
+            return None
+        return self.raw if (self.raw_reads if read else self.raw_writes) else None
+
     # --- changes ------------------------------------------------------------------------
     async def register(self, entries: list[PeerEntry]) -> None:
         """Add or replace ``entries``, check each once (2 s) and persist (§P4.1)."""
@@ -124,22 +133,28 @@ class Registry:
 
     # --- health -------------------------------------------------------------------------
     async def probe(self, entry: PeerEntry, timeout: float) -> bool:
-        import httpx
+        from .peerio import PeerError, exchange
 
         try:
-            response = await self.client.get(f"{entry.url}/health", timeout=timeout)
-        except httpx.HTTPError:
+            answer = await exchange(self, entry, "GET", "/health", timeout=timeout)
+        except PeerError:
             return False
-        if response.status_code != 200:
+        if answer.status != 200:
             return False
-        if "www-authenticate" in response.headers:  # open /health, but our peer token is missing or wrong
+        if "www-authenticate" in answer.headers:  # open /health, but our peer token is missing or wrong
             log.warning("peer %s rejects the router's peer token (set --peer-token)", entry.peer_id)
             return False
         try:
-            body = response.json()
+            body = json.loads(answer.content)
         except ValueError:
             return False
         return not (isinstance(body, dict) and body.get("peer_id") not in (None, entry.peer_id))
+
+    async def _delete(self, entry: PeerEntry, path: str, headers: dict[str, str]) -> int:
+        """One DELETE for the pending-delete replay: the status (``PeerError`` on transport errors)."""
+        from .peerio import exchange
+
+        return (await exchange(self, entry, "DELETE", path, headers=headers)).status
 
     async def _check_and_update(self, entry: PeerEntry, timeout: float, *, first: bool = False) -> None:
         lock = self._locks.setdefault(entry.peer_id, asyncio.Lock())
@@ -150,7 +165,8 @@ class Registry:
             if healthy:
                 if not entry.available or self.pending.has(entry.peer_id):
                     # Replay owed deletes before routing anything else to it (§P4.6).
-                    if not await replay(self.client, entry.url, self.pending, entry.peer_id):
+                    delete = functools.partial(self._delete, entry)
+                    if not await replay(delete, self.pending, entry.peer_id):
                         healthy = False
             if healthy:
                 if not entry.available:

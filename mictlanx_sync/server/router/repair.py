@@ -35,6 +35,7 @@ from typing import Any, AsyncIterator, Optional
 
 from ..common import HTTPError, parse_int_query
 from .fanout import call, no_peer_available
+from .peerio import PeerError, SourceError, exchange
 from .placement import rank
 from .registry import PeerEntry
 from .state import Request, Response, RouterState, json_response
@@ -148,8 +149,6 @@ async def _copy(st: RouterState, bucket_id: str, key: str, meta: dict[str, Any],
 
 async def _push(st: RouterState, bucket_id: str, key: str, meta: dict[str, Any], opened: Opened,
                 target: PeerEntry) -> Optional[str]:
-    import httpx
-
     body = {"key": key, "size": meta.get("size"), "checksum": meta.get("checksum"), "tags": meta.get("tags", {}),
             "producer_id": meta.get("producer_id", ""), "content_type": meta.get("content_type"),
             "ball_id": meta.get("ball_id", key), "bucket_id": bucket_id,
@@ -169,15 +168,16 @@ async def _push(st: RouterState, bucket_id: str, key: str, meta: dict[str, Any],
         async for chunk in opened.iterator:
             yield chunk
 
-    url = f"{target.url}/api/v4/buckets/data/{task_id}/chunked"
-    headers = {"Content-Length": str(meta.get("size")), "Content-Type": "application/octet-stream"}
+    path = f"/api/v4/buckets/data/{task_id}/chunked"
     try:
-        response = await st.registry.client.post(url, content=pieces(), headers=headers)
+        answer = await exchange(st.registry, target, "POST", path, body=pieces(), length=int(meta.get("size", 0)),
+                                headers={"Content-Type": "application/octet-stream"})
     except Exception as exc:  # transport error on either side: the peer stores nothing
         await call(st.registry, target, "DELETE", f"/tasks/{task_id}")
-        if isinstance(exc, httpx.TransportError):
+        if isinstance(exc, PeerError) and exc.transport:
             st.registry.mark_failure(target)
-        return f"P3 on {target.peer_id}: {type(exc).__name__}: {exc}"
-    if response.status_code != 201:
-        return f"P3 on {target.peer_id} answered {response.status_code}: {response.text[:200]}"
+        why = str(exc) if isinstance(exc, (PeerError, SourceError)) else f"{type(exc).__name__}: {exc}"
+        return f"P3 on {target.peer_id}: {why}"
+    if answer.status != 201:
+        return f"P3 on {target.peer_id} answered {answer.status}: {answer.content[:200].decode('utf-8', 'replace')}"
     return None

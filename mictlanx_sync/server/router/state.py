@@ -43,6 +43,10 @@ class RouterConfig:
     faults: Optional[str] = None
     #: read peer data (P5) with the lean client of ``rawhttp``; 0 in ``MICTLANX_ROUTER_RAW_READS`` uses httpx
     raw_reads: bool = field(default_factory=lambda: os.environ.get("MICTLANX_ROUTER_RAW_READS", "1") != "0")
+    #: every other peer request (fan-out calls, P3 uploads, health checks, pending deletes, repair)
+    #: with the lean client too; 0 in ``MICTLANX_ROUTER_RAW_WRITES`` uses httpx (an escape hatch).
+    #: https peers always use httpx.
+    raw_writes: bool = field(default_factory=lambda: os.environ.get("MICTLANX_ROUTER_RAW_WRITES", "1") != "0")
 
 
 class RouterState:
@@ -75,7 +79,9 @@ class RouterState:
         self.client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False, follow_redirects=False,
                                         headers=peer_headers)
         self.registry.client = self.client
-        if self.config.raw_reads:
+        self.registry.raw_reads = self.config.raw_reads
+        self.registry.raw_writes = self.config.raw_writes
+        if self.config.raw_reads or self.config.raw_writes:
             self.registry.raw = RawPool(self.config.peer_connect_timeout, self.config.peer_read_timeout,
                                         headers=peer_headers)
         await self.registry.check_all(first=True)

@@ -171,23 +171,21 @@ class ReplicaUpload:
             yield piece
 
     async def _run(self) -> Reply:
-        import httpx
+        from .fanout import parse_json
+        from .peerio import PeerError, exchange
 
-        url = f"{self.entry.url}/api/v4/buckets/data/{self.group.group_id}/chunked"
-        headers = {"Content-Length": str(self.group.size), "Content-Type": "application/octet-stream"}
+        path = f"/api/v4/buckets/data/{self.group.group_id}/chunked"
         try:
-            response = await self.registry.client.post(url, content=self._body(), headers=headers)
-        except httpx.HTTPError as exc:
-            self.registry.mark_failure(self.entry)
-            return Reply(self.entry.peer_id, None, error=f"{type(exc).__name__}: {exc}")
+            answer = await exchange(self.registry, self.entry, "POST", path, body=self._body(),
+                                    length=self.group.size, headers={"Content-Type": "application/octet-stream"})
+        except PeerError as exc:
+            if exc.transport:
+                self.registry.mark_failure(self.entry)
+            return Reply(self.entry.peer_id, None, error=str(exc))
         except Exception as exc:  # never lose the rollback to an unexpected error
             log.exception("upload to %s failed", self.entry.peer_id)
             return Reply(self.entry.peer_id, None, error=f"{type(exc).__name__}: {exc}")
-        try:
-            body = response.json() if response.content else None
-        except ValueError:
-            body = None
-        return Reply(self.entry.peer_id, response.status_code, body, response.headers)
+        return Reply(self.entry.peer_id, answer.status, parse_json(answer.content), answer.headers)
 
     async def put(self, piece: Optional[bytes]) -> None:
         """Queue ``piece``; raises ``_ReplicaDone`` if the upload ended first."""
@@ -346,12 +344,14 @@ async def open_data(registry: Registry, entry: PeerEntry, path: str, headers: di
     """
     import httpx
 
+    from .peerio import target
     from .rawhttp import RawHTTPError
 
     errors: tuple[type[Exception], ...] = (httpx.HTTPError, RawHTTPError)
     try:
-        if entry.protocol == "http" and registry.raw is not None:
-            raw = await registry.raw.get(entry.hostname, entry.port, f"/api/v4{path}", headers)
+        pool = registry.raw_pool(entry, read=True)
+        if pool is not None:
+            raw = await pool.get(entry.hostname, entry.port, target(f"/api/v4{path}"), headers)
             status, peer_headers, response = raw.status, raw.headers, raw
             make_iterator: Callable[[], AsyncIterator[bytes]] = raw.iter_raw
         else:

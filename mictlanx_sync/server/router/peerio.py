@@ -1,0 +1,106 @@
+"""One router -> peer request, through the lean client (:mod:`.rawhttp`) or httpx.
+
+Plain-http peers use :class:`.rawhttp.RawPool` unless ``MICTLANX_ROUTER_RAW_WRITES=0`` (see
+``RouterConfig.raw_writes``); https peers always use the router's ``httpx.AsyncClient``.
+Either way a transport failure is a :class:`PeerError` and a failure of a streamed body's own
+source (e.g. the holder a repair copies from) a :class:`SourceError`, so callers never blame
+the wrong peer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Mapping, Optional, Union
+from urllib.parse import quote, urlencode
+
+from .rawhttp import RawHTTPError, ReplyTooLarge
+
+if TYPE_CHECKING:
+    from .registry import PeerEntry, Registry
+
+#: Largest JSON answer accepted from a peer (a whole-bucket P6 listing can be large).
+REPLY_LIMIT = 128 * 1024 * 1024
+#: Characters left as they are in a path, as httpx leaves them (ids never need quoting).
+_PATH_SAFE = "/:@!$&'()*+,;=%~[]"
+
+
+class PeerError(Exception):
+    """The peer could not be reached or its answer could not be read."""
+
+    def __init__(self, msg: str, transport: bool = True) -> None:
+        super().__init__(msg)
+        self.transport = transport  # False: the answer was too large, the peer is not at fault
+
+
+class SourceError(Exception):
+    """The streamed body's source failed (not the peer's fault)."""
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: Mapping[str, str]  # lower-case names (httpx: case-insensitive)
+    content: bytes
+
+
+def target(path: str, params: Any = None) -> str:
+    """``path`` quoted as httpx would, plus the query of ``params`` (a mapping or pairs)."""
+    quoted = quote(path, safe=_PATH_SAFE)
+    if params:
+        query = urlencode(params, doseq=True)
+        if query:
+            return f"{quoted}?{query}"
+    return quoted
+
+
+async def _guarded(body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    try:
+        async for piece in body:
+            yield piece
+    except Exception as exc:
+        raise SourceError(f"{type(exc).__name__}: {exc}") from exc
+
+
+async def exchange(registry: Registry, entry: PeerEntry, method: str, path: str, *, params: Any = None,
+                   headers: Optional[Mapping[str, str]] = None, body: Union[None, bytes, AsyncIterable[bytes]] = None,
+                   length: Optional[int] = None, timeout: Optional[float] = None,
+                   limit: int = REPLY_LIMIT) -> Answer:
+    """Send one request to ``entry`` (``path`` from the root, e.g. ``/api/v4/...``) and read the
+    whole answer. ``body``: None, bytes, or an async iterable of exactly ``length`` bytes.
+    ``timeout`` (seconds) replaces the connect and read timeouts. Raises :class:`PeerError` on
+    transport errors and :class:`SourceError` when a streamed body's source fails."""
+    url_target = target(path, params)
+    if body is not None and not isinstance(body, bytes):
+        body = _guarded(body)
+    pool = registry.raw_pool(entry)
+    if pool is not None:
+        try:
+            response = await pool.request(method, entry.hostname, entry.port, url_target, headers, body,
+                                          length=length, timeout=timeout)
+            try:
+                content = await response.aread(limit)
+            finally:
+                await response.aclose()
+        except ReplyTooLarge as exc:
+            raise PeerError(f"{type(exc).__name__}: {exc}", transport=False) from None
+        except RawHTTPError as exc:
+            raise PeerError(f"{type(exc).__name__}: {exc}") from None
+        return Answer(response.status, response.headers, content)
+    return await _httpx_exchange(registry, entry, method, url_target, headers, body, length, timeout)
+
+
+async def _httpx_exchange(registry: Registry, entry: PeerEntry, method: str, url_target: str,
+                          headers: Optional[Mapping[str, str]], body: Any, length: Optional[int],
+                          timeout: Optional[float]) -> Answer:
+    import httpx
+
+    send_headers = dict(headers or {})
+    if body is not None and not isinstance(body, bytes):
+        send_headers["Content-Length"] = str(length)
+    try:
+        response = await registry.client.request(
+            method, f"{entry.url}{url_target}", content=body, headers=send_headers,
+            timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
+    except httpx.HTTPError as exc:
+        raise PeerError(f"{type(exc).__name__}: {exc}") from None
+    return Answer(response.status_code, response.headers, response.content)
