@@ -16,7 +16,7 @@ from typing import Any
 
 from .common import MiB, loadavg, local_vss, log
 
-SECTIONS = ("large", "small", "baseline", "cache", "memory", "malloc")
+SECTIONS = ("large", "small", "baseline", "cache", "budget", "memory", "malloc")
 
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
@@ -26,6 +26,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "small": {"sizes": [1024, 64 * 1024], "threads": [1, 4, 16], "ops": 40},
         "baseline": {"threads": [1], "ops": 40, "large_size": 32 * MiB, "large_chunk": 4},
         "cache": {"size": 64 * MiB, "chunk": 4},
+        "budget": {"size": 64 * MiB, "chunk": 16},
         "memory": {"size": 256 * MiB, "chunk": 8},
         "malloc": {"variants": ["glibc-default", "mallopt", "env"], "size": 64 * MiB, "chunk": 8, "rf": 2},
     },
@@ -35,6 +36,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "small": {"sizes": [1024, 64 * 1024], "threads": [1, 4, 16], "ops": 150},
         "baseline": {"threads": [1, 16], "ops": 100, "large_size": 64 * MiB, "large_chunk": 4},
         "cache": {"size": 64 * MiB, "chunk": 4},
+        "budget": {"size": 256 * MiB, "chunk": 16},
         "memory": {"size": 1024 * MiB, "chunk": 8},
         "malloc": {"variants": ["glibc-default", "mallopt", "env", "env+mallopt"], "size": 64 * MiB, "chunk": 8,
                    "rf": 2},
@@ -68,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                    f"{platform.platform()}",
         "load_start": loadavg(), "profile_settings": profile}}
     log(f"profile {profile_name}, sections {only}, load {loadavg()}")
-    from . import cache, large, malloc, memory, small
+    from . import budget, cache, large, malloc, memory, small
 
-    if any(s in only for s in ("large", "small", "baseline", "cache")):
+    if any(s in only for s in ("large", "small", "baseline", "cache", "budget")):
         with local_vss() as vss:
             log(f"LocalVSS up: {vss.uri}")
             if "large" in only:
@@ -87,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             if "cache" in only:
                 p = profile["cache"]
                 results["cache"] = cache.run(vss.uri, p["size"], p["chunk"], reps)
+            if "budget" in only:
+                p = profile["budget"]
+                results["budget"] = budget.run(vss, p["size"], p["chunk"], reps)
     if "memory" in only:
         p = profile["memory"]
         with local_vss() as vss:

@@ -124,6 +124,20 @@ def markdown(results: dict[str, Any]) -> str:
                 "|---|---|---|---|",
                 f"| {cell(cache['miss'])} | {cell(cache['hit'])} | {cell(cache['nocache'])} | "
                 f"{cache['speedup']:.1f}x |", ""]
+    budget = results.get("budget", [])
+    if budget:
+        first = budget[0]
+        out += [f"## CPU budget of a GET ({first['size'] >> 20} MiB, chunk {first['chunk_mb']} MB, rf 1, "
+                "cache off)", "",
+                "CPU seconds per GB moved, per process; *bound* = cores / total, the throughput the "
+                "processes could reach sharing this machine's cores with perfect overlap.", "",
+                "| verify_full | MB/s | client | router | peers | total | bound (MB/s) |",
+                "|---|---|---|---|---|---|---|"]
+        for row in budget:
+            out.append(f"| {row['verify_full']} | {cell(row['mb_s'])} | {cell(row['client'], '{:.2f}')} | "
+                       f"{cell(row['router'], '{:.2f}')} | {cell(row['peers'], '{:.2f}')} | "
+                       f"{cell(row['total'], '{:.2f}')} | {row['bound_mb_s']:.0f} ({row['cores']} cores) |")
+        out.append("")
     memory = results.get("memory")
     if memory:
         out += [f"## Memory ({memory['size'] >> 20} MiB file, chunk {memory['chunk_mb']} MB, max_workers "
