@@ -633,3 +633,180 @@ def test_router_with_raw_writes_off(monkeypatch: pytest.MonkeyPatch) -> None:
         assert resp.status_code == 200 and resp.json()["n_deletes"] == 2, resp.text
     assert any(c.startswith("POST /api/v4/buckets/data/") for c in calls), calls  # P3 through httpx
     assert any(c == "GET /health" for c in calls) and any(c.startswith("DELETE ") for c in calls), calls
+
+
+# --- review: framing, attribution and input edge cases ------------------------------------------
+class _Scripted(Server):
+    """A one-behaviour loopback server: ``handler(reader, writer)`` per connection."""
+
+    def __init__(self, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]) -> None:
+        super().__init__()
+        self.handler = handler
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.writers.add(writer)
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+
+
+async def _slow_pieces(count: int, size: int, delay: float) -> AsyncIterator[bytes]:
+    for _ in range(count):
+        await asyncio.sleep(delay)
+        yield b"z" * size
+
+
+def test_unsolicited_100_continue_does_not_stop_the_upload(run: Callable[[Awaitable[Any]], Any]) -> None:
+    """RFC 9110 §15.2: a client must accept 1xx answers it did not ask for. A ``100 Continue``
+    sent before the body is read is not an early answer: the upload must go on to the end."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
+        body = await reader.readexactly(length)
+        answer = json.dumps({"size": len(body)}).encode()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
+        await writer.drain()
+        await _until_closed(reader)
+
+    async def main() -> None:
+        async with _Scripted(handler) as server:
+            pool = RawPool(2.0, 3.0)
+            try:
+                response = await asyncio.wait_for(
+                    pool.request("POST", HOST, server.port, "/u", None, _slow_pieces(5, 1000, 0.05), length=5000), 10)
+                assert response.status == 200
+                assert json.loads(await response.aread()) == {"size": 5000}
+                await response.aclose()
+            finally:
+                pool.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, Close\r\n\r\n",
+], ids=["http10-without-keep-alive", "close-among-other-tokens"])
+def test_answer_that_ends_its_connection_is_not_pooled(run: Callable[[Awaitable[Any]], Any], head: bytes) -> None:
+    """An HTTP/1.0 answer without ``Connection: keep-alive``, or one whose ``Connection`` lists
+    ``close`` among other tokens, ends its connection (RFC 9112 §9.3, §9.6): pooling it makes the
+    next request fail on a connection the peer is closing."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head + b"ok")
+        await writer.drain()
+        await _until_closed(reader)  # closes late: the client must not rely on seeing the FIN first
+
+    async def main() -> None:
+        async with _Scripted(handler) as server:
+            pool = RawPool(2.0, 3.0)
+            try:
+                response = await pool.request("GET", HOST, server.port, "/")
+                assert await response.aread() == b"ok"
+                assert not response.keep_alive
+                await response.aclose()
+                assert pool.idle.get((HOST, server.port), []) == []
+            finally:
+                pool.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("size_line", [b"", b"-5", b"0x5", b"1_0", b"zz"])
+def test_malformed_chunk_size_is_an_error(run: Callable[[Awaitable[Any]], Any], size_line: bytes) -> None:
+    """A chunk-size line that is not hex digits is a broken answer, never a silent end of body."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n%s\r\nworld\r\n0\r\n\r\n"
+                     % size_line)
+        await writer.drain()
+        await _until_closed(reader)
+
+    async def main() -> None:
+        async with _Scripted(handler) as server:
+            pool = RawPool(2.0, 1.0)
+            try:
+                response = await pool.request("GET", HOST, server.port, "/")
+                try:
+                    with pytest.raises(RawHTTPError):
+                        await response.aread()
+                finally:
+                    await response.aclose()
+            finally:
+                pool.close()
+
+    run(main())
+
+
+def test_unusable_hostname_is_a_transport_error(run: Callable[[Awaitable[Any]], Any]) -> None:
+    """Admin-registered hostnames are only checked for spaces and ``/@?#``: one that cannot be
+    encoded (IDNA) must fail as a peer error, not escape as a UnicodeError (a 500)."""
+    async def main() -> None:
+        pool = RawPool(2.0, 2.0)
+        try:
+            for host in ("例え.invalid", "a" * 64 + ".invalid", "bad..name"):
+                with pytest.raises(RawHTTPError):
+                    await pool.request("GET", host, _free_port(), "/health")
+        finally:
+            pool.close()
+
+    run(main())
+
+
+def test_streamed_body_of_the_wrong_length_is_the_sources_fault(run: Callable[[Awaitable[Any]], Any],
+                                                                tmp_path: Any) -> None:
+    """A repair source (a holder) yielding fewer or more bytes than the metadata size is not the
+    target peer's fault: ``SourceError``, so the caller does not mark the target failed."""
+    import httpx
+
+    from mictlanx_sync.server.router.peerio import SourceError, exchange
+    from mictlanx_sync.server.router.pending import PendingDeletes
+    from mictlanx_sync.server.router.registry import PeerEntry, Registry
+
+    async def main() -> None:
+        async with Server() as server:
+            registry = Registry(tmp_path, PendingDeletes(tmp_path / "pending.jsonl"))
+            registry.raw = RawPool(2.0, 5.0)
+            registry.client = httpx.AsyncClient(trust_env=False)
+            entry = PeerEntry("p", HOST, server.port)
+            try:
+                for raw in (True, False):
+                    registry.raw_writes = raw
+                    for total in (1000, 3000):
+                        with pytest.raises(SourceError):
+                            await exchange(registry, entry, "POST", "/u", body=_pieces(total, 256), length=2000)
+            finally:
+                registry.raw.close()
+                await registry.client.aclose()
+
+    run(main())
+
+
+def test_cancelled_body_read_closes_the_connection_without_aclose(run: Callable[[Awaitable[Any]], Any]) -> None:
+    """A task cancelled inside ``iter_raw`` must not leave the connection open when its caller
+    never reaches ``aclose()`` (``streaming.open_data`` awaits the first piece outside a
+    ``finally``): the peer would otherwise hold a half-sent answer forever."""
+    async def main() -> None:
+        async with Server() as server:
+            pool = RawPool(2.0, 30.0)
+            try:
+                response = await pool.request("GET", HOST, server.port, "/slowbody")
+                iterator = response.iter_raw()
+                assert len(await iterator.__anext__()) == 500
+                reading = asyncio.ensure_future(iterator.__anext__())
+                await asyncio.sleep(0.1)
+                reading.cancel()
+                await asyncio.gather(reading, return_exceptions=True)
+                await asyncio.wait_for(_until(lambda: server.open == 0), 3)
+            finally:
+                pool.close()
+
+    run(main())

@@ -53,12 +53,21 @@ def target(path: str, params: Any = None) -> str:
     return quoted
 
 
-async def _guarded(body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+async def _guarded(body: AsyncIterable[bytes], length: Optional[int]) -> AsyncIterator[bytes]:
+    """``body``, its failures (and a length other than ``length``) as :class:`SourceError`."""
+    sent = 0
     try:
         async for piece in body:
+            sent += len(piece)
+            if length is not None and sent > length:
+                raise SourceError(f"upload body longer than its Content-Length {length}")
             yield piece
+    except SourceError:
+        raise
     except Exception as exc:
         raise SourceError(f"{type(exc).__name__}: {exc}") from exc
+    if length is not None and sent != length:
+        raise SourceError(f"upload body of {sent} bytes, shorter than its Content-Length {length}")
 
 
 async def exchange(registry: Registry, entry: PeerEntry, method: str, path: str, *, params: Any = None,
@@ -71,7 +80,7 @@ async def exchange(registry: Registry, entry: PeerEntry, method: str, path: str,
     transport errors and :class:`SourceError` when a streamed body's source fails."""
     url_target = target(path, params)
     if body is not None and not isinstance(body, bytes):
-        body = _guarded(body)
+        body = _guarded(body, length)
     pool = registry.raw_pool(entry)
     if pool is not None:
         try:

@@ -9,6 +9,7 @@ upload holds at most one piece plus ``WRITE_HIGH`` in memory. Every wait has a t
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections import deque
 from typing import Optional
@@ -17,6 +18,8 @@ HIGH_WATER = 4 * 1024 * 1024
 LOW_WATER = 1024 * 1024
 WRITE_HIGH = 256 * 1024
 WRITE_LOW = 64 * 1024
+_INTERIM = re.compile(rb"HTTP/1\.[01] 1[0-9][0-9]")
+_INTERIM_MAX = 64 * 1024
 
 
 class RawHTTPError(Exception):
@@ -117,8 +120,32 @@ class RawConn(asyncio.Protocol):
     # --- writing -------------------------------------------------------------------------
     @property
     def answered(self) -> bool:
-        """The peer sent something (an early answer) or closed: stop sending the body."""
-        return bool(self.chunks) or self.eof
+        """The peer sent a final answer (early) or closed: stop sending the body.
+
+        Interim ``1xx`` answers (an unsolicited ``100 Continue``) are not answers: they are
+        dropped here, and the body goes on (RFC 9110 §15.2).
+        """
+        return self.eof or (bool(self.chunks) and not self._only_interim())
+
+    def _only_interim(self) -> bool:
+        """True if the buffered bytes are interim answers (complete ones dropped) or the start of one."""
+        while self.chunks:
+            data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+            if len(data) < 12:
+                start = data[:10]
+                return any(t.startswith(start) for t in (b"HTTP/1.1 1", b"HTTP/1.0 1"))
+            if not _INTERIM.match(data) or data[9:12] == b"101":
+                return False
+            index = data.find(b"\r\n\r\n")
+            if index < 0:
+                return len(data) <= _INTERIM_MAX
+            rest = data[index + 4:]
+            self.chunks.clear()
+            self.buffered = 0
+            if rest:
+                self.chunks.append(rest)
+                self.buffered = len(rest)
+        return True
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None

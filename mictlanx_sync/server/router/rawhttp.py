@@ -19,6 +19,7 @@ connection idle for less than ``STREAM_IDLE_MAX`` (far from the peer's 5 s), els
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import AsyncIterable, AsyncIterator, Mapping, Optional, Union
 
 from .rawconn import RawConn, RawHTTPError, ReplyTooLarge
@@ -32,6 +33,7 @@ STREAM_IDLE_MAX = 1.5
 STALE_RESEND_IDLE = 1.0  # no peer closes idle connections sooner (uvicorn: 5 s)
 READ_LIMIT = 16 * 1024 * 1024  # default bound of aread()
 COALESCE = 64 * 1024  # a bytes body up to this size goes out in the same write as the head
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _NO_LENGTH = frozenset({"content-length", "transfer-encoding", "host", "connection"})
 
 Body = Union[None, bytes, AsyncIterable[bytes]]
@@ -41,7 +43,8 @@ class RawResponse:
     """Status, lower-case headers and a body iterator; ``aclose()`` returns or drops the connection."""
 
     def __init__(self, pool: RawPool, key: tuple[str, int], conn: RawConn, status: int,
-                 headers: dict[str, str], timeout: float, *, reusable: bool = True, bodyless: bool = False) -> None:
+                 headers: dict[str, str], timeout: float, *, reusable: bool = True, bodyless: bool = False,
+                 http10: bool = False) -> None:
         self.pool = pool
         self.key = key
         self.conn = conn
@@ -59,8 +62,9 @@ class RawResponse:
             raise RawHTTPError(f"invalid Content-Length: {length!r}") from None
         if self.length is not None and self.length < 0:
             raise RawHTTPError(f"invalid Content-Length: {length!r}")
-        self.keep_alive = reusable and headers.get("connection", "").lower() != "close" and (
-            self.length is not None or self.chunked)
+        tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+        persistent = "keep-alive" in tokens if http10 else "close" not in tokens
+        self.keep_alive = reusable and persistent and (self.length is not None or self.chunked)
 
     async def iter_raw(self) -> AsyncIterator[bytes]:
         conn, timeout = self.conn, self.timeout
@@ -87,8 +91,10 @@ class RawResponse:
                     yield data
             self._done = True
         except (asyncio.CancelledError, RawHTTPError):
+            self.conn.close()  # a body read half way is never reused; nor left open if aclose() never comes
             raise
         except Exception as exc:
+            self.conn.close()
             raise RawHTTPError(f"{type(exc).__name__}: {exc}") from exc
 
     async def _line(self) -> bytes:
@@ -107,7 +113,10 @@ class RawResponse:
 
     async def _chunked(self) -> AsyncIterator[bytes]:
         while True:
-            size = int((await self._line()).split(b";", 1)[0].strip() or b"0", 16)
+            size_field = (await self._line()).split(b";", 1)[0].strip()
+            if not _HEX.fullmatch(size_field):
+                raise RawHTTPError(f"malformed chunk size: {size_field[:40]!r}")
+            size = int(size_field, 16)
             if size == 0:
                 while await self._line():
                     pass  # trailers
@@ -177,7 +186,7 @@ class RawPool:
             raise RawHTTPError(f"cannot connect to {host}:{port}: timed out after {timeout} s")
         try:
             _, conn = task.result()
-        except OSError as exc:
+        except (OSError, ValueError, OverflowError) as exc:  # UnicodeError: a hostname IDNA cannot encode
             raise RawHTTPError(f"cannot connect to {host}:{port}: {exc or type(exc).__name__}") from None
         return conn
 
@@ -215,7 +224,13 @@ class RawPool:
 
     def _head(self, method: str, host: str, port: int, target: str, headers: Optional[Mapping[str, str]],
               length: Optional[int]) -> bytes:
-        shown = f"[{host}]" if ":" in host else host
+        if ":" in host:
+            shown = f"[{host}]"
+        else:
+            try:
+                shown = host if host.isascii() else host.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise RawHTTPError(f"invalid peer hostname: {host!r}") from None
         lines = [f"{method} {target} HTTP/1.1", f"Host: {shown}:{port}", "Accept-Encoding: identity"]
         merged = {**self.headers, **headers} if headers else self.headers
         for name, value in merged.items():
@@ -300,13 +315,14 @@ class RawPool:
             assert length is not None
             complete = await _send_stream(conn, body, length, timeout)
         while True:
-            status, headers = await self._read_head(conn, timeout)
+            status, headers, http10 = await self._read_head(conn, timeout)
             if not 100 <= status < 200 or status == 101:
                 break  # 1xx interim answers (100 Continue) are skipped
         bodyless = status in (204, 304) or method == "HEAD"
-        return RawResponse(self, key, conn, status, headers, timeout, reusable=complete, bodyless=bodyless)
+        return RawResponse(self, key, conn, status, headers, timeout, reusable=complete, bodyless=bodyless,
+                           http10=http10)
 
-    async def _read_head(self, conn: RawConn, timeout: float) -> tuple[int, dict[str, str]]:
+    async def _read_head(self, conn: RawConn, timeout: float) -> tuple[int, dict[str, str], bool]:
         head = bytearray()
         while True:
             data = await conn.read(timeout)
@@ -324,14 +340,15 @@ class RawPool:
                 raise RawHTTPError("response head too long")
         try:
             status_line, *header_lines = head.decode("latin-1").split("\r\n")
-            status = int(status_line.split(" ", 2)[1])
+            version, status_text = status_line.split(" ", 2)[:2]
+            status = int(status_text)
         except (ValueError, IndexError):
             raise RawHTTPError(f"malformed response head: {bytes(head[:200])!r}") from None
         headers: dict[str, str] = {}
         for line in header_lines:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        return status, headers
+        return status, headers, version == "HTTP/1.0"
 
     def close(self) -> None:
         for conns in self.idle.values():

@@ -387,6 +387,9 @@ async def open_data(registry: Registry, entry: PeerEntry, path: str, headers: di
         await response.aclose()
         registry.mark_failure(entry)
         return "failed", f"{type(exc).__name__}: {exc}"
+    except BaseException:  # cancelled (the client went away): httpx would keep the response open
+        await response.aclose()
+        raise
     return "ok", Opened(entry, status, peer_headers, first, iterator, response.aclose)
 
 
