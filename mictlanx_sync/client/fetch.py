@@ -236,6 +236,7 @@ class _Replicas:
         #: peer (None: unnamed) → its last short body, while no copy of it is proven bad
         self.short: dict[Optional[str], MictlanXError] = {}
         self.last_corrupt: Optional[MictlanXError] = None
+        self.last_bad: Optional[MictlanXError] = None  # the last bad copy (or 404 when pinned)
         self.attempts = 0
 
     def attempt(self, router: Router) -> Result[Fetched, MictlanXError]:
@@ -243,7 +244,12 @@ class _Replicas:
         pin: Optional[str] = None
         if self.failing:
             pin = self._pick()
-            if pin is None:  # defensive: a retry is only asked for with a copy left
+            if pin is None and not self.listed_via:
+                self._list(router)  # every R1 so far failed: this router may list the replicas
+                pin = self._pick()
+            if pin is None:
+                if not self.listed_via and self.last_bad is not None:
+                    return Err(_BadCopy(self.last_bad, immediate=False))  # R1 failed again: retry
                 return Err(self.final())
             self.asked[pin] = self.attempts
         result = self.fetcher._stream(router, self.bucket_id, self.key, self.options, self.make_sink,
@@ -257,6 +263,7 @@ class _Replicas:
         peer = pin if pin is not None else (error.detail or {}).get("peer_id")
         peer = peer if isinstance(peer, str) and peer else None  # None: the router named no peer
         self.failing = True
+        self.last_bad = error
         if kind is None:
             self.gone.add(str(pin))
         elif kind == "corrupt":
@@ -273,7 +280,8 @@ class _Replicas:
             self._list(router)  # first bad copy, or replicas used up: ask this router too
         if self._fresh():
             return Err(_BadCopy(error, immediate=True))
-        if self._pick() is not None:
+        if self._pick() is not None or not self.listed_via:
+            # a copy left to try, or no R1 succeeded yet (another router may list the replicas)
             return Err(_BadCopy(error, immediate=False))
         return Err(self.final())  # not retryable: every copy proven bad
 

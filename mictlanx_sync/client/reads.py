@@ -111,7 +111,8 @@ class Reader:
         entry = cache.get_index_entry((bucket_id, key, layout.full_checksum, n)) if cache is not None else None
         if cache is None or entry is None or entry.size is None:
             return None
-        if entry.checksums[0] != chunk0.checksum.lower() or entry.size <= layout.offset(n - 1) or (
+        # A last chunk may be empty (the one chunk of an empty object): < not <=.
+        if entry.checksums[0] != chunk0.checksum.lower() or entry.size < layout.offset(n - 1) or (
                 n == 1 and entry.size != chunk0.size):
             cache.drop_index((bucket_id, key, layout.full_checksum, n))
             return None
@@ -168,7 +169,17 @@ class Reader:
             return Err(located.unwrap_err())
         info = located.unwrap()
         # Not zeroed: exposed only after every chunk has landed in full (transfer.run is Ok).
-        buffer = unfilled_bytearray(info.size)
+        try:
+            buffer = unfilled_bytearray(info.size)
+        except (MemoryError, OverflowError):
+            if info.index is None:
+                raise
+            # The size came from the cache's index (local state), and no memory holds it:
+            # a wrong index must cost a miss, never fail the read.
+            cache = self.cache
+            if cache is not None:
+                cache.drop_index(info.version)
+            raise RestartWithoutIndex() from None
         view = memoryview(buffer)
 
         def sink_for(i: int, size: int) -> Sink:

@@ -89,8 +89,8 @@ def unfilled_bytearray(size: int) -> bytearray:
     ``bytearray(size)``. Large buffers are backed by huge pages where Linux allows
     (:func:`_advise_huge_pages`).
     """
-    if _UNFILLED is None or size < _UNFILLED_FROM:
-        return bytearray(size)
+    if _UNFILLED is None or size < _UNFILLED_FROM or size >= sys.maxsize:
+        return bytearray(size)  # (beyond Py_ssize_t: bytearray's own OverflowError)
     buffer = _UNFILLED(None, size)
     if type(buffer) is not bytearray or len(buffer) != size:  # pragma: no cover - defensive
         return bytearray(size)

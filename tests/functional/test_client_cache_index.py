@@ -253,3 +253,35 @@ def test_hits_run_at_most_hit_parallel_at_once(cluster: Cluster, client: Client,
     assert peak[0] == 2 and _data_requests(cluster) == 0
     # Without the index (force=True reads no cache), max_parallel applies as before.
     assert client.get(bucket, "capped", force=True).unwrap().data.tobytes() == data
+
+
+@pytest.mark.parametrize("extra", [10 ** 15, 10 ** 30])
+def test_an_index_with_an_absurd_size_is_a_miss_not_a_crash(cluster: Cluster, client: Client, bucket: str,
+                                                            extra: int) -> None:
+    """A cache index is local state: a size no object of this layout can have must not make
+    ``get`` allocate it (MemoryError/OverflowError raised out of a Result API)."""
+    key = f"absurd-{len(str(extra))}"
+    data = os.urandom(3 * CHUNK + 100)
+    assert client.put(bucket, key, data, chunk_size=CHUNK).unwrap()
+    assert client.get(bucket, key).unwrap().data.tobytes() == data
+    index_key = _index_key((bucket, key, sha256(data), 4))
+    lines = client.cache.get(index_key).split("\n")
+    client.cache.set(index_key, "\n".join([f"v2 {3 * CHUNK + extra}", *lines[1:]]))
+    got = client.get(bucket, key)
+    assert got.is_ok, got
+    assert got.unwrap().data.tobytes() == data
+
+
+def test_an_empty_object_is_proven_by_its_index(cluster: Cluster, client: Client, bucket: str,
+                                                verdicts: list[tuple[Optional[bool], bool]]) -> None:
+    """The index of an empty object (one empty chunk) is valid: a hit uses it, it is not
+    dropped and stored again on every read."""
+    assert client.put(bucket, "empty", b"").unwrap()
+    assert client.get(bucket, "empty").unwrap().data.tobytes() == b""
+    assert verdicts[-1] == (True, True)
+    index_key = _index_key((bucket, "empty", sha256(b""), 1))
+    assert client.cache.get(index_key) is not None
+    cluster.log.clear()
+    assert client.get(bucket, "empty").unwrap().data.tobytes() == b""
+    assert cluster.log.count(method="GET", path=P5_GET_DATA) == 0
+    assert verdicts[-1] == (True, False)  # proven by the index, as for any other object
