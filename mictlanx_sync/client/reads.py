@@ -23,6 +23,7 @@ from ..protocol.errors import (
     IntegrityError,
     MictlanXError,
     NotFoundError,
+    ValidationError,
 )
 from ..protocol.models import GetResponse, Metadata
 from ..protocol.result import Err, Ok, Result
@@ -171,9 +172,14 @@ class Reader:
         # Not zeroed: exposed only after every chunk has landed in full (transfer.run is Ok).
         try:
             buffer = unfilled_bytearray(info.size)
-        except (MemoryError, OverflowError):
+        except (MemoryError, OverflowError) as exc:
             if info.index is None:
-                raise
+                # The servers' size: a Result API must not raise, and the caller has a way out.
+                error = ValidationError(f"{bucket_id}/{key} has {info.size} bytes, more than this process can "
+                                        "hold in memory: read it with get_to_file or get_chunks",
+                                        bucket_id=bucket_id, key=key)
+                error.__cause__ = exc
+                return Err(error)
             # The size came from the cache's index (local state), and no memory holds it:
             # a wrong index must cost a miss, never fail the read.
             cache = self.cache

@@ -145,3 +145,25 @@ def test_read_timeout_against_a_stalling_server(tmp_path: Path) -> None:
         assert 0.9 <= elapsed < 5, elapsed
         assert len(stall.accepted) == 1  # retries=1: exactly one attempt
         _exactly(c.put("b", "k", b"x").unwrap_err(), RequestTimeoutError, 1004, 1004)
+
+
+def test_an_object_too_large_for_memory_is_an_err(client: Client, bucket: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``get`` holds the object in memory: when the process cannot allocate it, the Result API
+    answers ``ValidationError`` pointing at ``get_to_file`` instead of raising ``MemoryError``."""
+    import mictlanx_sync.client.reads as reads
+
+    data = os.urandom(4096)
+    assert client.put(bucket, "too-large", data, chunk_size=1024).unwrap()
+
+    def no_memory(size: int) -> bytearray:
+        raise MemoryError(size)
+
+    monkeypatch.setattr(reads, "unfilled_bytearray", no_memory)
+    result = client.get(bucket, "too-large", force=True)  # force: the size is the servers', not the cache's
+    assert result.is_err
+    error = result.unwrap_err()
+    _exactly(error, ValidationError, 400, 400)
+    assert "get_to_file" in error.message and isinstance(error.__cause__, MemoryError)
+    monkeypatch.undo()
+    assert client.get(bucket, "too-large").unwrap().data.tobytes() == data
