@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import socket
+from contextlib import closing
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
 import pytest
@@ -205,8 +206,7 @@ def _expected_sha(total: int, piece: int) -> str:
 def test_bytes_body_headers_query_and_keep_alive(run: Callable[[Awaitable[Any]], Any]) -> None:
     async def main() -> None:
         async with Server() as server:
-            pool = RawPool(2.0, 5.0, headers={"Authorization": "Bearer t"})
-            try:
+            with closing(RawPool(2.0, 5.0, headers={"Authorization": "Bearer t"})) as pool:
                 payload = json.dumps({"k": "é"}, ensure_ascii=False).encode()
                 got = await _json(pool, "POST", server.port, "/api/v4/x?a=1&b=x+y", payload)
                 assert got["size"] == len(payload) and got["sha256"] == hashlib.sha256(payload).hexdigest()
@@ -224,8 +224,6 @@ def test_bytes_body_headers_query_and_keep_alive(run: Callable[[Awaitable[Any]],
                 assert server.connections == 1  # one keep-alive connection for everything
                 with pytest.raises(RawHTTPError):
                     await pool.request("GET", HOST, server.port, "/p", {"X-Bad": "a\r\nInjected: 1"})
-            finally:
-                pool.close()
 
     run(main())
 
@@ -253,15 +251,12 @@ def test_streamed_body_is_flow_controlled(run: Callable[[Awaitable[Any]], Any]) 
 def test_streamed_body_length_mismatch_is_an_error(run: Callable[[Awaitable[Any]], Any]) -> None:
     async def main() -> None:
         async with Server() as server:
-            pool = RawPool(2.0, 5.0)
-            try:
+            with closing(RawPool(2.0, 5.0)) as pool:
                 with pytest.raises(RawHTTPError, match="shorter"):
                     await pool.request("POST", HOST, server.port, "/u", None, _pieces(1000, 256), length=2000)
                 with pytest.raises(RawHTTPError, match="longer"):
                     await pool.request("POST", HOST, server.port, "/u", None, _pieces(3000, 256), length=2000)
                 assert pool.idle.get((HOST, server.port), []) == []
-            finally:
-                pool.close()
 
     run(main())
 
@@ -269,16 +264,13 @@ def test_streamed_body_length_mismatch_is_an_error(run: Callable[[Awaitable[Any]
 def test_early_answer_stops_the_upload(run: Callable[[Awaitable[Any]], Any]) -> None:
     async def main() -> None:
         async with Server() as server:
-            pool = RawPool(2.0, 5.0)
-            try:
+            with closing(RawPool(2.0, 5.0)) as pool:
                 response = await pool.request("POST", HOST, server.port, "/early", None,
                                               _pieces(64 * MIB, MIB), length=64 * MIB)
                 assert response.status == 413 and json.loads(await response.aread())["detail"]["code"] == 400
                 assert not response.keep_alive
                 await response.aclose()
                 assert pool.idle.get((HOST, server.port), []) == []
-            finally:
-                pool.close()
 
     run(main())
 
@@ -292,8 +284,7 @@ def test_stale_pooled_connection_is_replaced(run: Callable[[Awaitable[Any]], Any
 
     async def main() -> None:
         async with Server(drop_after=1) as server:
-            pool = RawPool(2.0, 5.0)
-            try:
+            with closing(RawPool(2.0, 5.0)) as pool:
                 await asyncio.gather(_json(pool, "GET", server.port, "/a"), _json(pool, "GET", server.port, "/b"))
                 assert server.connections == 2 and len(pool.idle[(HOST, server.port)]) == 2
                 for i in (1, 2):
@@ -308,8 +299,6 @@ def test_stale_pooled_connection_is_replaced(run: Callable[[Awaitable[Any]], Any
                     await _json(pool, "POST", server.port, "/r3", b"body")  # just used, then dropped
                 assert [t for _, t, _ in server.requests][-1:] == ["/r3"]
                 assert pool.idle[(HOST, server.port)] == []
-            finally:
-                pool.close()
 
     run(main())
 
@@ -320,16 +309,13 @@ def test_idle_connections_expire_and_closed_ones_are_skipped(run: Callable[[Awai
 
     async def main() -> None:
         async with Server(idle_timeout=0.2) as server:
-            pool = RawPool(2.0, 5.0)
-            try:
+            with closing(RawPool(2.0, 5.0)) as pool:
                 await _json(pool, "GET", server.port, "/a")
                 await asyncio.sleep(0.5)  # the server closed it, and it expired
                 await _json(pool, "GET", server.port, "/b")
                 assert server.connections == 2
                 await _json(pool, "GET", server.port, "/c")
                 assert server.connections == 2
-            finally:
-                pool.close()
 
     run(main())
 
@@ -340,8 +326,7 @@ def test_streamed_body_never_goes_on_an_old_idle_connection(run: Callable[[Await
 
     async def main() -> None:
         async with Server() as server:
-            pool = RawPool(2.0, 5.0)
-            try:
+            with closing(RawPool(2.0, 5.0)) as pool:
                 await _json(pool, "GET", server.port, "/a")
                 await _json(pool, "POST", server.port, "/s1", _pieces(5000, 1024), length=5000)
                 assert server.connections == 1  # idle for less than STREAM_IDLE_MAX: reused
@@ -350,8 +335,6 @@ def test_streamed_body_never_goes_on_an_old_idle_connection(run: Callable[[Await
                 assert server.connections == 2  # too long idle for a body that cannot be sent again
                 await _json(pool, "GET", server.port, "/b")
                 assert server.connections == 2  # a bytes request may still use any live one
-            finally:
-                pool.close()
 
     run(main())
 
@@ -417,8 +400,7 @@ def test_cancellation_racing_the_connect_is_never_lost(run: Callable[[Awaitable[
 
     async def main() -> None:
         async with Server() as server:
-            pool = RawPool(2.0, 30.0)
-            try:
+            with closing(RawPool(2.0, 30.0)) as pool:
                 for i in range(300):
                     task = asyncio.ensure_future(pool.request("POST", HOST, server.port, "/u", None, never(),
                                                               length=10))
@@ -432,8 +414,6 @@ def test_cancellation_racing_the_connect_is_never_lost(run: Callable[[Awaitable[
                     assert task.cancelled() or task.exception() is not None
                 await asyncio.wait_for(_until(lambda: server.open == 0), 5)
                 assert pool.idle.get((HOST, server.port), []) == []
-            finally:
-                pool.close()
 
     run(main())
 
@@ -469,8 +449,7 @@ def test_read_and_connect_timeouts(run: Callable[[Awaitable[Any]], Any]) -> None
 def test_bounded_json_read_and_chunked_answers(run: Callable[[Awaitable[Any]], Any]) -> None:
     async def main() -> None:
         async with Server() as server:
-            pool = RawPool(2.0, 5.0)
-            try:
+            with closing(RawPool(2.0, 5.0)) as pool:
                 response = await pool.request("GET", HOST, server.port, "/chunked")
                 assert await response.aread() == b"a" * 10 + b"b" * 70_000 + b"c"
                 await response.aclose()
@@ -482,8 +461,6 @@ def test_bounded_json_read_and_chunked_answers(run: Callable[[Awaitable[Any]], A
                         await response.aread(limit=50_000)
                     await response.aclose()
                 assert len(await _raw(pool, server.port, "/bigchunked")) == 200_000
-            finally:
-                pool.close()
 
     run(main())
 
@@ -530,16 +507,13 @@ def test_uvicorn_keep_alive_timeout(run: Callable[[Awaitable[Any]], Any], monkey
         config = uvicorn.Config(app, timeout_keep_alive=1, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         task = asyncio.ensure_future(server.serve(sockets=[sock]))
-        pool = RawPool(2.0, 5.0)
-        try:
+        with closing(RawPool(2.0, 5.0)) as pool:
             await asyncio.wait_for(_until(lambda: server.started), 10)
             for delay in (0.0, 1.05, 0.75, 0.98, 0.79, 1.0, 0.5):  # around uvicorn's 1 s close
                 await asyncio.sleep(delay)
                 assert (await _json(pool, "POST", port, "/x", b"12345"))["size"] == 5
                 got = await _json(pool, "POST", port, "/y", _pieces(3 * MIB, MIB), length=3 * MIB)
                 assert got["size"] == 3 * MIB
-        finally:
-            pool.close()
             server.should_exit = True
             await asyncio.wait_for(task, 10)
             sock.close()
@@ -678,15 +652,12 @@ def test_unsolicited_100_continue_does_not_stop_the_upload(run: Callable[[Awaita
 
     async def main() -> None:
         async with _Scripted(handler) as server:
-            pool = RawPool(2.0, 3.0)
-            try:
+            with closing(RawPool(2.0, 3.0)) as pool:
                 response = await asyncio.wait_for(
                     pool.request("POST", HOST, server.port, "/u", None, _slow_pieces(5, 1000, 0.05), length=5000), 10)
                 assert response.status == 200
                 assert json.loads(await response.aread()) == {"size": 5000}
                 await response.aclose()
-            finally:
-                pool.close()
 
     run(main())
 
@@ -707,15 +678,12 @@ def test_answer_that_ends_its_connection_is_not_pooled(run: Callable[[Awaitable[
 
     async def main() -> None:
         async with _Scripted(handler) as server:
-            pool = RawPool(2.0, 3.0)
-            try:
+            with closing(RawPool(2.0, 3.0)) as pool:
                 response = await pool.request("GET", HOST, server.port, "/")
                 assert await response.aread() == b"ok"
                 assert not response.keep_alive
                 await response.aclose()
                 assert pool.idle.get((HOST, server.port), []) == []
-            finally:
-                pool.close()
 
     run(main())
 
@@ -732,16 +700,13 @@ def test_malformed_chunk_size_is_an_error(run: Callable[[Awaitable[Any]], Any], 
 
     async def main() -> None:
         async with _Scripted(handler) as server:
-            pool = RawPool(2.0, 1.0)
-            try:
+            with closing(RawPool(2.0, 1.0)) as pool:
                 response = await pool.request("GET", HOST, server.port, "/")
                 try:
                     with pytest.raises(RawHTTPError):
                         await response.aread()
                 finally:
                     await response.aclose()
-            finally:
-                pool.close()
 
     run(main())
 
@@ -750,13 +715,10 @@ def test_unusable_hostname_is_a_transport_error(run: Callable[[Awaitable[Any]], 
     """Admin-registered hostnames are only checked for spaces and ``/@?#``: one that cannot be
     encoded (IDNA) must fail as a peer error, not escape as a UnicodeError (a 500)."""
     async def main() -> None:
-        pool = RawPool(2.0, 2.0)
-        try:
+        with closing(RawPool(2.0, 2.0)) as pool:
             for host in ("例え.invalid", "a" * 64 + ".invalid", "bad..name"):
                 with pytest.raises(RawHTTPError):
                     await pool.request("GET", host, _free_port(), "/health")
-        finally:
-            pool.close()
 
     run(main())
 
@@ -796,8 +758,7 @@ def test_cancelled_body_read_closes_the_connection_without_aclose(run: Callable[
     ``finally``): the peer would otherwise hold a half-sent answer forever."""
     async def main() -> None:
         async with Server() as server:
-            pool = RawPool(2.0, 30.0)
-            try:
+            with closing(RawPool(2.0, 30.0)) as pool:
                 response = await pool.request("GET", HOST, server.port, "/slowbody")
                 iterator = response.iter_raw()
                 assert len(await iterator.__anext__()) == 500
@@ -806,7 +767,5 @@ def test_cancelled_body_read_closes_the_connection_without_aclose(run: Callable[
                 reading.cancel()
                 await asyncio.gather(reading, return_exceptions=True)
                 await asyncio.wait_for(_until(lambda: server.open == 0), 3)
-            finally:
-                pool.close()
 
     run(main())
