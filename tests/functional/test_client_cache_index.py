@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -188,17 +188,25 @@ def test_a_hit_asks_only_chunk_0(cluster: Cluster, client: Client, bucket: str) 
     assert _stats(cluster, bucket, "one-r3") == ["one-r3_0", "one-r3_4"]
 
 
-@pytest.mark.parametrize("delta", [1, -1])
-def test_an_index_with_a_wrong_size_is_dropped_and_the_read_restarts(
-        cluster: Cluster, client: Client, bucket: str, delta: int,
-        verdicts: list[tuple[Optional[bool], bool]]) -> None:
-    key = f"wrong-size-{delta}"
+def _cached_with_indexed_size(client: Client, bucket: str, key: str,
+                              indexed: Callable[[int], int]) -> tuple[bytes, list[str]]:
+    """Put and read a 4-chunk object (storing its index), then rewrite the size the index
+    records; the object and the index's original lines."""
     data = os.urandom(3 * CHUNK + 100)
     assert client.put(bucket, key, data, chunk_size=CHUNK).unwrap()
     assert client.get(bucket, key).unwrap().data.tobytes() == data
     index_key = _index_key((bucket, key, sha256(data), 4))
     lines = client.cache.get(index_key).split("\n")
-    client.cache.set(index_key, "\n".join([f"v2 {len(data) + delta}", *lines[1:]]))
+    client.cache.set(index_key, "\n".join([f"v2 {indexed(len(data))}", *lines[1:]]))
+    return data, lines
+
+
+@pytest.mark.parametrize("delta", [1, -1])
+def test_an_index_with_a_wrong_size_is_dropped_and_the_read_restarts(
+        cluster: Cluster, client: Client, bucket: str, delta: int,
+        verdicts: list[tuple[Optional[bool], bool]]) -> None:
+    key = f"wrong-size-{delta}"
+    data, lines = _cached_with_indexed_size(client, bucket, key, lambda size: size + delta)
     cluster.log.clear()
     got = client.get(bucket, key).unwrap()  # the last chunk cannot match: restart, located afresh
     assert got.data.tobytes() == data and got.data.nbytes == len(data)
@@ -261,12 +269,7 @@ def test_an_index_with_an_absurd_size_is_a_miss_not_a_crash(cluster: Cluster, cl
     """A cache index is local state: a size no object of this layout can have must not make
     ``get`` allocate it (MemoryError/OverflowError raised out of a Result API)."""
     key = f"absurd-{len(str(extra))}"
-    data = os.urandom(3 * CHUNK + 100)
-    assert client.put(bucket, key, data, chunk_size=CHUNK).unwrap()
-    assert client.get(bucket, key).unwrap().data.tobytes() == data
-    index_key = _index_key((bucket, key, sha256(data), 4))
-    lines = client.cache.get(index_key).split("\n")
-    client.cache.set(index_key, "\n".join([f"v2 {3 * CHUNK + extra}", *lines[1:]]))
+    data, _ = _cached_with_indexed_size(client, bucket, key, lambda size: size + extra)
     got = client.get(bucket, key)
     assert got.is_ok, got
     assert got.unwrap().data.tobytes() == data
