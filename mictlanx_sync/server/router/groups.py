@@ -31,6 +31,10 @@ class Group:
     replicas: list[Replica]
     expires_at: float
     created_at: float = field(default_factory=time.monotonic)
+    #: the version every replica writes (docs/consistency.md §2.1); "" only for legacy groups
+    version: str = ""
+    #: written staged (``Mictlanx-Stage: 1``): invisible until R26 commits ``version``
+    stage: bool = False
 
     @property
     def exists(self) -> bool:
@@ -48,12 +52,12 @@ class Groups:
         return new_task_id()
 
     def add(self, group_id: str, bucket_id: str, key: str, size: int, checksum: str, content_type: str,
-            update: bool, replicas: list[Replica]) -> Group:
+            update: bool, replicas: list[Replica], version: str = "", stage: bool = False) -> Group:
         self.purge()
         exists = all(r.exists for r in replicas)
         ttl = self.exists_ttl if exists else self.task_ttl
         group = Group(group_id, bucket_id, key, size, checksum, content_type, update, replicas,
-                      time.monotonic() + ttl)
+                      time.monotonic() + ttl, version=version, stage=stage)
         self._groups[group_id] = group
         return group
 

@@ -16,6 +16,7 @@ from .groups import Groups
 from .pending import PendingDeletes
 from .placement import rank
 from .registry import PeerEntry, Registry
+from .versions import router_clock
 
 log = logging.getLogger("mictlanx_sync.server.router")
 
@@ -60,6 +61,8 @@ class RouterState:
                                  unhealthy_threshold=config.unhealthy_threshold)
         self.registry.load(config.peers)
         self.groups = Groups(config.task_ttl, config.exists_ttl)
+        #: versions for writes and deletes that arrive without one (docs/consistency.md §1.1)
+        self.clock = router_clock(config.router_id)
         self.client: Any = None
         self._health_task: Optional[asyncio.Task] = None
         self._background: set[asyncio.Task] = set()

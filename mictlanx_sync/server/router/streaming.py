@@ -271,17 +271,17 @@ async def stream_to_replicas(registry: Registry, group: Group, body: ClientBody,
                             expected_size=size, received_size=received, expected_checksum=group.checksum,
                             errors=[r.describe() for r in failures]) from None
         if isinstance(exc, _ReplicaDone):
-            from .fanout import combine_failures
+            from .superseded import write_failure
 
-            raise combine_failures(failures or [Reply(e.peer_id, None, error="aborted") for e in entries],
-                                   bucket_id=group.bucket_id, key=group.key) from None
+            raise write_failure(failures or [Reply(e.peer_id, None, error="aborted") for e in entries],
+                                bucket_id=group.bucket_id, key=group.key, version=group.version or None) from None
         raise
     failures = [r for r in replies if not r.ok]
     if failures:
         await cleanup(registry, group)
-        from .fanout import combine_failures
+        from .superseded import write_failure
 
-        raise combine_failures(failures, bucket_id=group.bucket_id, key=group.key)
+        raise write_failure(failures, bucket_id=group.bucket_id, key=group.key, version=group.version or None)
     return PutOutcome(count, replies)
 
 
@@ -306,7 +306,12 @@ async def _abort(uploads: list[ReplicaUpload]) -> list[Reply]:
 
 
 async def cleanup(registry: Registry, group: Group) -> None:
-    """Roll back a failed phase 2 (§P4.4): cancel the peer tasks, delete what this group committed."""
+    """Roll back a failed phase 2 (§P4.4): cancel the peer tasks, delete what this group committed.
+
+    A versioned group deletes nothing (docs/consistency.md §5): a version that committed on some
+    replica is an acknowledged-elsewhere write that a retry converges, not debris. A failed
+    staged put is dropped by its writer (R14 with ``Mictlanx-If-Version``).
+    """
     from .fanout import call
 
     calls = []
@@ -315,7 +320,7 @@ async def cleanup(registry: Registry, group: Group) -> None:
         if entry is None:
             continue
         calls.append(call(registry, entry, "DELETE", f"/tasks/{group.group_id}"))
-        if not replica.exists:
+        if not replica.exists and not group.version:
             calls.append(call(registry, entry, "DELETE", f"/buckets/{group.bucket_id}/{group.key}",
                               headers={"Task-Id": group.group_id}))
     await asyncio.shield(asyncio.gather(*calls))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ..common import (
@@ -21,18 +22,30 @@ from ..common import (
     unprocessable,
 )
 from . import validation as v
-from .fanout import Reply, call, combine_failures, fan_out, missing, no_peer_available
+from .fanout import Reply, call, fan_out, missing, no_peer_available
 from .groups import Group, Replica
 from .pending import ANY, ball_record, key_record
 from .placement import rank
 from .state import Request, Response, RouterState, empty, error_response, json_response
 from .streaming import ClientBody, ClientGone, MultipartData, cleanup, stream_to_replicas
+from .superseded import tombstone_below, write_failure
+from .versions import (
+    IF_VERSION_HEADER,
+    STAGE_HEADER,
+    VERSION_HEADER,
+    header_if_version,
+    header_stage,
+    header_version,
+    reply_version,
+)
 
 
 # --- R5 -------------------------------------------------------------------------------------
 async def put_metadata(st: RouterState, req: Request, bucket_id: str) -> Response:
     started = time.perf_counter()
     update = parse_bool(req.headers.get("update"), "Update")
+    requested = header_version(req.headers)
+    stage = header_stage(req.headers)
     meta = v.put_metadata_body(await req.json(), bucket_id)
     key, rf = meta["key"], meta["replication_factor"]
     available = st.registry.available_ids()
@@ -45,20 +58,27 @@ async def put_metadata(st: RouterState, req: Request, bucket_id: str) -> Respons
     p1_body = {"key": key, "size": meta["size"], "checksum": meta["checksum"], "tags": meta["tags"],
                "producer_id": meta["producer_id"], "content_type": meta["content_type"],
                "ball_id": meta["ball_id"], "bucket_id": bucket_id, "is_disable": meta["is_disabled"]}
-    headers = {"Task-Id": group_id, "Update": "1" if update else "0"}
+    # One version for every replica of the group, so they all order this write the same way.
+    version = requested or st.clock.next()
+    headers = {"Task-Id": group_id, "Update": "1" if update else "0", VERSION_HEADER: version}
+    if stage:
+        headers[STAGE_HEADER] = "1"
     replies = await fan_out(st.registry, chosen, "POST", f"/buckets/{bucket_id}/metadata",
                             headers=headers, json_body=p1_body)
+    for reply in replies:
+        reply_version(reply, st.clock)
     failures = [r for r in replies if not r.ok]
     if failures:
         succeeded = [e for e, r in zip(chosen, replies, strict=True) if r.ok]
         await asyncio.gather(*(call(st.registry, e, "DELETE", f"/tasks/{group_id}") for e in succeeded))
-        raise combine_failures(failures, bucket_id=bucket_id, key=key)
+        raise write_failure(failures, bucket_id=bucket_id, key=key, version=version)
     replicas = [Replica(r.peer_id, bool(isinstance(r.body, dict) and r.body.get("exists"))) for r in replies]
     group = st.groups.add(group_id, bucket_id, key, meta["size"], meta["checksum"], meta["content_type"],
-                          update, replicas)
+                          update, replicas, version=version, stage=stage)
     return json_response({"key": key, "service_time": time.perf_counter() - started, "tasks_ids": [group_id],
                           "bucket_id": bucket_id, "replicas": [r.peer_id for r in replicas],
-                          "extra": {"exists": group.exists}})
+                          "extra": {"exists": group.exists, "version": version}},
+                         headers=[(VERSION_HEADER, version)])
 
 
 # --- R6, R7, R8 --------------------------------------------------------------------------------
@@ -95,15 +115,21 @@ async def put_data(st: RouterState, req: Request, send: Callable[[dict], Any], t
         return None
     except HTTPError as exc:
         return error_response(exc, close=not body.done)
-    if group.update:
+    if group.update and not group.stage:
         st.spawn(_update_cleanup(st, group))
     result = {"peer_ids": [r.peer_id for r in outcome.replies], "combined_key": f"{group.bucket_id}@{group.key}",
               "bucket_id": group.bucket_id, "key": group.key, "size": outcome.size}
-    return json_response(result, 201 if multipart else 200)
+    headers = [(VERSION_HEADER, group.version)] if group.version else []
+    return json_response(result, 201 if multipart else 200, headers=headers)
 
 
 async def _update_cleanup(st: RouterState, group: Group) -> None:
-    """After an ``Update: 1`` commit, delete stale copies outside the replicas (§P4.4)."""
+    """After an ``Update: 1`` commit, delete stale copies outside the replicas (§P4.4).
+
+    A versioned group removes an older copy with a tombstone just below its own version
+    (:func:`tombstone_below`): it supersedes that copy and anything older, and can never hide
+    this write or a newer one, as an unversioned delete (a tombstone at the peer's clock) could.
+    """
     replicas = {r.peer_id for r in group.replicas}
     others = [e for e in st.registry.available() if e.peer_id not in replicas]
     if not others:
@@ -112,10 +138,16 @@ async def _update_cleanup(st: RouterState, group: Group) -> None:
     for entry, reply in zip(others, replies, strict=True):
         if reply.status != 200 or not isinstance(reply.body, dict):
             continue
+        path = f"/buckets/{group.bucket_id}/{group.key}"
+        if group.version:
+            stale_version = reply_version(reply, st.clock)
+            below = tombstone_below(group.version, st.clock.writer_id)
+            if below is not None and stale_version < below:
+                await call(st.registry, entry, "DELETE", path, headers={VERSION_HEADER: below})
+            continue
         stale = (reply.body.get("metadata") or {}).get("checksum")
         if isinstance(stale, str) and len(stale) == 64:
-            await call(st.registry, entry, "DELETE", f"/buckets/{group.bucket_id}/{group.key}",
-                       headers={"If-Match": f'"{stale}"'})
+            await call(st.registry, entry, "DELETE", path, headers={"If-Match": f'"{stale}"'})
 
 
 # --- R4 -------------------------------------------------------------------------------------
@@ -201,10 +233,11 @@ async def delete_key(st: RouterState, req: Request, bucket_id: str, key: str) ->
     if_match = parse_if_match(req.headers.get("if-match"))
     task_id = header_task_id(req.headers.get("task-id"))
     force = parse_bool(req.headers.get("force"), "Force", default=True)
+    stamp = _delete_versions(st, req, preconditioned=bool(if_match or task_id))
     entries = st.registry.available()
     if not entries:
         raise no_peer_available(unavailable_peers=st.registry.unavailable_ids(), bucket_id=bucket_id, key=key)
-    headers = {"Force": "1" if force else "0"}
+    headers = {"Force": "1" if force else "0", **stamp.headers()}
     if if_match:
         headers["If-Match"] = f'"{if_match}"'
     if task_id:
@@ -214,12 +247,16 @@ async def delete_key(st: RouterState, req: Request, bucket_id: str, key: str) ->
     n_deletes = sum(_n_deletes(r) for r in deleted)
     etags = {r.headers.get("etag", "").strip('"').lower() for r in deleted} - {""}
     failed = sorted(r.peer_id for r in replies if r.status not in (200, 404, 412))
-    recorded = if_match or (next(iter(etags)) if len(etags) == 1 else ANY)
+    # A versioned delete replays as a tombstone, which is safe on its own; an If-Match taken
+    # from the copies seen here would make it fail (412) on a peer holding another version.
+    recorded = if_match or (next(iter(etags)) if len(etags) == 1 and not stamp.version else ANY)
     pending_peers = st.registry.unavailable_ids()
-    st.pending.add([key_record(p, bucket_id, key, recorded, task_id) for p in pending_peers])
+    st.pending.add([key_record(p, bucket_id, key, recorded, task_id, stamp.version, stamp.if_version)
+                    for p in pending_peers])
     if n_deletes > 0 or (not failed and pending_peers):
         return json_response({"n_deletes": n_deletes, "key": key, "failed_peers": failed,
-                              "pending_peers": pending_peers}, headers=[("n-deletes", str(n_deletes))])
+                              "pending_peers": pending_peers, "version": stamp.version},
+                             headers=[("n-deletes", str(n_deletes)), *stamp.response_headers()])
     if failed:
         raise HTTPError(502, 504, "delete failed on some peers", failed_peers=failed, pending_peers=pending_peers,
                         bucket_id=bucket_id, key=key)
@@ -230,20 +267,53 @@ async def delete_key(st: RouterState, req: Request, bucket_id: str, key: str) ->
 
 
 async def delete_ball(st: RouterState, req: Request, bucket_id: str, ball_id: str) -> Response:
+    stamp = _delete_versions(st, req, preconditioned=False)
     entries = st.registry.available()
     if not entries:
         raise no_peer_available(unavailable_peers=st.registry.unavailable_ids(), bucket_id=bucket_id,
                                 ball_id=ball_id)
-    replies = await fan_out(st.registry, entries, "DELETE", f"/buckets/{bucket_id}/bid/{ball_id}")
+    replies = await fan_out(st.registry, entries, "DELETE", f"/buckets/{bucket_id}/bid/{ball_id}",
+                            headers=stamp.headers())
     n_deletes = sum(_n_deletes(r) for r in replies if r.status == 200)
-    failed = sorted(r.peer_id for r in replies if r.status not in (200, 404))
+    failed = sorted(r.peer_id for r in replies if r.status not in (200, 404, 412))
     pending_peers = st.registry.unavailable_ids()
-    st.pending.add([ball_record(p, bucket_id, ball_id) for p in pending_peers])
+    st.pending.add([ball_record(p, bucket_id, ball_id, stamp.version, stamp.if_version) for p in pending_peers])
     if failed and n_deletes == 0:
         raise HTTPError(502, 504, "delete failed on some peers", failed_peers=failed, pending_peers=pending_peers,
                         bucket_id=bucket_id, ball_id=ball_id)
     return json_response({"n_deletes": n_deletes, "ball_id": ball_id, "failed_peers": failed,
-                          "pending_peers": pending_peers}, headers=[("n-deletes", str(n_deletes))])
+                          "pending_peers": pending_peers, "version": stamp.version},
+                         headers=[("n-deletes", str(n_deletes)), *stamp.response_headers()])
+
+
+@dataclass
+class DeleteStamp:
+    """The versions one R13/R14 sends: a tombstone ``version`` and/or an ``if_version`` to drop."""
+
+    version: Optional[str]
+    if_version: Optional[str]
+
+    def headers(self) -> dict[str, str]:
+        out = {}
+        if self.version:
+            out[VERSION_HEADER] = self.version
+        if self.if_version:
+            out[IF_VERSION_HEADER] = self.if_version
+        return out
+
+    def response_headers(self) -> list[tuple[str, str]]:
+        return [(VERSION_HEADER, self.version)] if self.version else []
+
+
+def _delete_versions(st: RouterState, req: Request, *, preconditioned: bool) -> DeleteStamp:
+    """The tombstone version of a delete: the client's, else one from the router's clock, except
+    for a precondition delete (``If-Match``, ``Task-Id``, ``Mictlanx-If-Version``), which removes
+    exactly one copy and must not hide anything else behind a tombstone."""
+    version = header_version(req.headers)
+    if_version = header_if_version(req.headers)
+    if version is None and if_version is None and not preconditioned:
+        version = st.clock.next()
+    return DeleteStamp(version, if_version)
 
 
 def _n_deletes(reply: Reply) -> int:
