@@ -123,6 +123,8 @@ ROUTES = [
     ("R24", "get", "/health", "Router health"),
     ("R25", "post", "/api/v4/repair/buckets/{bucket_id}",
      "Re-create missing replicas of every ball of a bucket (extension)"),
+    ("R26", "post", "/api/v4/buckets/{bucket_id}/{ball_id}/commit",
+     "Commit a version of a ball on every peer (docs/consistency.md §2.4)"),
 ]
 _REPAIR_DOC = (
     "Extension of protocol v4. For every ball of the bucket (listed on every available peer, disabled "

@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any, Awaitable, Callable, Optional
 
 from ..common import AccessLogMiddleware, HTTPError, check_raw_path, path_id, raw_path_segments
-from . import admin, reads, repair, writes
+from . import admin, commit, reads, repair, writes
 from .state import Request, Response, RouterConfig, RouterState, error_response
 from .streaming import ClientGone, StreamBroken
 
@@ -68,6 +68,8 @@ def resolve(st: RouterState, method: str, segs: list[str]) -> Optional[Callable[
                 return lambda req, send: reads.sizes(st, req, _bucket(b), _key(segs[2]))
             if last == "disable" and method == "POST":
                 return lambda req, send: writes.disable(st, req, _bucket(b), _key(segs[2]))
+            if last == "commit" and method == "POST":
+                return lambda req, send: commit.commit_ball(st, req, _bucket(b), _key(segs[2], "ball_id"))
             if last == "merge" and method == "GET":
                 return lambda req, send: reads.merge(st, req, send, _bucket(b), _key(segs[2], "ball_id"))
         return None

@@ -1,10 +1,15 @@
-"""Pending deletes (hinted handoff), protocol §P4.6.
+"""Pending deletes and commits (hinted handoff), protocol §P4.6 and docs/consistency.md §2.3-2.4.
 
-For every known peer that is unavailable when R13 or R14 runs, the router appends one
+For every known peer that is unavailable when R13, R14 or R26 runs, the router appends one
 record to ``{data_dir}/pending-deletes.jsonl`` (flushed before it answers). When that peer
-is available again, and at router start, the records are replayed (P8 with the recorded
-preconditions, or P9) before anything else is routed to it. A 200, 404 or 412 completes a
-record; any other outcome keeps it for the next check.
+is available again, and at router start, the records are replayed in journal order (P8 with
+the recorded preconditions and version, P9, or P24) before anything else is routed to it.
+A 200, 404 or 412 completes a delete record, a 200 or 404 a commit record; any other outcome
+keeps it for the next check.
+
+Records written before versions existed have no ``kind`` (they are deletes) and no
+``version``: they replay exactly as before. A versioned delete replays as a tombstone at its
+version, so it can never remove a write newer than itself.
 """
 
 from __future__ import annotations
@@ -76,18 +81,59 @@ class PendingDeletes:
         os.replace(tmp, self.path)
 
 
-def key_record(peer_id: str, bucket_id: str, key: str, if_match: Optional[str], task_id: Optional[str]) -> dict:
+COMMIT = "commit"
+
+
+def _versions(version: Optional[str], if_version: Optional[str]) -> dict[str, str]:
+    """Only the fields that are set, so unversioned records keep the old journal shape."""
+    fields = {}
+    if version:
+        fields["version"] = version
+    if if_version:
+        fields["if_version"] = if_version
+    return fields
+
+
+def key_record(peer_id: str, bucket_id: str, key: str, if_match: Optional[str], task_id: Optional[str],
+               version: Optional[str] = None, if_version: Optional[str] = None) -> dict:
     return {"peer_id": peer_id, "bucket_id": bucket_id, "key": key, "if_match": if_match or ANY,
-            "task_id": task_id}
+            "task_id": task_id, **_versions(version, if_version)}
 
 
-def ball_record(peer_id: str, bucket_id: str, ball_id: str) -> dict:
-    return {"peer_id": peer_id, "bucket_id": bucket_id, "ball_id": ball_id, "if_match": ANY, "task_id": None}
+def ball_record(peer_id: str, bucket_id: str, ball_id: str, version: Optional[str] = None,
+                if_version: Optional[str] = None) -> dict:
+    return {"peer_id": peer_id, "bucket_id": bucket_id, "ball_id": ball_id, "if_match": ANY, "task_id": None,
+            **_versions(version, if_version)}
 
 
-async def replay(delete: Callable[[str, dict[str, str]], Awaitable[int]], pending: PendingDeletes,
+def commit_record(peer_id: str, bucket_id: str, ball_id: str, version: str) -> dict:
+    return {"peer_id": peer_id, "kind": COMMIT, "bucket_id": bucket_id, "ball_id": ball_id, "version": version}
+
+
+def _request(record: dict[str, Any]) -> tuple[str, str, dict[str, str], tuple[int, ...]]:
+    """The peer request that replays ``record``: method, path, headers, statuses that complete it."""
+    from ...protocol.versions import IF_VERSION_HEADER, VERSION_HEADER
+
+    bucket = record.get("bucket_id", "")
+    headers: dict[str, str] = {}
+    if record.get("version"):
+        headers[VERSION_HEADER] = record["version"]
+    if record.get("if_version"):
+        headers[IF_VERSION_HEADER] = record["if_version"]
+    if record.get("kind") == COMMIT:
+        return "POST", f"/api/v4/buckets/{bucket}/{record['ball_id']}/commit", headers, (200, 404)
+    if "ball_id" in record:
+        return "DELETE", f"/api/v4/buckets/{bucket}/bid/{record['ball_id']}", headers, (200, 404, 412)
+    if record.get("if_match") and record["if_match"] != ANY:
+        headers["If-Match"] = f'"{record["if_match"]}"'
+    if record.get("task_id"):
+        headers["Task-Id"] = record["task_id"]
+    return "DELETE", f"/api/v4/buckets/{bucket}/{record['key']}", headers, (200, 404, 412)
+
+
+async def replay(send: Callable[[str, str, dict[str, str]], Awaitable[int]], pending: PendingDeletes,
                  peer_id: str) -> bool:
-    """Replay ``peer_id``'s records with ``delete(path, headers) -> status`` (raises
+    """Replay ``peer_id``'s records in order with ``send(method, path, headers) -> status`` (raises
     ``peerio.PeerError`` on transport errors); True when none is left."""
     from .peerio import PeerError
 
@@ -97,22 +143,14 @@ async def replay(delete: Callable[[str, dict[str, str]], Awaitable[int]], pendin
     done: list[dict[str, Any]] = []
     ok = True
     for record in records:
-        bucket = record.get("bucket_id", "")
+        method, path, headers, completes = _request(record)
         try:
-            if "ball_id" in record:
-                status = await delete(f"/api/v4/buckets/{bucket}/bid/{record['ball_id']}", {})
-            else:
-                headers = {}
-                if record.get("if_match") and record["if_match"] != ANY:
-                    headers["If-Match"] = f'"{record["if_match"]}"'
-                if record.get("task_id"):
-                    headers["Task-Id"] = record["task_id"]
-                status = await delete(f"/api/v4/buckets/{bucket}/{record['key']}", headers)
+            status = await send(method, path, headers)
         except PeerError as exc:
-            log.info("pending delete for %s not replayed yet: %s", peer_id, exc)
+            log.info("pending record for %s not replayed yet: %s", peer_id, exc)
             ok = False
             break
-        if status in (200, 404, 412):
+        if status in completes:
             done.append(record)
         else:
             ok = False

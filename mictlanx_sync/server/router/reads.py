@@ -8,22 +8,19 @@ from urllib.parse import quote
 
 from ...protocol.sizes import format_size
 from ..common import HTTPError, not_found, parse_bool, parse_chunk_size, parse_int_query, path_id
+from . import reconcile
 from .fanout import Reply, call, fan_out, missing, no_peer_available
-from .placement import score
 from .registry import PeerEntry
 from .state import Request, Response, RouterState, json_response
 from .streaming import ClientGone, Opened, PassThrough, StreamBroken, open_first, relay, watch_disconnect
+from .versions import TOMBSTONE_HEADER, VERSION_HEADER, header_version, observe_meta
+
+#: P6/P7 query flag: peers add their tombstones, so a listing can hide stale copies elsewhere
+WITH_TOMBSTONES = {"include_tombstones": "1"}
 
 
-def _best(copies: dict[str, tuple[str, dict]], bucket_id: str, peer_id: str, meta: dict) -> None:
-    """Keep, per key, the copy of the highest-ranked peer for ``(bucket_id, key)`` (§P4.3)."""
-    key = meta.get("key")
-    if not isinstance(key, str):
-        return
-    current = copies.get(key)
-    if current is None or (-score(peer_id, bucket_id, key), peer_id) < (-score(current[0], bucket_id, key),
-                                                                        current[0]):
-        copies[key] = (peer_id, meta)
+def _pin_headers(version: Optional[str]) -> dict[str, str]:
+    return {VERSION_HEADER: version} if version else {}
 
 
 def _pinned(st: RouterState, req: Request) -> Optional[PeerEntry]:
@@ -39,8 +36,10 @@ def _pinned(st: RouterState, req: Request) -> Optional[PeerEntry]:
 
 # --- R1 ------------------------------------------------------------------------------------
 async def sizes(st: RouterState, req: Request, bucket_id: str, key: str) -> Response:
+    pin = header_version(req.headers)
     entries = st.ranked_available(bucket_id, key)
-    replies = await fan_out(st.registry, entries, "GET", f"/buckets/{bucket_id}/{key}/size")
+    replies = await fan_out(st.registry, entries, "GET", f"/buckets/{bucket_id}/{key}/size",
+                            headers=_pin_headers(pin))
     found = []
     for reply in replies:
         if reply.status == 200 and isinstance(reply.body, dict):
@@ -63,23 +62,15 @@ async def list_bucket(st: RouterState, req: Request, bucket_id: str) -> Response
     entries = st.registry.available()
     if not entries:
         raise no_peer_available(unavailable_peers=st.registry.unavailable_ids(), bucket_id=bucket_id)
-    params: dict[str, Any] = {"include_disabled": "1" if include else "0", "start": "0"}
+    params: dict[str, Any] = {"include_disabled": "1" if include else "0", "start": "0", **WITH_TOMBSTONES}
     if after is not None:
         params["after"] = after
     if end > 0:
         params["end"] = str(end)
     replies = await fan_out(st.registry, entries, "GET", f"/buckets/{bucket_id}/metadata", params=params)
-    copies: dict[str, tuple[str, dict]] = {}
-    answered, failed = [], []
-    for reply in replies:
-        if reply.status == 200 and isinstance(reply.body, dict) and isinstance(reply.body.get("balls"), list):
-            answered.append(reply.peer_id)
-            for meta in reply.body["balls"]:
-                if isinstance(meta, dict):
-                    _best(copies, bucket_id, reply.peer_id, meta)
-        else:
-            failed.append(reply.peer_id)
-    balls = [copies[k][1] for k in sorted(copies)]
+    visible, answered = reconcile.merge_listings(st, bucket_id, replies)
+    failed = [r.peer_id for r in replies if r.peer_id not in answered]
+    balls = sorted(visible, key=lambda meta: str(meta["key"]))
     balls = balls[start:end] if end > 0 else balls[start:]
     answered.sort()
     return json_response({"bucket_id": bucket_id, "peers_ids": answered, "peer_ids": answered, "balls": balls,
@@ -88,43 +79,35 @@ async def list_bucket(st: RouterState, req: Request, bucket_id: str) -> Response
 
 # --- R3 ------------------------------------------------------------------------------------
 async def get_metadata(st: RouterState, req: Request, bucket_id: str, key: str) -> Response:
-    path = f"/buckets/{bucket_id}/metadata/{key}"
+    """R3: the newest visible version across peers, or exactly the pinned one (consistency §2.2)."""
+    version = header_version(req.headers)
     pinned = _pinned(st, req)
-    if pinned is not None:
-        reply = await call(st.registry, pinned, "GET", path)
-        if reply.status == 200:
-            return json_response(reply.body)
-        if reply.failed:
-            raise HTTPError(502, 503, f"peer {pinned.peer_id} failed: {reply.msg}", bucket_id=bucket_id, key=key)
-        raise not_found(f"{bucket_id}@{key} not found on {pinned.peer_id}", bucket_id=bucket_id, key=key)
-    entries = st.ranked_available(bucket_id, key)
-    failed: list[str] = []
-    for batch in (entries[:3], entries[3:]):
-        if not batch:
-            continue
-        replies = await fan_out(st.registry, batch, "GET", path)
-        for reply in replies:
-            if reply.status == 200 and isinstance(reply.body, dict):
-                return json_response(reply.body)
-        failed.extend(r.peer_id for r in replies if r.failed)
-    raise missing(st.registry, failed, f"metadata of {bucket_id}@{key}", bucket_id=bucket_id, key=key)
+    res = await reconcile.resolve(st, bucket_id, key, version, [pinned] if pinned is not None else None)
+    if res.best is None:
+        raise _unresolved(st, res, pinned, f"metadata of {bucket_id}@{key}", bucket_id=bucket_id, key=key)
+    body = res.best.body
+    body.setdefault("version", res.version)
+    return json_response(body, headers=[(VERSION_HEADER, res.version)] if res.version else [])
+
+
+def _unresolved(st: RouterState, res: reconcile.Resolution, pinned: Optional[PeerEntry], what: str,
+                **extra: Any) -> HTTPError:
+    """The error for a key no asked peer serves: §4.3 outcomes, or the ``Peer-Id`` ones."""
+    if pinned is None:
+        return reconcile.not_found(st, res, what, **extra)
+    if res.failed:
+        return HTTPError(502, 503, f"peer {pinned.peer_id} failed", **extra)
+    headers = {TOMBSTONE_HEADER: res.tombstone} if res.tombstone else None
+    return HTTPError(404, 404, f"{what} not found on {pinned.peer_id}", headers=headers, **extra)
 
 
 # --- R12 and the listing R10 starts with ------------------------------------------------------
 async def _chunks(st: RouterState, bucket_id: str, ball_id: str, include: bool) -> tuple[list[dict], list[str]]:
     entries = st.registry.available()
     replies = await fan_out(st.registry, entries, "GET", f"/buckets/{bucket_id}/metadata/{ball_id}/group",
-                            params={"include_disabled": "1" if include else "0"})
-    copies: dict[str, tuple[str, dict]] = {}
-    failed = []
-    for reply in replies:
-        if reply.status == 200 and isinstance(reply.body, dict) and isinstance(reply.body.get("balls"), list):
-            for meta in reply.body["balls"]:
-                if isinstance(meta, dict):
-                    _best(copies, bucket_id, reply.peer_id, meta)
-        elif reply.status != 404:
-            failed.append(reply.peer_id)
-    chunks = [meta for _, meta in copies.values()]
+                            params={"include_disabled": "1" if include else "0", **WITH_TOMBSTONES})
+    chunks, _ = reconcile.merge_listings(st, bucket_id, replies)
+    failed = [r.peer_id for r in replies if r.status != 200 and r.status != 404]
     chunks.sort(key=_index_order)
     return chunks, failed
 
@@ -167,10 +150,12 @@ def _disposition(name: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-async def _filename(st: RouterState, req: Request, entry: PeerEntry, bucket_id: str, key: str) -> str:
+async def _filename(st: RouterState, req: Request, entry: PeerEntry, bucket_id: str, key: str,
+                    version: Optional[str]) -> str:
     if req.query.get("filename"):
         return req.query["filename"]
-    reply = await call(st.registry, entry, "GET", f"/buckets/{bucket_id}/metadata/{key}")
+    reply = await call(st.registry, entry, "GET", f"/buckets/{bucket_id}/metadata/{key}",
+                       headers=_pin_headers(version))
     meta = reply.body.get("metadata") if reply.status == 200 and isinstance(reply.body, dict) else None
     if isinstance(meta, dict):
         for tag in ("fullname", "filename"):
@@ -189,9 +174,11 @@ async def get_data(st: RouterState, req: Request, send: Callable[[dict], Any], b
     attachment = parse_bool(req.query.get("attachment"), "attachment")
     parse_chunk_size(req.headers.get("chunk-size"))
     parse_bool(req.headers.get("force-get"), "Force-Get", default=True)
+    version = header_version(req.headers)
     pinned = _pinned(st, req)
-    candidates = [pinned] if pinned is not None else st.ranked_available(bucket_id, key)
+    candidates, failed_before, version = await _read_plan(st, bucket_id, key, version, pinned)
     headers = {"Range": req.headers["range"]} if "range" in req.headers else {}
+    headers.update(_pin_headers(version))
     try:
         opened, failed = await open_first(st.registry, candidates, f"/buckets/{bucket_id}/{key}", headers)
     except PassThrough as exc:
@@ -200,6 +187,7 @@ async def get_data(st: RouterState, req: Request, send: Callable[[dict], Any], b
             out.append(("content-range", exc.headers["content-range"]))
         return Response(exc.status, exc.body, out)
     if opened is None:
+        failed = sorted(set(failed) | set(failed_before))
         if pinned is not None:
             if failed:
                 raise HTTPError(502, 503, f"peer {pinned.peer_id} failed", bucket_id=bucket_id, key=key)
@@ -213,8 +201,11 @@ async def get_data(st: RouterState, req: Request, send: Callable[[dict], Any], b
             if name in peer:
                 out.append((name, peer[name]))
         out.append(("peer-id", opened.entry.peer_id))
+        if version:
+            out.append((VERSION_HEADER, version))
         if attachment:
-            out.append(("content-disposition", _disposition(await _filename(st, req, opened.entry, bucket_id, key))))
+            name = await _filename(st, req, opened.entry, bucket_id, key, version)
+            out.append(("content-disposition", _disposition(name)))
     except BaseException:
         await opened.aclose()
         raise
@@ -227,12 +218,32 @@ async def get_data(st: RouterState, req: Request, send: Callable[[dict], Any], b
     return None
 
 
+async def _read_plan(st: RouterState, bucket_id: str, key: str, version: Optional[str],
+                     pinned: Optional[PeerEntry]) -> tuple[list[PeerEntry], list[str], Optional[str]]:
+    """Where R11 reads from and which version: ``(candidates, peers that failed, version)``.
+
+    Pinned: every holder in ranking order, as the spec walks them. Unpinned: the version is
+    resolved as R3 does, then read pinned from the peers that reported it (then those whose
+    lookup failed), so a stale copy on a peer that missed a write or delete is never served.
+    """
+    if version is not None:
+        return ([pinned] if pinned is not None else st.ranked_available(bucket_id, key)), [], version
+    res = await reconcile.resolve(st, bucket_id, key, None, [pinned] if pinned is not None else None)
+    if res.best is None:
+        raise _unresolved(st, res, pinned, f"{bucket_id}@{key}", bucket_id=bucket_id, key=key)
+    if not res.version:  # peers without versions: read the legacy copy as before
+        return res.holders, res.failed, None
+    retry = [e for e in st.ranked_available(bucket_id, key) if e.peer_id in res.failed]
+    return [*res.holders, *retry], [], res.version
+
+
 # --- R10 -----------------------------------------------------------------------------------
 async def merge(st: RouterState, req: Request, send: Callable[[dict], Any], bucket_id: str,
                 ball_id: str) -> Optional[Response]:
     attachment = parse_bool(req.query.get("attachment"), "attachment")
     parse_chunk_size(req.headers.get("chunk-size"))
     parse_bool(req.headers.get("force-get"), "Force-Get", default=True)
+    pin = header_version(req.headers)
     chunks, failed = await _chunks(st, bucket_id, ball_id, False)
     what = f"ball {bucket_id}/{ball_id}"
     by_index = {}
@@ -240,6 +251,10 @@ async def merge(st: RouterState, req: Request, send: Callable[[dict], Any], buck
         index = _index(meta)
         if index is not None and index not in by_index:
             by_index[index] = meta
+    # Unpinned: the ball's version is chunk 0's newest visible version (what R3 would answer).
+    version = pin if pin is not None else (observe_meta(by_index[0]) if 0 in by_index else None)
+    if version:
+        await _pin_parts(st, bucket_id, ball_id, by_index, version, (0,))
     if 0 not in by_index:
         raise missing(st.registry, failed, what, bucket_id=bucket_id, ball_id=ball_id)
     first = by_index[0]
@@ -248,6 +263,8 @@ async def merge(st: RouterState, req: Request, send: Callable[[dict], Any], buck
     except ValueError:
         count = 1
     count = max(count, 1)
+    if version:
+        await _pin_parts(st, bucket_id, ball_id, by_index, version, range(1, count))
     if any(i not in by_index for i in range(count)):
         raise missing(st.registry, failed, f"{what}: missing chunks", bucket_id=bucket_id, ball_id=ball_id)
     parts = [by_index[i] for i in range(count)]
@@ -255,11 +272,11 @@ async def merge(st: RouterState, req: Request, send: Callable[[dict], Any], buck
     if any(_tag(p, "full_checksum") != full for p in parts):
         raise HTTPError(400, 501, f"{what}: chunks of mixed versions", bucket_id=bucket_id, ball_id=ball_id)
     total = sum(int(p.get("size", 0) or 0) for p in parts)
-    opened = await _open_chunk(st, bucket_id, parts[0])
+    opened = await _open_chunk(st, bucket_id, parts[0], version)
     if opened is None:
         raise missing(st.registry, [], f"{what}: chunk 0", bucket_id=bucket_id, ball_id=ball_id)
     out = [("content-type", req.query.get("content_type") or "application/octet-stream"),
-           ("content-length", str(total)), ("etag", f'"{full}"')]
+           ("content-length", str(total)), ("etag", f'"{full}"'), *([(VERSION_HEADER, version)] if version else [])]
     if attachment:
         name = (req.query.get("filename") or _tag(first, "fullname") or _tag(first, "filename")
                 or f"{bucket_id}_{ball_id}")
@@ -271,7 +288,7 @@ async def merge(st: RouterState, req: Request, send: Callable[[dict], Any], buck
         for i, part in enumerate(parts[1:], start=1):
             if gone.done():
                 raise ClientGone()
-            next_chunk = await _open_chunk(st, bucket_id, part)
+            next_chunk = await _open_chunk(st, bucket_id, part, version)
             if next_chunk is None:
                 raise StreamBroken(f"{what}: no holder could serve chunk {part.get('key')}")
             await relay(send, next_chunk, last=i == count - 1, gone=gone)
@@ -280,11 +297,27 @@ async def merge(st: RouterState, req: Request, send: Callable[[dict], Any], buck
     return None
 
 
-async def _open_chunk(st: RouterState, bucket_id: str, meta: dict) -> Optional[Opened]:
+async def _pin_parts(st: RouterState, bucket_id: str, ball_id: str, by_index: dict[int, dict], version: str,
+                     indexes: Any) -> None:
+    """Make ``by_index[i]`` the metadata of version ``version`` for every ``i`` in ``indexes``:
+    entries the listing shows at another version (an older, longer object; a newer write not
+    yet committed everywhere) are looked up pinned (P4), and dropped when no peer has them."""
+    wrong = [i for i in indexes if i not in by_index or observe_meta(by_index[i]) != version]
+    keys = [str(by_index[i]["key"]) if i in by_index else f"{ball_id}_{i}" for i in wrong]
+    found = await asyncio.gather(*(reconcile.resolve(st, bucket_id, key, version) for key in keys))
+    for index, res in zip(wrong, found, strict=True):
+        meta = res.best.body.get("metadata") if res.best is not None else None
+        if isinstance(meta, dict):
+            by_index[index] = meta
+        else:
+            by_index.pop(index, None)
+
+
+async def _open_chunk(st: RouterState, bucket_id: str, meta: dict, version: Optional[str]) -> Optional[Opened]:
     key = str(meta.get("key"))
     try:
         opened, _ = await open_first(st.registry, st.ranked_available(bucket_id, key), f"/buckets/{bucket_id}/{key}",
-                                     {}, expect_size=int(meta.get("size", 0) or 0))
+                                     _pin_headers(version), expect_size=int(meta.get("size", 0) or 0))
     except PassThrough:
         return None
     return opened

@@ -150,11 +150,11 @@ class Registry:
             return False
         return not (isinstance(body, dict) and body.get("peer_id") not in (None, entry.peer_id))
 
-    async def _delete(self, entry: PeerEntry, path: str, headers: dict[str, str]) -> int:
-        """One DELETE for the pending-delete replay: the status (``PeerError`` on transport errors)."""
+    async def _replay_one(self, entry: PeerEntry, method: str, path: str, headers: dict[str, str]) -> int:
+        """One request of the pending-record replay: the status (``PeerError`` on transport errors)."""
         from .peerio import exchange
 
-        return (await exchange(self, entry, "DELETE", path, headers=headers)).status
+        return (await exchange(self, entry, method, path, headers=headers)).status
 
     async def _check_and_update(self, entry: PeerEntry, timeout: float, *, first: bool = False) -> None:
         lock = self._locks.setdefault(entry.peer_id, asyncio.Lock())
@@ -164,9 +164,9 @@ class Registry:
                 return  # removed or replaced meanwhile
             if healthy:
                 if not entry.available or self.pending.has(entry.peer_id):
-                    # Replay owed deletes before routing anything else to it (§P4.6).
-                    delete = functools.partial(self._delete, entry)
-                    if not await replay(delete, self.pending, entry.peer_id):
+                    # Replay owed deletes and commits before routing anything else to it (§P4.6).
+                    send = functools.partial(self._replay_one, entry)
+                    if not await replay(send, self.pending, entry.peer_id):
                         healthy = False
             if healthy:
                 if not entry.available:
