@@ -88,8 +88,9 @@ class Tombstones:
         table[ident] = newest(table.get(ident), version) or version
 
     def absorb(self, raw: Any) -> None:
-        """Accept the peer's ``tombstones`` field: a list of ``{key|ball_id, version}`` objects
-        (``kind`` optional), or ``{"keys": {key: v}, "ball_ids": {ball_id: v}}``."""
+        """Accept the peer's ``tombstones`` field: a list of ``{"scope": "key"|"ball_id", "name",
+        "version"}`` objects (what our peer sends; ``{key|ball_id, version}`` is read too), or
+        ``{"keys": {key: v}, "ball_ids": {ball_id: v}}``."""
         if isinstance(raw, dict):
             for name, kind in (("keys", "key"), ("ball_ids", "ball"), ("balls", "ball")):
                 table = raw.get(name)
@@ -102,11 +103,11 @@ class Tombstones:
         for item in raw:
             if not isinstance(item, dict):
                 continue
-            kind = str(item.get("kind", ""))
-            if kind in ("ball", "ball_id", "bid") or ("ball_id" in item and "key" not in item):
-                self.add("ball", item.get("ball_id", item.get("id")), item.get("version"))
+            kind = str(item.get("scope", item.get("kind", "")))
+            if kind in ("ball", "ball_id", "bid") or (not kind and "ball_id" in item and "key" not in item):
+                self.add("ball", item.get("name", item.get("ball_id")), item.get("version"))
             else:
-                self.add("key", item.get("key", item.get("id")), item.get("version"))
+                self.add("key", item.get("name", item.get("key")), item.get("version"))
 
     def hides(self, meta: dict, version: str) -> bool:
         """True when a tombstone of the key or of its ``ball_id`` is at or above ``version``."""
