@@ -28,6 +28,7 @@ from ..protocol.models import (
 from ..protocol.policies import RetryPolicy
 from ..protocol.result import Err, Ok, Result
 from ..protocol.router import Router
+from ..protocol.versions import VERSION_HEADER
 from .client_base import ClientBase, Timeout
 
 __all__ = ["ClientBuckets"]
@@ -113,9 +114,14 @@ class ClientBuckets(ClientBase):
     # --- deletes -----------------------------------------------------------------------------------
     def delete(self, ball_id: str, bucket_id: str, timeout: Timeout = None, force: bool = True,
                headers: Optional[Dict[str, str]] = None) -> Result[DeletedByBallIdResponse, MictlanXError]:
-        """R14: delete every chunk of the object ``ball_id`` (idempotent). → ``Ok(DeletedByBallIdResponse)``"""
+        """R14: delete every chunk of the object ``ball_id`` (idempotent). → ``Ok(DeletedByBallIdResponse)``
+
+        The delete is a versioned tombstone on every peer (docs/consistency.md §3.3): it
+        removes the versions written before it and never a write ordered after it."""
         t = self._timeout(timeout)
         hdrs = {**(headers or {}), "Force": "1" if force else "0"}
+        if not any(name.lower() == VERSION_HEADER.lower() for name in hdrs):
+            hdrs[VERSION_HEADER] = self._writer.tombstone_version(bucket_id, ball_id, t)
         return self._call(f"delete {bucket_id}/{ball_id}",
                           lambda r: r.delete_by_ball_id(ball_id, bucket_id, timeout=t, headers=hdrs), timeout)
 

@@ -29,6 +29,7 @@ from ..protocol.errors import (
 from ..protocol.policies import RetryPolicy
 from ..protocol.result import Err, Ok, Result
 from ..protocol.router import Router
+from ..protocol.versions import VERSION_HEADER
 from .engine import Engine
 from .sinks import BufferSink, FileSink, Sink
 
@@ -46,6 +47,13 @@ class ReadOptions:
     max_parallel: int
     force: bool = False
     verify_full: bool = True
+
+    def pinned_to(self, version: str) -> ReadOptions:
+        """These options with every request pinned to ``version`` (docs/consistency.md §3.2);
+        unchanged for ``""`` (a router without versions)."""
+        if not version:
+            return self
+        return attrs.evolve(self, headers={**self.headers, VERSION_HEADER: version})
 
     def request_headers(self, peer_id: Optional[str] = None) -> dict[str, str]:
         headers = {**self.headers, "Accept-Encoding": "identity", "Chunk-Size": str(self.piece_size),

@@ -15,7 +15,9 @@ import logging
 import os
 import secrets
 import time
-from typing import Callable, Generator, Optional
+from typing import Any, Callable, Generator, Optional
+
+import attrs
 
 from ..protocol.errors import (
     AlreadyExistsError,
@@ -37,6 +39,18 @@ from .transfer import ChunkChecksums, ChunkTransfer, FullHash, ObjectInfo, Resta
 
 __all__ = ["ObjectInfo", "Reader"]
 
+#: A read pinned to a version that was retired meanwhile (superseded longer than the
+#: peers' version grace) starts once more from the current version.
+_VERSION_ATTEMPTS = 2
+
+
+def _version_vanished(result: Result[Any, MictlanXError]) -> bool:
+    """A chunk of the located version answered not found."""
+    if result.is_ok:
+        return False
+    error = result.unwrap_err()
+    return isinstance(error, GetChunkError) and "missing" in (error.detail or {})
+
 
 class Reader:
     """The read operations of one client. Thread-safe: state lives in each call."""
@@ -54,28 +68,34 @@ class Reader:
     # --- locating --------------------------------------------------------------------------
     def stat(self, bucket_id: str, key: str, options: ReadOptions) -> Result[Metadata, MictlanXError]:
         """R3 for one ball; a disabled ball reads as not found (its data answers 404)."""
+        return self._stat(bucket_id, key, options).map(lambda found: found[0])
+
+    def _stat(self, bucket_id: str, key: str, options: ReadOptions) -> Result[tuple[Metadata, str], MictlanXError]:
+        """R3 → the metadata and the version it belongs to (``""`` without versions)."""
         found = self.engine.call(
             f"stat {bucket_id}/{key}",
             lambda router: router.get_metadata(bucket_id, key, timeout=options.timeout, headers=options.headers),
             policy=options.policy)
         if found.is_err:
             return Err(found.unwrap_err())
-        metadata = found.unwrap().metadata
+        answer = found.unwrap()
+        metadata = answer.metadata
         if metadata.is_disabled:
             return Err(NotFoundError(f"{bucket_id}/{key} is disabled", bucket_id=bucket_id, key=key))
-        return Ok(metadata)
+        return Ok((metadata, answer.version))
 
     def locate(self, bucket_id: str, key: str, options: ReadOptions,
                use_index: bool = False) -> Result[ObjectInfo, MictlanXError]:
         """R3 on chunk 0, then on the last chunk for the size, unless (``use_index``) the
         cache's index of this version, agreeing with chunk 0, gives the size."""
-        first = self.stat(bucket_id, chunk_key(key, 0), options)
+        first = self._stat(bucket_id, chunk_key(key, 0), options)
         if first.is_err:
             error = first.unwrap_err()
             if isinstance(error, NotFoundError):
                 error.key = key
             return Err(error)
-        chunk0 = first.unwrap()
+        chunk0, version = first.unwrap()
+        options = options.pinned_to(version)  # the last chunk's R3 names the same version
         try:
             layout = ObjectLayout.from_chunk0(chunk0.tags, chunk0.size, bucket_id=bucket_id, key=key)
         except MictlanXError as error:
@@ -84,7 +104,7 @@ class Reader:
         last_checksum = chunk0.checksum
         indexed = self._indexed(bucket_id, key, chunk0, layout, options) if use_index else None
         if indexed is not None:
-            return Ok(indexed)
+            return Ok(attrs.evolve(indexed, object_version=version))
         if layout.num_chunks > 1:
             last = self.stat(bucket_id, chunk_key(key, layout.num_chunks - 1), options)
             if last.is_err:
@@ -95,7 +115,7 @@ class Reader:
                 return Err(missing)
             size = layout.offset(layout.num_chunks - 1) + last.unwrap().size
             last_checksum = last.unwrap().checksum
-        return Ok(ObjectInfo(bucket_id, key, chunk0, layout, size, last_checksum))
+        return Ok(ObjectInfo(bucket_id, key, chunk0, layout, size, last_checksum, object_version=version))
 
     def _indexed(self, bucket_id: str, key: str, chunk0: Metadata, layout: ObjectLayout,
                  options: ReadOptions) -> Optional[ObjectInfo]:
@@ -121,12 +141,12 @@ class Reader:
 
     def locate_single(self, bucket_id: str, key: str, options: ReadOptions) -> Result[ObjectInfo, MictlanXError]:
         """A raw ball read as an object of one chunk, checked against its own checksum."""
-        found = self.stat(bucket_id, key, options)
+        found = self._stat(bucket_id, key, options)
         if found.is_err:
             return Err(found.unwrap_err())
-        meta = found.unwrap()
+        meta, version = found.unwrap()
         layout = ObjectLayout(1, meta.checksum.lower(), meta.size)
-        return Ok(ObjectInfo(bucket_id, key, meta, layout, meta.size))
+        return Ok(ObjectInfo(bucket_id, key, meta, layout, meta.size, object_version=version))
 
     # --- the whole-object check and the index ---------------------------------------------------
     def _full_hash(self, info: ObjectInfo, options: ReadOptions, single: bool,
@@ -156,10 +176,16 @@ class Reader:
     def get(self, bucket_id: str, key: str, options: ReadOptions, single: bool = False,
             progress: Optional[Callable[[int], None]] = None) -> Result[GetResponse, MictlanXError]:
         started = time.monotonic()
-        try:
-            return self._get(bucket_id, key, options, single, progress, started, use_index=True)
-        except RestartWithoutIndex:  # the index that sized the object was wrong: dropped
-            return self._get(bucket_id, key, options, single, progress, started, use_index=False)
+        for attempt in range(_VERSION_ATTEMPTS):
+            try:
+                result = self._get(bucket_id, key, options, single, progress, started, use_index=True)
+            except RestartWithoutIndex:  # the index that sized the object was wrong: dropped
+                result = self._get(bucket_id, key, options, single, progress, started, use_index=False)
+            if not _version_vanished(result) or attempt == _VERSION_ATTEMPTS - 1:
+                return result
+            self.logger.info("get %s/%s: the version being read was retired; reading the current one",
+                             bucket_id, key)
+        raise AssertionError("unreachable")
 
     def _get(self, bucket_id: str, key: str, options: ReadOptions, single: bool,
              progress: Optional[Callable[[int], None]], started: float,
@@ -169,6 +195,7 @@ class Reader:
         if located.is_err:
             return Err(located.unwrap_err())
         info = located.unwrap()
+        options = options.pinned_to(info.object_version)
         # Not zeroed: exposed only after every chunk has landed in full (transfer.run is Ok).
         try:
             buffer = unfilled_bytearray(info.size)
@@ -208,10 +235,19 @@ class Reader:
     # --- get_to_file ---------------------------------------------------------------------------
     def get_to_file(self, bucket_id: str, key: str, output_path: str, fullname: str, options: ReadOptions,
                     overwrite: bool, progress: Optional[Callable[[int], None]] = None) -> Result[str, MictlanXError]:
+        for attempt in range(_VERSION_ATTEMPTS):
+            result = self._get_to_file(bucket_id, key, output_path, fullname, options, overwrite, progress)
+            if not _version_vanished(result) or attempt == _VERSION_ATTEMPTS - 1:
+                return result
+        raise AssertionError("unreachable")
+
+    def _get_to_file(self, bucket_id: str, key: str, output_path: str, fullname: str, options: ReadOptions,
+                     overwrite: bool, progress: Optional[Callable[[int], None]]) -> Result[str, MictlanXError]:
         located = self.locate(bucket_id, key, options)
         if located.is_err:
             return Err(located.unwrap_err())
         info = located.unwrap()
+        options = options.pinned_to(info.object_version)
         directory = os.path.abspath(output_path or ".")
         target = os.path.join(directory, target_name(fullname, info.chunk0.tags, key))
         try:
@@ -272,6 +308,7 @@ class Reader:
                     order: bool) -> Generator[tuple[Metadata, memoryview], None, None]:
         """Verified chunks as they complete (or in index order); raises typed errors."""
         info = self.locate(bucket_id, key, options).unwrap()
+        options = options.pinned_to(info.object_version)
         n = info.layout.num_chunks
         full = hashlib.sha256() if (options.verify_full and order) else None
         pending: dict[cf.Future, int] = {}

@@ -35,6 +35,11 @@ class ChunkSource:
     def chunk(self, index: int) -> BytesLike:
         raise NotImplementedError
 
+    def first_chunk(self) -> BytesLike:
+        """Chunk 0 again, after every chunk was read: the writer sends it last, as the
+        commit point (docs/consistency.md §3.1). Random-access sources just slice it."""
+        return self.chunk(0)
+
     def finish(self) -> None:
         """Raise ``ValidationError`` if the data changed while it was being sent."""
 
@@ -90,6 +95,7 @@ class FileSource(ChunkSource):
         self.full_checksum = hasher.hexdigest()
         self._second_pass = hashlib.sha256()
         self._next_index = 0
+        self._first_checksum = b""
 
     def chunk(self, index: int) -> bytes:
         if index != self._next_index:
@@ -100,6 +106,18 @@ class FileSource(ChunkSource):
             raise LocalStorageError(f"cannot read {self.path}: {exc}") from exc
         self._second_pass.update(data)
         self._next_index += 1
+        if index == 0:
+            self._first_checksum = hashlib.sha256(data).digest()
+        return data
+
+    def first_chunk(self) -> bytes:
+        """Chunk 0 read again (positional), so it need not be held while the rest is sent."""
+        try:
+            data = os.pread(self._fd, self.chunk_size, 0)
+        except OSError as exc:
+            raise LocalStorageError(f"cannot read {self.path}: {exc}") from exc
+        if hashlib.sha256(data).digest() != self._first_checksum:
+            raise ValidationError(f"{self.path} changed while it was being uploaded")
         return data
 
     def finish(self) -> None:
@@ -177,6 +195,7 @@ class IterableSource(ChunkSource):
         self._iterator: Optional[Iterator[Any]] = None
         self._second_pass = hashlib.sha256()
         self._next_index = 0
+        self._first: BytesLike = b""
 
     def chunk(self, index: int) -> BytesLike:
         if index != self._next_index:
@@ -189,7 +208,14 @@ class IterableSource(ChunkSource):
             raise ValidationError(f"chunk {index} changed while it was being uploaded")
         self._second_pass.update(data)
         self._next_index += 1
+        if index == 0:
+            # Kept until the commit point: a lazy iterable cannot be read twice. This one
+            # chunk per put is outside the client-wide buffer budget.
+            self._first = data
         return data
+
+    def first_chunk(self) -> BytesLike:
+        return self._first
 
     def finish(self) -> None:
         if self._second_pass.hexdigest() != self.full_checksum:

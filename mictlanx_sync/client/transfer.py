@@ -45,6 +45,9 @@ class ObjectInfo:
     #: the cache's index of this version when it gave ``size`` instead of an R3 on the last
     #: chunk (it agreed with chunk 0); any contradiction then restarts the whole read
     index: Optional[list[str]] = None
+    #: the version chunk 0 was read at; every further request is pinned to it (``""``: a
+    #: router without versions, reads are not pinned)
+    object_version: str = ""
 
     def chunk_metadata(self, index: int, size: int, checksum: str) -> Metadata:
         """Chunk 0's metadata with chunk ``index``'s key, size, checksum and index tags."""

@@ -1,9 +1,15 @@
-"""Writes (client-api §8.5): existence check, chunk 0 first, the rest in parallel.
+"""Writes (client-api §8.5, docs/consistency.md §3.1): staged chunks, then chunk 0, then commit.
+
+One put is one version ``V`` from the client's hybrid clock. Chunks 1..N-1 are uploaded
+*staged* (stored and verified, invisible) in parallel; chunk 0 is written last, unstaged:
+that write is the commit point, so an object is visible whole or not at all, and an
+interrupted put never shows up. R26 then promotes the staged chunks for readers that do not
+pin versions (upstream's) and retires older versions. Reads pin every chunk to the version
+chunk 0 names, so two puts racing can never be mixed.
 
 A chunk upload is one R5 followed by one R7 on the same router (a write group lives on
 the router that created it, protocol §P4.4); a retry starts again from R5, possibly on
-another router. Identical chunks cost only R5 (``extra.exists``). On failure, only what
-this call wrote is removed: R13 with ``Task-Id: <group id>`` per group it created.
+another router, with the same version, so it converges on replicas that missed it.
 """
 
 from __future__ import annotations
@@ -16,19 +22,29 @@ from typing import Any, Callable, Optional
 
 import attrs
 
-from ..protocol.errors import AlreadyExistsError, MictlanXError, NotFoundError, PutChunksError
+from ..protocol.errors import (
+    AlreadyExistsError,
+    MaxAvailabilityReachedError,
+    MictlanXError,
+    NotFoundError,
+    PutChunksError,
+    SupersededError,
+)
 from ..protocol.models import Metadata
 from ..protocol.policies import RetryPolicy
 from ..protocol.result import Err, Ok, Result
 from ..protocol.router import Router
+from ..protocol.versions import IF_VERSION_HEADER, STAGE_HEADER, VERSION_HEADER, HybridClock
 from .engine import Engine, wait_in_slices
-from .layout import chunk_index, chunk_key, chunk_tags, select_chunks
+from .layout import chunk_key, chunk_tags, select_chunks
 from .sources import BytesLike, ChunkSource
 
 __all__ = ["WritePlan", "Writer"]
 
 CONTENT_TYPE = "application/octet-stream"
 _CLEANUP_POLICY = RetryPolicy(retries=3, initial_delay=0.2, max_delay=1.0, deadline=30.0)
+#: Observing a version before a delete is an optimisation of the order, not a requirement.
+_OBSERVE_POLICY = RetryPolicy(retries=1, initial_delay=0.1, max_delay=0.2, deadline=10.0)
 
 
 @attrs.frozen
@@ -64,10 +80,13 @@ class _Written:
     index: int
     group_id: str
     exists: bool
+    #: the version the router reports (``""``: a router without versions)
+    version: str = ""
 
 
 class _Sent:
-    """The groups this call created, for cleanup (appended from several threads)."""
+    """The groups this call created (appended from several threads); kept for callers
+    of :meth:`Writer.upload_chunk` that clean up raw balls themselves."""
 
     def __init__(self) -> None:
         self.groups: list[tuple[str, str]] = []  # (chunk key, group id)
@@ -76,17 +95,28 @@ class _Sent:
         self.groups.append((key, group_id))
 
 
-class Writer:
-    """The write operations of one client. Thread-safe: state lives in each call."""
+@attrs.frozen
+class _Found:
+    """What R3 said of chunk 0 before the put."""
 
-    def __init__(self, engine: Engine, logger: logging.Logger) -> None:
+    metadata: Optional[Metadata]
+    version: str = ""
+
+
+class Writer:
+    """The write operations of one client. Thread-safe: state lives in each call and in
+    the thread-safe clock."""
+
+    def __init__(self, engine: Engine, logger: logging.Logger, clock: Optional[HybridClock] = None) -> None:
         self.engine = engine
         self.logger = logger
+        self.clock = clock or HybridClock()
 
     # --- one chunk -------------------------------------------------------------------------
     def upload_chunk(self, plan: WritePlan, index: int, data: BytesLike, *, num_chunks: int,
                      full_checksum: Optional[str], sent: _Sent, update: bool = False,
-                     tags: Optional[dict[str, str]] = None) -> Result[_Written, MictlanXError]:
+                     tags: Optional[dict[str, str]] = None, version: Optional[str] = None,
+                     staged: bool = False) -> Result[_Written, MictlanXError]:
         """R5 then R7 on one router per attempt, retried per the plan's policy."""
         checksum = hashlib.sha256(data).hexdigest()
         size = len(data)
@@ -95,11 +125,15 @@ class Writer:
             assert full_checksum is not None
             tags = chunk_tags(plan.tags, plan.key, index, size, num_chunks, full_checksum)
         ball_id = plan.key if full_checksum is not None else tags.get("group_id", plan.key)
+        headers: Optional[dict[str, str]] = None
+        if version is not None:
+            headers = {VERSION_HEADER: version, **({STAGE_HEADER: "1"} if staged else {})}
 
         def request(router: Router) -> Result[_Written, MictlanXError]:
             metadata = router.put_metadata(
                 key_i, size, checksum, plan.producer_id, CONTENT_TYPE, ball_id, plan.bucket_id, tags,
-                timeout=plan.timeout, is_disabled=False, replication_factor=plan.rf, update=plan.update or update)
+                timeout=plan.timeout, is_disabled=False, replication_factor=plan.rf, update=plan.update or update,
+                headers=headers)
             if metadata.is_err:
                 return Err(metadata.unwrap_err())
             answer = metadata.unwrap()
@@ -107,16 +141,17 @@ class Writer:
                 return Err(PutChunksError(f"R5 for {key_i} returned no group id", bucket_id=plan.bucket_id,
                                           key=key_i))
             group_id = answer.tasks_ids[0]
+            written_version = str(answer.extra.get("version") or "")
             if bool(answer.extra.get("exists")):
-                return Ok(_Written(index, group_id, True))
+                return Ok(_Written(index, group_id, True, written_version))
             sent.add(key_i, group_id)
             stored = router.put_chunked(group_id, data, timeout=plan.timeout, replication_factor=plan.rf)
             if stored.is_err:
                 error = stored.unwrap_err()
                 return Err(_GroupLost(error) if type(error) is NotFoundError else error)
-            return Ok(_Written(index, group_id, False))
+            return Ok(_Written(index, group_id, False, written_version))
 
-        result = self.engine.call(f"put {plan.bucket_id}/{key_i}", request, policy=plan.policy)
+        result = self.engine.call(f"put {plan.bucket_id}/{plan.key}", request, policy=plan.policy)
         if result.is_err:
             failure = result.unwrap_err()
             if isinstance(failure, _GroupLost):  # out of attempts: the R7 404 itself
@@ -125,101 +160,124 @@ class Writer:
                 return Err(failure.cause)
         return result
 
+    def tombstone_version(self, bucket_id: str, ball_id: str, timeout: Any) -> str:
+        """A version for deleting ``ball_id``, after every version of it this client can
+        see: the clock first observes chunk 0's version (R3, best effort), so a delete is
+        ordered after the write it was meant to remove even when that writer's clock leads."""
+        found = self.engine.call(
+            f"delete {bucket_id}/{ball_id}",
+            lambda router: router.get_metadata(bucket_id, chunk_key(ball_id, 0), timeout=timeout),
+            policy=_OBSERVE_POLICY)
+        if found.is_ok:
+            self.clock.observe(found.unwrap().version)
+        return self.clock.next()
+
     # --- one object ------------------------------------------------------------------------
     def put_object(self, plan: WritePlan, source: ChunkSource,
                    progress: Optional[Callable[[int], None]] = None) -> Result[bool, MictlanXError]:
-        """The whole §8.5 sequence for one object; returns ``Ok(True)`` or the first error."""
+        """The whole put of docs/consistency.md §3.1; ``Ok(True)`` or the first error."""
         started = time.monotonic()
-        existing = self._list_existing(plan)
-        if existing.is_err:
-            return Err(existing.unwrap_err())
-        listed = existing.unwrap()
-        decision = self._decide(plan, source, listed)
+        located = self._locate(plan)
+        if located.is_err:
+            return Err(located.unwrap_err())
+        found = located.unwrap()
+        decision = self._decide(plan, source, found)
         if decision is not None:
             if decision.is_ok and progress is not None:
                 progress(source.size)
             return decision
-        reenable = {i for i, m in listed.items() if m.is_disabled and _same_version(m, source.full_checksum)}
-        sent = _Sent()
-        result = self._send_all(plan, source, sent, reenable, listed, progress)
-        if result.is_ok:
-            try:
-                source.finish()
-            except MictlanXError as error:
-                result = Err(error)
-        if result.is_err:
-            self._cleanup(plan, sent)
-            return result
-        if plan.update:
-            self._remove_leftovers(plan, listed, source.num_chunks)
-        self.logger.info("put bucket=%s key=%s bytes=%d chunks=%d s=%.3f", plan.bucket_id, plan.key, source.size,
-                         source.num_chunks, time.monotonic() - started)
+        self.clock.observe(found.version)
+        version = self.clock.next()
+        staged = self._stage_all(plan, source, version, progress)
+        if staged.is_err:
+            self._drop_staged(plan, version)
+            error = staged.unwrap_err()
+            if isinstance(error, SupersededError):  # a newer delete already hides the key
+                self.logger.info("put %s/%s: superseded by %s while staging", plan.bucket_id, plan.key,
+                                 error.superseded_by)
+                return Ok(True)
+            return Err(error)
+        committed = self._commit_point(plan, source, version, progress)
+        if committed.is_err:
+            error = committed.unwrap_err()
+            if not isinstance(error, SupersededError):
+                # Chunk 0 may have committed on some replica: its staged chunks are what
+                # makes that version readable, so they stay (docs/consistency.md §3.1).
+                return Err(error)
+            # A newer write or delete is already committed: this put is ordered before it.
+            self.logger.info("put %s/%s: version %s superseded by %s", plan.bucket_id, plan.key, version,
+                             error.superseded_by)
+            self._drop_staged(plan, version)
+            return Ok(True)
+        written = committed.unwrap()
+        if written.version and (source.num_chunks > 1 or found.metadata is not None):
+            self._promote(plan, version)
+        self.logger.info("put bucket=%s key=%s bytes=%d chunks=%d version=%s s=%.3f", plan.bucket_id, plan.key,
+                         source.size, source.num_chunks, version, time.monotonic() - started)
         return Ok(True)
 
-    def _list_existing(self, plan: WritePlan) -> Result[dict[int, Metadata], MictlanXError]:
-        listing = self.engine.call(
-            f"list {plan.bucket_id}/{plan.key}",
-            lambda router: router.get_chunks_metadata(plan.key, plan.bucket_id, timeout=plan.timeout,
-                                                      include_disabled=True),
-            policy=plan.policy)
-        if listing.is_err:
-            error = listing.unwrap_err()
-            return Ok({}) if type(error) is NotFoundError else Err(error)
-        chunks: dict[int, Metadata] = {}
-        for meta in listing.unwrap().chunks:
-            index = chunk_index(meta.tags)
-            if index is not None and meta.key == chunk_key(plan.key, index):
-                chunks.setdefault(index, meta)
-        return Ok(chunks)
+    def _locate(self, plan: WritePlan) -> Result[_Found, MictlanXError]:
+        """R3 of chunk 0. Not found, or not found while a peer is down (503/666), means no
+        visible object: placement uses the live peers, and versions order what a returning
+        peer holds (docs/consistency.md §3.1, issue 11 point 7)."""
+        def request(router: Router) -> Result[_Found, MictlanXError]:
+            answer = router.get_metadata(plan.bucket_id, chunk_key(plan.key, 0), timeout=plan.timeout)
+            if answer.is_ok:
+                return Ok(_Found(answer.unwrap().metadata, answer.unwrap().version))
+            error = answer.unwrap_err()
+            # Decided here, inside the attempt, so the retry layer never waits on an answer
+            # that already says "not on any live peer".
+            if type(error) is NotFoundError or type(error) is MaxAvailabilityReachedError:
+                return Ok(_Found(None))
+            return Err(error)
 
-    def _decide(self, plan: WritePlan, source: ChunkSource,
-                listed: dict[int, Metadata]) -> Optional[Result[bool, MictlanXError]]:
-        """``Ok(True)`` when the same object is already complete, an error on a conflict, else None."""
-        if not listed or plan.update:
+        return self.engine.call(f"put {plan.bucket_id}/{plan.key}", request, policy=plan.policy)
+
+    def _decide(self, plan: WritePlan, source: ChunkSource, found: _Found) -> Optional[Result[bool, MictlanXError]]:
+        """``Ok(True)`` when the same content is already stored (whatever its chunk size),
+        ``AlreadyExistsError`` for other content without ``update``, else None (write)."""
+        chunk0 = found.metadata
+        if chunk0 is None:
             return None
-        if any(not _same_version(m, source.full_checksum) for m in listed.values()):
+        same = _same_content(chunk0, source.full_checksum)
+        if same and not chunk0.is_disabled and self._complete(plan, chunk0):
+            self.logger.info("put bucket=%s key=%s: identical object already stored", plan.bucket_id, plan.key)
+            return Ok(True)
+        if not same and not plan.update:
             return Err(AlreadyExistsError(
                 f"{plan.bucket_id}/{plan.key} exists with other content (use update=True to replace it)",
                 bucket_id=plan.bucket_id, key=plan.key))
-        try:
-            chunks = select_chunks(listed.values(), bucket_id=plan.bucket_id, key=plan.key)
-        except MictlanXError:
-            return None  # incomplete: upload what is missing
-        if len(chunks) == source.num_chunks and not any(m.is_disabled for m in chunks):
-            self.logger.info("put bucket=%s key=%s: identical object already stored", plan.bucket_id, plan.key)
-            return Ok(True)
-        return None
+        return None  # an update, or the same content disabled: a new version re-enables it
 
-    def _send_all(
-        self, plan: WritePlan, source: ChunkSource, sent: _Sent, reenable: set[int], listed: dict[int, Metadata],
-        progress: Optional[Callable[[int], None]],
-    ) -> Result[bool, MictlanXError]:
+    def _complete(self, plan: WritePlan, chunk0: Metadata) -> bool:
+        """Whether every chunk of the stored object is listed (R12): a re-put of the same
+        content repairs an object that lost a chunk instead of calling it stored."""
+        if str(chunk0.tags.get("num_chunks", "1")) == "1":
+            return True
+        listing = self.engine.call(
+            f"put {plan.bucket_id}/{plan.key}",
+            lambda router: router.get_chunks_metadata(plan.key, plan.bucket_id, timeout=plan.timeout),
+            policy=plan.policy)
+        if listing.is_err:
+            return False
+        try:
+            select_chunks(listing.unwrap().chunks, bucket_id=plan.bucket_id, key=plan.key)
+        except MictlanXError:
+            return False
+        return True
+
+    def _stage_all(self, plan: WritePlan, source: ChunkSource, version: str,
+                   progress: Optional[Callable[[int], None]]) -> Result[bool, MictlanXError]:
+        """Read chunk 0 (sources read in order), then send chunks 1..N-1 staged, windowed
+        through the shared transfer pool within the client-wide buffer budget."""
         engine = self.engine
         failure: list[MictlanXError] = []
+        source.chunk(0)  # read in order; sent last by _commit_point (source.first_chunk)
+        in_flight: set[cf.Future] = set()
 
         def send(index: int, data: BytesLike) -> Result[_Written, MictlanXError]:
             return self.upload_chunk(plan, index, data, num_chunks=source.num_chunks,
-                                     full_checksum=source.full_checksum, sent=sent, update=index in reenable)
-
-        # Chunk 0 alone first: a concurrent put of other content fails here, before more is sent.
-        if not engine.acquire_buffer():
-            return Err(PutChunksError("client is closing"))
-        try:
-            data0 = source.chunk(0)
-            size0 = len(data0)
-            first = send(0, data0)
-            del data0
-        finally:
-            engine.buffers.release()
-        if first.is_err:
-            return Err(first.unwrap_err())
-        conflict = self._check_chunk0(plan, first.unwrap(), listed, source.full_checksum)
-        if conflict is not None:
-            return Err(conflict)
-        if progress is not None:
-            progress(size0)
-
-        in_flight: set[cf.Future] = set()
+                                     full_checksum=source.full_checksum, sent=_Sent(), version=version, staged=True)
 
         def collect(done: set[cf.Future]) -> None:
             for future in done:
@@ -261,50 +319,68 @@ class Writer:
             for future in list(in_flight):
                 future.cancel()
         if failure:
-            return Err(failure[0])
+            return Err(_first_cause(failure))
+        if engine.closing.is_set():
+            return Err(PutChunksError("client is closing", bucket_id=plan.bucket_id, key=plan.key))
+        try:
+            source.finish()  # the data did not change while it was sent: only then commit
+        except MictlanXError as error:
+            return Err(error)
         return Ok(True)
 
-    def _check_chunk0(self, plan: WritePlan, first: _Written, listed: dict[int, Metadata],
-                      full_checksum: str) -> Optional[MictlanXError]:
-        """An unexpected ``exists`` on chunk 0 means a concurrent put: compare its full_checksum."""
-        if not first.exists or plan.update or (0 in listed and _same_version(listed[0], full_checksum)):
-            return None
-        found = self.engine.call(
-            f"stat {plan.bucket_id}/{chunk_key(plan.key, 0)}",
-            lambda router: router.get_metadata(plan.bucket_id, chunk_key(plan.key, 0), timeout=plan.timeout),
-            policy=plan.policy)
-        if found.is_ok and _same_version(found.unwrap().metadata, full_checksum):
-            return None
-        return AlreadyExistsError(f"{plan.bucket_id}/{plan.key} was written concurrently with other content",
-                                  bucket_id=plan.bucket_id, key=plan.key)
+    def _commit_point(self, plan: WritePlan, source: ChunkSource, version: str,
+                      progress: Optional[Callable[[int], None]]) -> Result[_Written, MictlanXError]:
+        """Chunk 0, unstaged, at ``version``: the write that makes the object visible."""
+        if not self.engine.acquire_buffer():
+            return Err(PutChunksError("client is closing", bucket_id=plan.bucket_id, key=plan.key))
+        try:
+            data0 = source.first_chunk()
+            result = self.upload_chunk(plan, 0, data0, num_chunks=source.num_chunks,
+                                       full_checksum=source.full_checksum, sent=_Sent(), version=version)
+            size0 = len(data0)
+            del data0
+        except MictlanXError as error:
+            return Err(error)
+        finally:
+            self.engine.buffers.release()
+        if result.is_ok and progress is not None:
+            progress(size0)
+        return result
 
-    def _cleanup(self, plan: WritePlan, sent: _Sent) -> None:
-        """Best effort: delete only the versions this call's groups committed."""
-        for key_i, group_id in list(sent.groups):
-            def delete(router: Router, k: str = key_i, g: str = group_id) -> Result[Any, MictlanXError]:
-                return router.delete(plan.bucket_id, k, timeout=plan.timeout, task_id=g)
+    def _promote(self, plan: WritePlan, version: str) -> None:
+        """R26, best effort: the object is committed already; this only makes its staged
+        chunks current for unpinned readers and retires older versions."""
+        outcome = self.engine.call(
+            f"commit {plan.bucket_id}/{plan.key}",
+            lambda router: router.commit(plan.bucket_id, plan.key, version, timeout=plan.timeout),
+            policy=_CLEANUP_POLICY)
+        if outcome.is_err:
+            self.logger.warning("put %s/%s: version %s is committed, but promoting its chunks failed (the next "
+                                "write or delete of the key retires them): %s", plan.bucket_id, plan.key, version,
+                                outcome.unwrap_err())
 
-            outcome = self.engine.call(f"cleanup {plan.bucket_id}/{key_i}", delete, policy=_CLEANUP_POLICY)
-            if outcome.is_err and not isinstance(outcome.unwrap_err(), NotFoundError):  # 412 is an AlreadyExists
-                self.logger.warning("cleanup of %s/%s (group %s) failed: %s", plan.bucket_id, key_i, group_id,
-                                    outcome.unwrap_err())
-
-    def _remove_leftovers(self, plan: WritePlan, listed: dict[int, Metadata], num_chunks: int) -> None:
-        """After an update: chunks ``i >= N`` of the old version, only if still unchanged."""
-        for index, meta in sorted(listed.items()):
-            if index < num_chunks:
-                continue
-            def delete(router: Router, m: Metadata = meta) -> Result[Any, MictlanXError]:
-                return router.delete(plan.bucket_id, m.key, timeout=plan.timeout, if_match=m.checksum)
-
-            outcome = self.engine.call(f"remove leftover {plan.bucket_id}/{meta.key}", delete, policy=_CLEANUP_POLICY)
-            if outcome.is_err and not isinstance(outcome.unwrap_err(), NotFoundError):
-                self.logger.warning("removing leftover chunk %s/%s failed: %s", plan.bucket_id, meta.key,
-                                    outcome.unwrap_err())
+    def _drop_staged(self, plan: WritePlan, version: str) -> None:
+        """R14 with ``Mictlanx-If-Version``: remove exactly this put's staged chunks."""
+        headers = {IF_VERSION_HEADER: version}
+        outcome = self.engine.call(
+            f"cleanup {plan.bucket_id}/{plan.key}",
+            lambda router: router.delete_by_ball_id(plan.key, plan.bucket_id, timeout=plan.timeout, headers=headers),
+            policy=_CLEANUP_POLICY)
+        if outcome.is_err and not isinstance(outcome.unwrap_err(), NotFoundError):
+            self.logger.warning("cleanup of %s/%s (version %s) failed: %s", plan.bucket_id, plan.key, version,
+                                outcome.unwrap_err())
 
 
-def _same_version(meta: Metadata, full_checksum: str) -> bool:
+def _same_content(meta: Metadata, full_checksum: str) -> bool:
     return str(meta.tags.get("full_checksum", "")).lower() == full_checksum
+
+
+def _first_cause(failures: list[MictlanXError]) -> MictlanXError:
+    """A superseded chunk explains the others' cancellation: report it first."""
+    for error in failures:
+        if isinstance(error, SupersededError):
+            return error
+    return failures[0]
 
 
 def _releaser(engine: Engine, progress: Optional[Callable[[int], None]], size: int) -> Callable[[cf.Future], None]:

@@ -9,6 +9,7 @@
     ├── NotFoundError                           404/404
     ├── AlreadyExistsError (FileAlreadyExists)  409/405  other content under the key
     │   └── PreconditionFailedError             412/405  If-Match / Task-Id failed
+    ├── SupersededError                         409/409  a newer version or a delete is already stored
     ├── MaxAvailabilityReachedError             404/666  too few or no available peers
     ├── UnknownError                            500/500  server fault, unclassifiable answer
     ├── IntegrityError                          400/501  size or SHA-256 mismatch, mixed versions
@@ -37,7 +38,7 @@ from typing import Any, Mapping, Optional
 
 __all__ = [
     "MictlanXError", "ValidationError", "AuthenticationError", "AccessDeniedError",
-    "NotFoundError", "AlreadyExistsError", "FileAlreadyExists", "PreconditionFailedError",
+    "NotFoundError", "AlreadyExistsError", "FileAlreadyExists", "PreconditionFailedError", "SupersededError",
     "MaxAvailabilityReachedError", "UnknownError", "IntegrityError", "PutChunksError",
     "GetChunkError", "PeerOperationError", "NetworkError", "ConnectFailedError",
     "DNSResolutionError", "CircuitOpenError", "RequestTimeoutError", "UpstreamProtocolError",
@@ -143,6 +144,21 @@ class PreconditionFailedError(AlreadyExistsError):
     default_message, default_status, default_code = "Precondition failed", 412, 405
 
 
+class SupersededError(MictlanXError):
+    """A write or commit older than what the peers hold (docs/consistency.md §2.1).
+
+    ``detail["superseded_by"]`` names the newer version or tombstone. Never retried: the
+    same version would be refused again.
+    """
+
+    default_message, default_status, default_code = "Superseded by a newer version", 409, 409
+
+    @property
+    def superseded_by(self) -> Optional[str]:
+        value = (self.detail or {}).get("superseded_by")
+        return value if isinstance(value, str) else None
+
+
 class MaxAvailabilityReachedError(MictlanXError):
     default_message, default_status, default_code = "No available peers", 404, 666
 
@@ -201,7 +217,7 @@ class LocalStorageError(MictlanXError):
 
 _BY_CODE: dict[int, type[MictlanXError]] = {
     400: ValidationError, 401: AuthenticationError, 403: AccessDeniedError, 404: NotFoundError,
-    405: AlreadyExistsError, 500: UnknownError, 501: IntegrityError, 502: PutChunksError,
+    405: AlreadyExistsError, 409: SupersededError, 500: UnknownError, 501: IntegrityError, 502: PutChunksError,
     503: GetChunkError, 504: PeerOperationError, 666: MaxAvailabilityReachedError,
 }
 _BY_STATUS: dict[int, type[MictlanXError]] = {

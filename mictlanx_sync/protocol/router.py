@@ -59,6 +59,7 @@ from .transport import (
     stream_body,
     validated,
 )
+from .versions import VERSION_HEADER, validate_version
 
 __all__ = ["Router"]
 
@@ -371,6 +372,21 @@ class Router(ServiceClient):
         return self._send("DELETE", f"/buckets/{bucket_id}/bid/{ball_id}", DeletedByBallIdResponse,
                           headers=copy_headers(headers), timeout=timeout, verify=verify,
                           context={"bucket_id": bucket_id, "key": ball_id})
+
+    # -- R26: commit a staged version -------------------------------------------------
+    def commit(
+        self, bucket_id: str, ball_id: str, version: str, timeout: TimeoutArg = 120, headers: Headers = None,
+        verify: Any = None,
+    ) -> Result[Dict[str, Any], MictlanXError]:
+        """R26: make the staged chunks of ``ball_id`` at ``version`` current on every peer
+        (docs/consistency.md §2.4) → the router's JSON answer."""
+        bad = validated(lambda: (validate_id(bucket_id, "bucket_id"), validate_key(ball_id, "ball_id"),
+                                 validate_version(version)))
+        if bad is not None:
+            return bad
+        return self._send("POST", f"/buckets/{bucket_id}/{ball_id}/commit", Dict[str, Any],
+                          headers=copy_headers(headers, **{VERSION_HEADER.replace("-", "_"): version}),
+                          timeout=timeout, verify=verify, context={"bucket_id": bucket_id, "key": ball_id})
 
     # -- R15–R20: peers ------------------------------------------------------------------
     def add_peers(self, peers: Iterable[Any], headers: Headers = None, timeout: TimeoutArg = 120,

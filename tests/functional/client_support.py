@@ -196,7 +196,8 @@ class Cluster:
     """
 
     def __init__(self, peers: int = 3, routers: int = 2, *, health_interval: float = 0.3,
-                 data_dir: Optional[Path] = None, router_task_ttl: float = 600.0) -> None:
+                 data_dir: Optional[Path] = None, router_task_ttl: float = 600.0,
+                 router_faults: Optional[str] = None) -> None:
         self._tmp: Optional[tempfile.TemporaryDirectory[str]] = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="mictlanx-client-tests-")
@@ -204,6 +205,9 @@ class Cluster:
         self.data_dir = data_dir
         self.health_interval = health_interval
         self.router_task_ttl = router_task_ttl
+        #: fault-injection spec for every router (``"[]"`` installs it with no rule; rules
+        #: are then set at run time through ``/_faults``)
+        self.router_faults = router_faults
         #: Optional ``(method, path) -> seconds`` a router waits before handling a request.
         self.router_delay: Optional[Callable[[str, str], float]] = None
         #: Response headers the routers drop (e.g. ``{b"etag"}``: an upstream-like router).
@@ -249,7 +253,8 @@ class Cluster:
         def make_app() -> Any:
             peers = [PeerEntry(p.server_id, HOST, p.port) for p in self.peers]
             config = RouterConfig(router_id=router_id, data_dir=data_dir, peers=peers,
-                                  health_interval=self.health_interval, task_ttl=self.router_task_ttl)
+                                  health_interval=self.health_interval, task_ttl=self.router_task_ttl,
+                                  faults=self.router_faults)
             return CountingMiddleware(create_app(config), router_id, self.log, self._router_delay,
                                       lambda: self.router_strip_headers)
 

@@ -78,6 +78,8 @@ class GetMetadataResponse(Model):
     peer_id: str
     local_peer_id: str
     metadata: Metadata
+    #: the version served (docs/consistency.md); ``""`` from servers without versions
+    version: str = ""
 
 
 @attrs.frozen
