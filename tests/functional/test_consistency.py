@@ -1,0 +1,285 @@
+"""Issue 11 acceptance: versioned, atomic objects under racing writers and failures.
+
+Two routers, three peers, rf=2, one ``Client`` per router (as two Flask workers behind two
+routers would be). After both racing calls return, every replica of every chunk agrees, a
+read returns exactly the bytes of one acknowledged write (the newer one when both were
+acknowledged), never an ``IntegrityError``, and a key that reads as not found takes a new put.
+``MICTLANX_LONG_TESTS=1`` runs more rounds (docs/consistency.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import pytest
+import requests
+
+from mictlanx_sync import Client
+from mictlanx_sync.protocol.errors import AlreadyExistsError, IntegrityError, NotFoundError
+from mictlanx_sync.protocol.policies import RetryPolicy
+from mictlanx_sync.protocol.versions import VERSION_HEADER
+
+from .client_support import R5_PUT_METADATA, Cluster, new_client
+
+LONG = os.environ.get("MICTLANX_LONG_TESTS", "").strip().lower() in ("1", "true", "yes", "on")
+ROUNDS = 200 if LONG else 50
+RF = 2
+CHUNK = 1000
+FAST_RETRY = RetryPolicy(retries=4, initial_delay=0.05, max_delay=0.3, jitter=False, deadline=30)
+
+pytestmark = pytest.mark.timeout(600 if LONG else 240)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    with Cluster(peers=3, routers=2, router_faults="[]") as instance:
+        yield instance
+
+
+@pytest.fixture()
+def pair(cluster: Cluster, tmp_path: Path) -> Iterator[tuple[Client, Client]]:
+    """One client per router: the two writers of every race."""
+    with new_client(cluster.uri(0), tmp_path / "a", retry=FAST_RETRY, capacity_storage="0") as a, \
+            new_client(cluster.uri(1), tmp_path / "b", retry=FAST_RETRY, capacity_storage="0") as b:
+        yield a, b
+
+
+def race(*calls: Callable[[], Any]) -> list[Any]:
+    """Run ``calls`` in threads released together; their results in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int, call: Callable[[], Any]) -> None:
+        barrier.wait(10)
+        results[i] = call()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+        assert not thread.is_alive(), "a racing call did not return within 60 s"
+    return results
+
+
+def chunk0_version(cluster: Cluster, router_index: int, bucket: str, key: str) -> str:
+    """The version the writer behind router ``router_index`` gave chunk 0 (its R5)."""
+    seen = cluster.log.select(server=cluster.routers[router_index].server_id, method="POST",
+                              path=R5_PUT_METADATA,
+                              where=lambda s: s.headers.get(VERSION_HEADER.lower(), "") != ""
+                              and "mictlanx-stage" not in s.headers)
+    # The body is not recorded; the chunk-0 R5 is the unstaged one of this key's round.
+    versions = [s.headers[VERSION_HEADER.lower()] for s in seen]
+    return max(versions) if versions else ""
+
+
+def peer_state(cluster: Cluster, bucket: str, key: str) -> dict[str, tuple[str, str]]:
+    """``peer_id -> (checksum, version)`` of the current version of ``key`` on each peer."""
+    state = {}
+    for peer in cluster.peers:
+        if not peer.running:
+            continue
+        resp = requests.get(f"{peer.url}/api/v4/buckets/{bucket}/metadata/{key}", timeout=10)
+        if resp.status_code == 200:
+            body = resp.json()
+            state[peer.server_id] = (body["metadata"]["checksum"], str(body.get("version", "")))
+        else:
+            assert resp.status_code == 404, resp.text
+    return state
+
+
+def assert_replicas_agree(cluster: Cluster, bucket: str, key: str, expected: Optional[bytes]) -> None:
+    """Every chunk of the object has ``RF`` replicas, all at chunk 0's version; or, for
+    ``None``, no peer has a current chunk of it."""
+    if expected is None:
+        for i in range(max(1, 16)):
+            assert peer_state(cluster, bucket, f"{key}_{i}") == {}, f"{key}_{i} left on a peer"
+        return
+    n = max(1, -(-len(expected) // CHUNK))
+    versions = set()
+    for i in range(n):
+        state = peer_state(cluster, bucket, f"{key}_{i}")
+        assert len(state) == RF, (i, state)
+        piece = expected[i * CHUNK:(i + 1) * CHUNK]
+        assert {checksum for checksum, _ in state.values()} == {hashlib.sha256(piece).hexdigest()}, (i, state)
+        versions |= {version for _, version in state.values()}
+    assert len(versions) == 1, versions
+    assert peer_state(cluster, bucket, f"{key}_{n}") == {}, "a chunk past the object's end is current"
+
+
+def read(client: Client, bucket: str, key: str) -> Optional[bytes]:
+    """The object's bytes, or None for not found; any other error fails the test."""
+    result = client.get(bucket, key)
+    if result.is_err:
+        error = result.unwrap_err()
+        assert not isinstance(error, IntegrityError), repr(error)
+        assert type(error) is NotFoundError, repr(error)
+        return None
+    return result.unwrap().data.tobytes()
+
+
+# --- racing updates and creates ---------------------------------------------------------------
+@pytest.mark.parametrize("update", [True, False], ids=["updates", "creates"])
+def test_racing_writes_converge_on_one_acknowledged_write(cluster: Cluster, pair: tuple[Client, Client],
+                                                          bucket: str, update: bool) -> None:
+    a, b = pair
+    failures = []
+    for round_ in range(ROUNDS):
+        key = f"{'upd' if update else 'new'}-{round_}"
+        if update:
+            assert a.put(bucket, key, os.urandom(2500), chunk_size=CHUNK, rf=RF).unwrap()
+        datas = [os.urandom(4 * CHUNK - round_ % 3), os.urandom(4 * CHUNK + round_ % 5)]
+        if round_ % 4 == 3:  # single-chunk objects too: replicas of one ball must agree
+            datas = [os.urandom(CHUNK // 2), os.urandom(CHUNK // 3)]
+        cluster.log.clear()
+        results = race(partial(a.put, bucket, key, datas[0], chunk_size=CHUNK, rf=RF, update=update),
+                       partial(b.put, bucket, key, datas[1], chunk_size=CHUNK, rf=RF, update=update))
+        acked = [i for i in (0, 1) if results[i].is_ok]
+        for i in (0, 1):
+            if results[i].is_err:  # only a create may lose, and only as "already exists"
+                assert not update and type(results[i].unwrap_err()) is AlreadyExistsError, results[i]
+        assert acked, results
+        got = read(a, bucket, key)
+        assert got is not None and got == read(b, bucket, key)
+        assert got in [datas[i] for i in acked], f"round {round_}: read bytes of no acknowledged write"
+        if len(acked) == 2:
+            versions = [chunk0_version(cluster, 0, bucket, key), chunk0_version(cluster, 1, bucket, key)]
+            newer = 0 if versions[0] > versions[1] else 1
+            if got != datas[newer]:
+                failures.append((round_, versions))
+        assert_replicas_agree(cluster, bucket, key, got)
+    assert not failures, f"the older of two acknowledged writes was read: {failures}"
+
+
+def test_delete_racing_a_16_chunk_put(cluster: Cluster, pair: tuple[Client, Client], bucket: str) -> None:
+    a, b = pair
+    outcomes = {"put": 0, "delete": 0}
+    for round_ in range(ROUNDS):
+        key = f"del-{round_}"
+        data = os.urandom(16 * CHUNK)
+        if round_ % 2:
+            assert a.put(bucket, key, os.urandom(3 * CHUNK), chunk_size=CHUNK, rf=RF).unwrap()
+        results = race(partial(a.put, bucket, key, data, chunk_size=CHUNK, rf=RF, update=True),
+                       partial(b.delete, key, bucket))
+        assert results[0].is_ok and results[1].is_ok, results
+        got = read(b, bucket, key)
+        assert got in (None, data), f"round {round_}: neither the put nor the delete"
+        assert got == read(a, bucket, key)
+        if got is None:
+            outcomes["delete"] += 1
+            assert_replicas_agree(cluster, bucket, key, None)
+            fresh = os.urandom(5 * CHUNK)
+            assert b.put(bucket, key, fresh, chunk_size=CHUNK, rf=RF).unwrap()  # never AlreadyExists
+            assert read(a, bucket, key) == fresh
+        else:
+            outcomes["put"] += 1
+            assert_replicas_agree(cluster, bucket, key, data)
+    assert sum(outcomes.values()) == ROUNDS
+
+
+# --- failed puts and deletes with a peer down ------------------------------------------------------
+def test_failed_put_never_removes_another_writers_identical_object(cluster: Cluster, pair: tuple[Client, Client],
+                                                                    bucket: str) -> None:
+    a, b = pair
+    faults = f"{cluster.routers[1].url}/_faults"
+    for round_ in range(10):
+        key = f"same-{round_}"
+        data = os.urandom(6 * CHUNK)
+        # Router 1 fails b's fourth chunk upload and every one after it: b's put fails
+        # after it staged chunks, while a puts the same bytes through router 0.
+        rule = [{"route": "R7", "action": "status", "status": 400, "code": 400, "skip": 3}]
+        assert requests.post(faults, json=rule, timeout=5).status_code == 200
+        try:
+            results = race(partial(a.put, bucket, key, data, chunk_size=CHUNK, rf=RF),
+                           partial(b.put, bucket, key, data, chunk_size=CHUNK, rf=RF))
+        finally:
+            requests.delete(faults, timeout=5)
+        assert results[0].is_ok, results[0]
+        assert read(a, bucket, key) == data
+        assert read(b, bucket, key) == data
+        assert_replicas_agree(cluster, bucket, key, data)
+
+
+def test_delete_while_holder_down_survives_router_loss_and_never_removes_a_newer_write(
+        cluster: Cluster, pair: tuple[Client, Client], bucket: str) -> None:
+    a, b = pair
+    key = "hinted"
+    old = os.urandom(3 * CHUNK)
+    assert a.put(bucket, key, old, chunk_size=CHUNK, rf=RF).unwrap()
+    holder = cluster.holders(bucket, f"{key}_0")[0]
+    cluster.stop_peer(holder)
+    try:
+        deleted = a.delete(key, bucket).unwrap()  # router 0 records a pending delete for the holder
+        assert holder in deleted.pending_peers or deleted.n_deletes >= 1
+        cluster.stop_router(0)  # the router that recorded it is gone
+    finally:
+        cluster.start_peer(holder)
+    cluster.wait_ready()
+    assert read(b, bucket, key) is None  # the returning holder's stale copy is hidden
+    newer = os.urandom(4 * CHUNK)
+    assert b.put(bucket, key, newer, chunk_size=CHUNK, rf=RF).unwrap()  # a create: the key reads as absent
+    cluster.start_router(0)  # replays its pending delete: a tombstone older than `newer`
+    cluster.wait_ready()
+    for client in (a, b):
+        assert read(client, bucket, key) == newer
+    assert_replicas_agree(cluster, bucket, key, newer)
+
+
+def test_new_keys_are_written_and_read_while_a_peer_is_down(cluster: Cluster, pair: tuple[Client, Client],
+                                                           bucket: str) -> None:
+    a, b = pair
+    down = cluster.peers[2].server_id
+    cluster.stop_peer(down)
+    try:
+        for i in range(100):
+            data = os.urandom(1500 + i)
+            client = a if i % 2 else b
+            assert client.put(bucket, f"k{i}", data, chunk_size=CHUNK, rf=RF).unwrap()
+            assert read(b if i % 2 else a, bucket, f"k{i}") == data
+    finally:
+        cluster.start_peer(down)
+        cluster.wait_ready()
+
+
+def test_identical_content_is_a_no_op_whatever_the_chunk_size(cluster: Cluster, pair: tuple[Client, Client],
+                                                              bucket: str) -> None:
+    a, b = pair
+    data = os.urandom(5 * CHUNK)
+    assert a.put(bucket, "same", data, chunk_size=CHUNK, rf=RF).unwrap()
+    cluster.log.clear()
+    assert b.put(bucket, "same", data, chunk_size=2 * CHUNK, rf=RF).unwrap()  # no AlreadyExistsError
+    assert cluster.log.count(method="POST", path=R5_PUT_METADATA) == 0
+    assert read(b, bucket, "same") == data
+
+
+# --- the wire as upstream's client drives it -------------------------------------------------------
+def test_upstream_wire_flow_still_works(cluster: Cluster, bucket: str) -> None:
+    """Chunk puts ``{key}_{i}`` with upstream's tags and no version headers, R3/R11 reads, R13 deletes."""
+    router = cluster.routers[0].url + "/api/v4"
+    data = os.urandom(3 * CHUNK + 10)
+    full = hashlib.sha256(data).hexdigest()
+    pieces = [data[i:i + CHUNK] for i in range(0, len(data), CHUNK)]
+    for i, piece in enumerate(pieces):
+        body = {"key": f"up_{i}", "size": len(piece), "checksum": hashlib.sha256(piece).hexdigest(),
+                "ball_id": "up", "bucket_id": bucket, "replication_factor": RF,
+                "tags": {"index": str(i), "chunk_size": str(len(piece)), "group_id": "up",
+                         "num_chunks": str(len(pieces)), "full_checksum": full}}
+        meta = requests.post(f"{router}/buckets/{bucket}/metadata", json=body, timeout=10)
+        assert meta.status_code == 200, meta.text
+        group = meta.json()["tasks_ids"][0]
+        stored = requests.post(f"{router}/buckets/data/{group}/chunked", data=piece, timeout=10)
+        assert stored.status_code == 200, stored.text
+    got = b""
+    for i in range(len(pieces)):
+        meta = requests.get(f"{router}/buckets/{bucket}/metadata/up_{i}", timeout=10)
+        assert meta.status_code == 200 and meta.json()["metadata"]["tags"]["full_checksum"] == full
+        got += requests.get(f"{router}/buckets/{bucket}/up_{i}", timeout=10).content
+    assert got == data
+    for i in range(len(pieces)):
+        assert requests.delete(f"{router}/buckets/{bucket}/up_{i}", timeout=10).status_code == 200
+    assert requests.get(f"{router}/buckets/{bucket}/metadata/up_0", timeout=10).status_code == 404
