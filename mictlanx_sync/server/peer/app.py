@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable
 
 from ..common import AccessLogMiddleware, HTTPError, check_raw_path, not_found, raw_path_segments
 from . import handlers as h
+from . import versioned
 from .config import PeerConfig
 from .http import ClientDisconnected, Receive, Request, Send, send_error
 from .state import PeerState
@@ -51,6 +52,8 @@ def resolve(segments: list[str]) -> _Methods:
                 routes["POST"] = (h.replicate_ball, (b, s[2]))
             elif tail == "chunked" and b == "data":
                 routes["POST"] = (h.put_data_raw, (s[2],))
+            elif tail == "commit":
+                routes["POST"] = (versioned.commit, (b, s[2]))
             if s[2] == "bid":
                 routes["DELETE"] = (h.delete_ball_id, (b, s[3]))
             return routes
@@ -104,6 +107,7 @@ class PeerApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self.peer.start_gc()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.peer.close()
@@ -132,6 +136,7 @@ class PeerApp:
                 started = True
             await send(message)
 
+        self.peer.start_gc()  # servers without lifespan events still get their GC
         try:
             error = check_raw_path(scope)
             if error is not None:

@@ -43,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds a pending task lives [MICTLANX_TASK_TTL] (default 600)")
     add("--exists-ttl", default=_env("MICTLANX_EXISTS_TTL", str(cfg.DEFAULT_EXISTS_TTL)),
         help="seconds an exists:true task lives [MICTLANX_EXISTS_TTL] (default 60)")
+    add("--version-grace", default=_env("MICTLANX_PEER_VERSION_GRACE", str(cfg.DEFAULT_VERSION_GRACE)),
+        help="seconds a superseded version stays readable by pinned reads [MICTLANX_PEER_VERSION_GRACE] "
+             "(default 300)")
+    add("--tombstone-grace", default=_env("MICTLANX_PEER_TOMBSTONE_GRACE", str(cfg.DEFAULT_TOMBSTONE_GRACE)),
+        help="seconds a delete's tombstone is kept [MICTLANX_PEER_TOMBSTONE_GRACE] (default 604800, 7 days)")
+    add("--gc-interval", default=_env("MICTLANX_PEER_GC_INTERVAL", str(cfg.DEFAULT_GC_INTERVAL)),
+        help="seconds between sweeps of expired versions and tombstones [MICTLANX_PEER_GC_INTERVAL] (default 30)")
     add("--fsync", dest="fsync", action="store_true", default=_env_bool("MICTLANX_FSYNC", True),
         help="fsync every committed ball [MICTLANX_FSYNC] (default on)")
     add("--no-fsync", dest="fsync", action="store_false", help="do not fsync committed balls")
@@ -94,6 +101,9 @@ def config_from_args(args: argparse.Namespace) -> cfg.PeerConfig:
         max_ball_size=_parse("--max-ball-size", args.max_ball_size, parse_size),
         task_ttl=_parse("--task-ttl", args.task_ttl, _seconds),
         exists_ttl=_parse("--exists-ttl", args.exists_ttl, _seconds),
+        version_grace=_parse("--version-grace", args.version_grace, _seconds),
+        tombstone_grace=_parse("--tombstone-grace", args.tombstone_grace, _seconds),
+        gc_interval=_parse("--gc-interval", args.gc_interval, _seconds),
         fsync=bool(args.fsync),
         root_path=args.root_path or "",
         log_level=args.log_level,

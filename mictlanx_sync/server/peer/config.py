@@ -11,6 +11,9 @@ DEFAULT_PORT = 25000
 DEFAULT_MAX_BALL_SIZE = 10**9
 DEFAULT_TASK_TTL = 600.0
 DEFAULT_EXISTS_TTL = 60.0
+DEFAULT_VERSION_GRACE = 300.0
+DEFAULT_TOMBSTONE_GRACE = 604800.0
+DEFAULT_GC_INTERVAL = 30.0
 
 
 @dataclass
@@ -24,6 +27,12 @@ class PeerConfig:
     task_ttl: float = DEFAULT_TASK_TTL
     exists_ttl: float = DEFAULT_EXISTS_TTL
     fsync: bool = True
+    #: seconds a superseded version stays readable by pinned reads (docs/consistency.md §1.2)
+    version_grace: float = DEFAULT_VERSION_GRACE
+    #: seconds a tombstone is kept; must exceed the longest outage a peer returns from with data
+    tombstone_grace: float = DEFAULT_TOMBSTONE_GRACE
+    #: seconds between two GC sweeps of superseded versions and tombstones
+    gc_interval: float = DEFAULT_GC_INTERVAL
     root_path: str = ""
     log_level: str = "warning"
     #: bearer token every request except ``/health`` must carry (None: no authentication)

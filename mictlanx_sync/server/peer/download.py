@@ -11,7 +11,9 @@ import asyncio
 import os
 from typing import Optional
 
+from ...protocol.versions import VERSION_HEADER
 from ..common import MIB, not_found, parse_range
+from . import versioned
 from .http import Request, Send
 from .state import PeerState
 
@@ -20,8 +22,8 @@ INLINE = 256 * 1024  # smaller slices are read on the loop: a thread hop costs m
 
 
 async def handle_get_data(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
-    ball = peer.storage.get(bucket_id, key)
-    if ball is None or ball.is_disabled:
+    ball = versioned.lookup(peer, req, bucket_id, key)
+    if ball.is_disabled:
         raise not_found(f"ball not found: {bucket_id}@{key}", bucket_id=bucket_id, key=key)
     selected = parse_range(req.header("range"), ball.size)
     try:
@@ -37,6 +39,7 @@ async def handle_get_data(peer: PeerState, req: Request, send: Send, bucket_id: 
             (b"etag", f'"{ball.checksum}"'.encode()),
             (b"accept-ranges", b"bytes"),
             (b"peer-id", peer.config.peer_id.encode()),
+            (VERSION_HEADER.lower().encode(), ball.version.encode()),
         ]
         status = 200
         if selected is not None:

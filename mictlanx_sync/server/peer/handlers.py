@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from ...protocol.ids import new_task_id
+from ...protocol.versions import VERSION_HEADER
 from ..common import (
     HTTPError,
     bad_request,
@@ -17,7 +18,7 @@ from ..common import (
     path_id,
     path_task_id,
 )
-from . import download, replicate, upload
+from . import download, lww, replicate, upload, versioned, versionstore
 from .http import Request, Send, send_empty, send_json
 from .openapi import openapi_document
 from .state import PeerState
@@ -70,11 +71,13 @@ def _fits(peer: PeerState, size: int) -> bool:
 
 # --- phase 1 and 2 -----------------------------------------------------------------------------
 async def put_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str) -> None:
-    """P1: validate, apply the existing-key rules of §3.2, reserve capacity, create a task."""
+    """P1: validate, apply the existing-key rules (§3.2, or LWW when versioned), reserve capacity, create a task."""
     started = time.perf_counter()
     bucket_id = path_id(bucket_id, "bucket_id")
     requested_id = header_task_id(req.header("task-id"))
     update = parse_bool(req.header("update"), "Update")
+    version = lww.header_version(req)
+    staged = lww.header_stage(req)
     meta = parse_put_metadata(await req.json(), bucket_id)
     key, size, checksum = meta.pop("key"), meta.pop("size"), meta.pop("checksum")
     config, tasks, storage = peer.config, peer.tasks, peer.storage
@@ -83,18 +86,15 @@ async def put_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str
     tasks.purge()
     if requested_id is not None and requested_id in tasks:
         raise HTTPError(409, 405, f"a pending task with id {requested_id} exists", task_id=requested_id)
-    current = storage.get(bucket_id, key)
-    exists = False
-    if current is not None:
-        if (current.size, current.checksum) == (size, checksum):
-            exists = True
-            if update:
-                for name, value in meta.items():
-                    setattr(current, name, value)
-                storage.update_meta(current)
-        elif not update:
-            raise HTTPError(409, 405, f"{bucket_id}@{key} exists with different content (use Update: 1)",
-                            bucket_id=bucket_id, key=key)
+    versioned = version is not None
+    peer.clock.observe(version)
+    outcome = lww.NEW
+    if versioned or staged:
+        version = version or peer.clock.next()
+        outcome = lww.check_write(storage, bucket_id, key, meta["ball_id"], size, checksum, version, staged)
+    else:
+        version, outcome = _unversioned_write(peer, bucket_id, key, size, checksum, meta, update)
+    exists = outcome != lww.NEW
     if not exists and not _fits(peer, size):
         tasks.purge(force=True)  # expired tasks may still hold reservations
         if not _fits(peer, size):
@@ -102,10 +102,39 @@ async def put_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str
     task_id = requested_id
     while task_id is None or task_id in tasks.tasks:
         task_id = new_task_id()
+    if outcome == lww.SHARE:  # identical content at a newer version: committed now, sharing the file
+        current = _committed(peer, bucket_id, key)
+        versionstore.commit_current(storage, Ball(bucket_id, key, size, checksum, task_id=task_id,
+                                                  file=current.file, version=version, **meta))
     ttl = config.exists_ttl if exists else config.task_ttl
-    tasks.add(Task(task_id, bucket_id, key, size, checksum, meta, update, exists, time.monotonic() + ttl))
+    tasks.add(Task(task_id, bucket_id, key, size, checksum, meta, update, exists, time.monotonic() + ttl,
+                   version=version, staged=staged, versioned=versioned))
     await send_json(send, 201, {"key": key, "service_time": _ms(started), "task_id": task_id,
-                                "node_id": config.peer_id, "exists": exists})
+                                "node_id": config.peer_id, "exists": exists, "version": version},
+                    headers={VERSION_HEADER: version})
+
+
+def _unversioned_write(peer: PeerState, bucket_id: str, key: str, size: int, checksum: str,
+                       meta: dict[str, Any], update: bool) -> tuple[str, str]:
+    """The §3.2 table for a write without ``Mictlanx-Version``: (version, EXISTS or NEW).
+
+    Same content is an idempotent retry of the current version (with ``Update``, its
+    metadata is replaced in place); new content gets a version from the peer's clock,
+    which has observed every stored version, so it sorts after the current one.
+    """
+    current = peer.storage.get(bucket_id, key)
+    if current is None:
+        return peer.clock.next(), lww.NEW
+    if (current.size, current.checksum) == (size, checksum):
+        if update:
+            for name, value in meta.items():
+                setattr(current, name, value)
+            peer.storage.update_meta(current)
+        return current.version, lww.EXISTS
+    if not update:
+        raise HTTPError(409, 405, f"{bucket_id}@{key} exists with different content (use Update: 1)",
+                        bucket_id=bucket_id, key=key)
+    return peer.clock.next(), lww.NEW
 
 
 async def put_data_raw(peer: PeerState, req: Request, send: Send, task_id: str) -> None:
@@ -129,18 +158,19 @@ async def get_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str
     """P4: disabled balls included."""
     started = time.perf_counter()
     bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
-    ball = _committed(peer, bucket_id, key)
+    ball = versioned.lookup(peer, req, bucket_id, key)
     peer_id = peer.config.peer_id
     await send_json(send, 200, {"service_time": _ms(started), "peer_id": peer_id, "local_peer_id": peer_id,
-                                "metadata": ball.meta()})
+                                "metadata": ball.meta(), "version": ball.version},
+                    headers={VERSION_HEADER: ball.version})
 
 
 async def get_size(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
     """P11."""
     bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
-    ball = _committed(peer, bucket_id, key)
+    ball = versioned.lookup(peer, req, bucket_id, key)
     await send_json(send, 200, {"bucket_id": bucket_id, "key": key, "peer_id": peer.config.peer_id,
-                                "size": ball.size})
+                                "size": ball.size}, headers={VERSION_HEADER: ball.version})
 
 
 async def list_bucket(peer: PeerState, req: Request, send: Send, bucket_id: str) -> None:
@@ -152,7 +182,14 @@ async def list_bucket(peer: PeerState, req: Request, send: Send, bucket_id: str)
     start, end = _window(req)
     balls = peer.storage.list_bucket(bucket_id, include_disabled=_include_disabled(req), after=after,
                                      start=start, end=end)
-    await send_json(send, 200, {"peer_id": peer.config.peer_id, "balls": [b.meta() for b in balls]})
+    body: dict[str, Any] = {"peer_id": peer.config.peer_id, "balls": [b.meta() for b in balls]}
+    if versioned.include_tombstones(req):
+        # The key tombstones of the window these keys came from: after the cursor and, when
+        # the page was cut short by its end, up to its last key (the next page has the rest).
+        limit = end - start if end > 0 else -1
+        upto = balls[-1].key if balls and len(balls) == limit else None
+        body["tombstones"] = versionstore.tombstones_in_bucket(peer.storage, bucket_id, after, upto)
+    await send_json(send, 200, body)
 
 
 def _group(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> tuple[str, str, list[Ball]]:
@@ -163,10 +200,15 @@ def _group(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> tuple
 async def get_group(peer: PeerState, req: Request, send: Send, bucket_id: str, ball_id: str) -> None:
     """P7: 404 when no ball has this ball_id."""
     bucket_id, ball_id, balls = _group(peer, req, bucket_id, ball_id)
-    if not balls:
+    tombstones = (versionstore.tombstones_of_ball_id(peer.storage, bucket_id, ball_id)
+                  if versioned.include_tombstones(req) else None)
+    if not balls and not tombstones:  # a tombstone alone is an answer: it proves a delete
         raise not_found(f"no balls with ball_id {ball_id} in {bucket_id}", bucket_id=bucket_id, ball_id=ball_id)
-    await send_json(send, 200, {"bucket_id": bucket_id, "ball_id": ball_id, "size": sum(b.size for b in balls),
-                                "balls": [b.meta() for b in balls]})
+    body: dict[str, Any] = {"bucket_id": bucket_id, "ball_id": ball_id, "size": sum(b.size for b in balls),
+                            "balls": [b.meta() for b in balls]}
+    if tombstones is not None:
+        body["tombstones"] = tombstones
+    await send_json(send, 200, body)
 
 
 async def get_chunks(peer: PeerState, req: Request, send: Send, bucket_id: str, ball_id: str) -> None:
@@ -177,29 +219,48 @@ async def get_chunks(peer: PeerState, req: Request, send: Send, bucket_id: str, 
 
 # --- changes -------------------------------------------------------------------------------------
 async def delete_key(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
-    """P8 with the optional If-Match and Task-Id preconditions."""
+    """P8: the optional If-Match and Task-Id preconditions; or a tombstone, or one exact version."""
     bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
     parse_bool(req.header("force"), "Force")
     if_match = parse_if_match(req.header("if-match"))
     task_id = header_task_id(req.header("task-id"))
+    version, if_version = versioned.delete_headers(req)
+
+    def preconditions(ball: Ball) -> None:
+        if if_match is not None and if_match != ball.checksum:
+            raise HTTPError(412, 405, "If-Match precondition failed: the checksum differs", bucket_id=bucket_id,
+                            key=key)
+        if task_id is not None and task_id != ball.task_id:
+            raise HTTPError(412, 405, "Task-Id precondition failed: another task committed this version",
+                            bucket_id=bucket_id, key=key)
+
+    if version is not None:
+        await versioned.tombstone_key(peer, send, bucket_id, key, version, preconditions)
+        return
+    if if_version is not None:
+        await versioned.drop_key_version(peer, send, bucket_id, key, if_version)
+        return
     ball = peer.storage.get(bucket_id, key)
     if ball is None:
         raise not_found(f"ball not found: {bucket_id}@{key}", headers={"n-deletes": "0"}, bucket_id=bucket_id,
                         key=key)
-    if if_match is not None and if_match != ball.checksum:
-        raise HTTPError(412, 405, "If-Match precondition failed: the checksum differs", bucket_id=bucket_id, key=key)
-    if task_id is not None and task_id != ball.task_id:
-        raise HTTPError(412, 405, "Task-Id precondition failed: another task committed this version",
-                        bucket_id=bucket_id, key=key)
+    preconditions(ball)
     peer.storage.delete(bucket_id, key)
     await send_json(send, 200, {"n_deletes": 1, "key": key},
                     headers={"n-deletes": "1", "ETag": f'"{ball.checksum}"'})
 
 
 async def delete_ball_id(peer: PeerState, req: Request, send: Send, bucket_id: str, ball_id: str) -> None:
-    """P9."""
+    """P9: every current ball of the ball_id; or a tombstone, or one exact version of each."""
     bucket_id, ball_id = path_id(bucket_id, "bucket_id"), path_id(ball_id, "ball_id", key=True)
     parse_bool(req.header("force"), "Force")
+    version, if_version = versioned.delete_headers(req)
+    if version is not None:
+        await versioned.tombstone_ball_id(peer, send, bucket_id, ball_id, version)
+        return
+    if if_version is not None:
+        await versioned.drop_ball_id_version(peer, send, bucket_id, ball_id, if_version)
+        return
     count = len(peer.storage.delete_ball_id(bucket_id, ball_id))
     await send_json(send, 200, {"n_deletes": count, "ball_id": ball_id}, headers={"n-deletes": str(count)})
 

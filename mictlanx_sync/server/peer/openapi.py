@@ -29,6 +29,7 @@ ROUTES: list[tuple[str, str, str, str, int]] = [
     ("P21", "get", "/health", "Health", 200),
     ("P22", "get", f"/api/v4/buckets/{_B}/metadata/{{ball_id}}/chunks", "List a ball group (legacy)", 200),
     ("P23", "delete", "/api/v4/tasks/{task_id}", "Cancel a task", 204),
+    ("P24", "post", f"/api/v4/buckets/{_B}/{{ball_id}}/commit", "Commit a ball_id at a version", 200),
 ]
 _ERROR = {
     "type": "object",

@@ -8,6 +8,7 @@ import os
 import time
 from typing import Any, AsyncIterator, Optional
 
+from ...protocol.versions import VERSION_HEADER
 from ..common import MIB, HTTPError, not_found
 from .state import PeerState
 from .storage import Ball
@@ -74,8 +75,10 @@ async def _push(client: Any, fd: int, ball: Ball, node: dict[str, Any]) -> int:
     base = f"{node.get('protocol', 'http')}://{node['ip_addr']}:{node['port']}/api/v4"
     started = time.perf_counter()
     try:
+        # The replica keeps the version, so both copies order against other writes alike.
+        headers = {"Update": "1", **({VERSION_HEADER: ball.version} if ball.version else {})}
         response = await client.post(f"{base}/buckets/{ball.bucket_id}/metadata", json=ball.meta(),
-                                     headers={"Update": "1"})
+                                     headers=headers)
         if response.status_code != 201:
             raise _failed(node, f"P1 answered {response.status_code}: {response.text[:200]}")
         answer = response.json()

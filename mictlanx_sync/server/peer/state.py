@@ -1,13 +1,19 @@
-"""What every handler shares: configuration, the store, the task table, P12's HTTP client."""
+"""What every handler shares: configuration, the store, the task table, the version clock, P12's client."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import shutil
 from typing import Any, Optional
 
+from ...protocol.versions import HybridClock
+from . import gc
 from .config import PeerConfig
 from .storage import Storage
 from .tasks import TaskTable
+
+_WRITER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class PeerState:
@@ -15,7 +21,18 @@ class PeerState:
         self.config = config
         self.storage = Storage(config.resolved_data_dir(), fsync=config.fsync)
         self.tasks = TaskTable()
+        # Versions for writes that reach this peer without one; named by the peer when its id
+        # is a valid writer id, and never behind anything already stored (a restart with a
+        # lagging wall clock still hands out newer versions).
+        self.clock = HybridClock(config.peer_id if _WRITER_ID.fullmatch(config.peer_id) else None)
+        self.clock.observe(self.storage.max_version())
         self.client: Optional[Any] = None  # httpx.AsyncClient, created on first use (P12)
+        self._gc: Optional[asyncio.Task[None]] = None
+
+    def start_gc(self) -> None:
+        """Start the background sweep on the running loop (once; later calls do nothing)."""
+        if self._gc is None:
+            self._gc = asyncio.get_running_loop().create_task(gc.run(self))
 
     def total_disk(self) -> int:
         if self.config.capacity is not None:
@@ -26,6 +43,13 @@ class PeerState:
         return shutil.disk_usage(self.storage.data_dir).free
 
     async def close(self) -> None:
+        if self._gc is not None:
+            self._gc.cancel()
+            try:
+                await self._gc
+            except asyncio.CancelledError:
+                pass
+            self._gc = None
         if self.client is not None:
             await self.client.aclose()
             self.client = None

@@ -1,14 +1,18 @@
-"""Committed balls: one file per version plus an embedded SQLite index (protocol §3.1).
+"""Version files and the SQLite index of one peer (protocol §3.1, docs/consistency.md §1.2).
 
 Layout under ``data_dir``::
 
-    index.sqlite3        the index (WAL mode): balls and P19 nodes
-    balls/{sha256(bucket@key)}.{task_id}   one file per committed version
+    index.sqlite3        the index (WAL mode): current balls, other versions, tombstones, nodes
+    balls/{sha256(bucket@key)}.{task_id}   one file per stored version (shared by the
+                                           records of identical content of one key)
     tmp/                 phase-2 uploads in progress
 
-The index row is the single commit point: a version file becomes visible only when the
-row naming it is written, and the file of the replaced version is unlinked afterwards.
-All index access happens on the event-loop thread, so a check followed by a swap is atomic.
+Tables: ``balls`` holds the *current* version of each key, ``versions`` the *staged* and
+*superseded* ones, ``tombstones`` the versioned deletes (``versionstore`` implements their
+rules). The index row is the single commit point: a version file becomes visible only when
+a row naming it is written, and a file is unlinked only after the last row naming it is gone.
+All index access happens on the event-loop thread, so a check followed by a swap is atomic,
+and every multi-row change is one SQLite transaction (``Storage.change``).
 """
 
 from __future__ import annotations
@@ -18,30 +22,52 @@ import json
 import logging
 import os
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from ...protocol.ids import new_task_id
 
 log = logging.getLogger("mictlanx_sync.server.peer")
 
+CURRENT, STAGED, SUPERSEDED = "current", "staged", "superseded"
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS balls (
     bucket_id TEXT NOT NULL, key TEXT NOT NULL, size INTEGER NOT NULL, checksum TEXT NOT NULL,
     tags TEXT NOT NULL, content_type TEXT NOT NULL, producer_id TEXT NOT NULL, ball_id TEXT NOT NULL,
-    is_disabled INTEGER NOT NULL, task_id TEXT NOT NULL, file TEXT NOT NULL,
+    is_disabled INTEGER NOT NULL, task_id TEXT NOT NULL, file TEXT NOT NULL, version TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (bucket_id, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS balls_by_ball_id ON balls (bucket_id, ball_id, key);
+CREATE TABLE IF NOT EXISTS versions (
+    bucket_id TEXT NOT NULL, key TEXT NOT NULL, size INTEGER NOT NULL, checksum TEXT NOT NULL,
+    tags TEXT NOT NULL, content_type TEXT NOT NULL, producer_id TEXT NOT NULL, ball_id TEXT NOT NULL,
+    is_disabled INTEGER NOT NULL, task_id TEXT NOT NULL, file TEXT NOT NULL, version TEXT NOT NULL,
+    state TEXT NOT NULL, superseded_at REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (bucket_id, key, version)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS versions_by_ball_id ON versions (bucket_id, ball_id, state);
+CREATE INDEX IF NOT EXISTS versions_by_file ON versions (file);
+CREATE INDEX IF NOT EXISTS versions_by_expiry ON versions (state, superseded_at);
+CREATE TABLE IF NOT EXISTS tombstones (
+    scope TEXT NOT NULL, bucket_id TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
+    created_at REAL NOT NULL, PRIMARY KEY (scope, bucket_id, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tombstones_by_age ON tombstones (created_at);
 CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID;
 """
-_COLUMNS = "bucket_id, key, size, checksum, tags, content_type, producer_id, ball_id, is_disabled, task_id, file"
+#: Created after the migration: ``balls.file`` lets a file's references be counted quickly.
+_LATE_INDEXES = "CREATE INDEX IF NOT EXISTS balls_by_file ON balls (file);"
+COLUMNS = ("bucket_id, key, size, checksum, tags, content_type, producer_id, ball_id, is_disabled, task_id, file, "
+           "version")
+PLACEHOLDERS = ",".join("?" * 12)
 
 
 @dataclass
 class Ball:
-    """One committed ball: the metadata of §2.3, its committing task id and its file name."""
+    """One stored version: the metadata of §2.3, its task id, file, version and state."""
 
     bucket_id: str
     key: str
@@ -54,23 +80,25 @@ class Ball:
     is_disabled: bool = False
     task_id: str = ""
     file: str = ""
+    version: str = ""
+    state: str = CURRENT
 
     def meta(self) -> dict[str, Any]:
-        """The Metadata object (§2.3)."""
+        """The Metadata object (§2.3) plus ``version`` (``""`` for balls older than versions)."""
         return {
             "key": self.key, "size": self.size, "checksum": self.checksum, "tags": self.tags,
             "content_type": self.content_type, "producer_id": self.producer_id, "ball_id": self.ball_id,
-            "bucket_id": self.bucket_id, "is_disabled": self.is_disabled,
+            "bucket_id": self.bucket_id, "is_disabled": self.is_disabled, "version": self.version,
         }
 
     def row(self) -> tuple[Any, ...]:
         return (self.bucket_id, self.key, self.size, self.checksum, json.dumps(self.tags), self.content_type,
-                self.producer_id, self.ball_id, int(self.is_disabled), self.task_id, self.file)
+                self.producer_id, self.ball_id, int(self.is_disabled), self.task_id, self.file, self.version)
 
     @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> Ball:
+    def from_row(cls, row: tuple[Any, ...], state: str = CURRENT) -> Ball:
         return cls(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7], bool(row[8]),
-                   row[9], row[10])
+                   row[9], row[10], row[11], state)
 
 
 def _window(start: int, end: int) -> tuple[int, int]:
@@ -78,6 +106,24 @@ def _window(start: int, end: int) -> tuple[int, int]:
     if end > 0:
         return max(0, end - start), start
     return -1, start
+
+
+class Change:
+    """The file bookkeeping of one transaction: capacity gained now, files to release after COMMIT."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.added = 0
+        self.released: dict[str, int] = {}
+
+    def attach(self, name: str, size: int) -> None:
+        """Call before inserting a row naming ``name``: a file named for the first time counts as used."""
+        if not self.storage.referenced(name):
+            self.added += size
+
+    def release(self, name: str, size: int) -> None:
+        """A row naming ``name`` is removed: unlink it after COMMIT if no row names it any more."""
+        self.released[name] = size
 
 
 class Storage:
@@ -95,18 +141,50 @@ class Storage:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
         self.db.executescript(_SCHEMA)
+        self._migrate()
+        self.db.executescript(_LATE_INDEXES)
         self.used = 0
         self.reconcile()
 
+    def _migrate(self) -> None:
+        """Databases made before versions have no ``balls.version``: their balls are version ``""``."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(balls)")}
+        if "version" not in columns:
+            self.db.execute("ALTER TABLE balls ADD COLUMN version TEXT NOT NULL DEFAULT ''")
+
     def close(self) -> None:
         self.db.close()
+
+    # --- transactions ------------------------------------------------------------------------
+    @contextmanager
+    def change(self) -> Iterator[Change]:
+        """BEGIN ... COMMIT (ROLLBACK on error); then account capacity and unlink released files."""
+        change = Change(self)
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield change
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        self.used += change.added
+        for name, size in change.released.items():
+            if not self.referenced(name):
+                self.used -= size
+                self.unlink(name)
+
+    def referenced(self, name: str) -> bool:
+        """True when a current or non-current record names the file ``name``."""
+        return self.db.execute(
+            "SELECT EXISTS(SELECT 1 FROM balls WHERE file = ?) OR EXISTS(SELECT 1 FROM versions WHERE file = ?)",
+            (name, name)).fetchone()[0] == 1
 
     # --- files -------------------------------------------------------------------------
     def version_name(self, bucket_id: str, key: str, task_id: str) -> str:
         """``{sha256(bucket@key)}.{task_id}``, made unique if that name is taken."""
         digest = hashlib.sha256(f"{bucket_id}@{key}".encode()).hexdigest()
         name = f"{digest}.{task_id}"
-        while (self.balls_dir / name).exists():
+        while (self.balls_dir / name).exists() or self.referenced(name):
             name = f"{digest}.{task_id}.{new_task_id()}"
         return name
 
@@ -125,24 +203,37 @@ class Storage:
             log.warning("cannot remove %s: %s", name, exc)
 
     def reconcile(self) -> None:
-        """Drop temp files, unreferenced version files and rows whose file is missing."""
+        """Drop temp files, files no record names and records whose file is missing; recount ``used``."""
         for entry in os.scandir(self.tmp_dir):
             _remove_quietly(entry.path)
-        referenced = {row[0] for row in self.db.execute("SELECT file FROM balls")}
+        referenced = {row[0] for row in self.db.execute("SELECT file FROM balls UNION SELECT file FROM versions")}
         present = {entry.name for entry in os.scandir(self.balls_dir)}
         for name in present - referenced:
             _remove_quietly(str(self.balls_dir / name))
         missing = referenced - present
         if missing:
-            log.warning("dropping %d index rows whose file is missing", len(missing))
+            log.warning("dropping the index records of %d missing files", len(missing))
             self.db.execute("BEGIN")
-            self.db.executemany("DELETE FROM balls WHERE file = ?", [(name,) for name in missing])
+            for table in ("balls", "versions"):
+                self.db.executemany(f"DELETE FROM {table} WHERE file = ?", [(name,) for name in missing])
             self.db.execute("COMMIT")
-        self.used = int(self.db.execute("SELECT COALESCE(SUM(size), 0) FROM balls").fetchone()[0])
+        self.used = self.count_used()
 
-    # --- reads ---------------------------------------------------------------------------
+    def count_used(self) -> int:
+        """The bytes of every file named by some record, each file counted once."""
+        return int(self.db.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM "
+            "(SELECT file, size FROM balls UNION SELECT file, size FROM versions)").fetchone()[0])
+
+    def max_version(self) -> str:
+        """The largest version this peer stores or has a tombstone of (the clock observes it at start)."""
+        row = self.db.execute("SELECT MAX(v) FROM (SELECT MAX(version) v FROM balls UNION ALL "
+                              "SELECT MAX(version) FROM versions UNION ALL SELECT MAX(version) FROM tombstones)")
+        return str(row.fetchone()[0] or "")
+
+    # --- reads of current balls --------------------------------------------------------------
     def get(self, bucket_id: str, key: str) -> Optional[Ball]:
-        row = self.db.execute(f"SELECT {_COLUMNS} FROM balls WHERE bucket_id = ? AND key = ?",
+        row = self.db.execute(f"SELECT {COLUMNS} FROM balls WHERE bucket_id = ? AND key = ?",
                               (bucket_id, key)).fetchone()
         return Ball.from_row(row) if row is not None else None
 
@@ -177,22 +268,29 @@ class Storage:
         limit, offset = _window(start, end)
         if limit == 0:
             return []
-        sql = f"SELECT {_COLUMNS} FROM balls"
+        sql = f"SELECT {COLUMNS} FROM balls"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY bucket_id, key LIMIT ? OFFSET ?"
         return [Ball.from_row(row) for row in self.db.execute(sql, (*params, limit, offset))]
 
-    # --- writes (each one transaction) ------------------------------------------------------
+    # --- writes of current balls (each one transaction) --------------------------------------
     def put(self, ball: Ball) -> Optional[Ball]:
-        """Insert or replace the row of ``ball``: the commit point. Returns the replaced ball."""
-        old = self.get(ball.bucket_id, ball.key)
-        self.db.execute(f"INSERT OR REPLACE INTO balls ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", ball.row())
-        self.used += ball.size - (old.size if old is not None else 0)
+        """Make ``ball`` current and drop the replaced one at once (an unversioned overwrite).
+
+        Returns the replaced ball. Versioned commits use ``versionstore.commit_current``,
+        which keeps the replaced version as superseded instead.
+        """
+        with self.change() as change:
+            old = self.get(ball.bucket_id, ball.key)
+            change.attach(ball.file, ball.size)
+            self.db.execute(f"INSERT OR REPLACE INTO balls ({COLUMNS}) VALUES ({PLACEHOLDERS})", ball.row())
+            if old is not None:
+                change.release(old.file, old.size)
         return old
 
     def update_meta(self, ball: Ball) -> None:
-        """Replace the metadata of a committed ball, keeping its file and task id."""
+        """Replace the metadata of a committed ball, keeping its file, task id and version."""
         self.db.execute(
             "UPDATE balls SET tags = ?, content_type = ?, producer_id = ?, ball_id = ?, is_disabled = ? "
             "WHERE bucket_id = ? AND key = ?",
@@ -205,25 +303,21 @@ class Storage:
         return cursor.rowcount > 0
 
     def delete(self, bucket_id: str, key: str) -> Optional[Ball]:
-        """Remove the row, then the file (an open reader keeps its data)."""
-        ball = self.get(bucket_id, key)
-        if ball is None:
-            return None
-        self.db.execute("DELETE FROM balls WHERE bucket_id = ? AND key = ?", (bucket_id, key))
-        self.used -= ball.size
-        self.unlink(ball.file)
+        """Remove the current row, then its file unless another record names it."""
+        with self.change() as change:
+            ball = self.get(bucket_id, key)
+            if ball is None:
+                return None
+            self.db.execute("DELETE FROM balls WHERE bucket_id = ? AND key = ?", (bucket_id, key))
+            change.release(ball.file, ball.size)
         return ball
 
     def delete_ball_id(self, bucket_id: str, ball_id: str) -> list[Ball]:
-        balls = self.group(bucket_id, ball_id, include_disabled=True)
-        if not balls:
-            return []
-        self.db.execute("BEGIN")
-        self.db.execute("DELETE FROM balls WHERE bucket_id = ? AND ball_id = ?", (bucket_id, ball_id))
-        self.db.execute("COMMIT")
-        for ball in balls:
-            self.used -= ball.size
-            self.unlink(ball.file)
+        with self.change() as change:
+            balls = self.group(bucket_id, ball_id, include_disabled=True)
+            self.db.execute("DELETE FROM balls WHERE bucket_id = ? AND ball_id = ?", (bucket_id, ball_id))
+            for ball in balls:
+                change.release(ball.file, ball.size)
         return balls
 
     # --- P19 nodes -------------------------------------------------------------------------
@@ -249,4 +343,3 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-

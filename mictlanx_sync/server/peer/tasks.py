@@ -20,6 +20,12 @@ class Task:
     expires_at: float
     claimed: bool = False
     reserved: int = field(default=0)
+    #: the version this write creates (peer-assigned when P1 carried no ``Mictlanx-Version``)
+    version: str = ""
+    #: ``Mictlanx-Stage: 1``: committed as a staged version, not as current
+    staged: bool = False
+    #: P1 carried ``Mictlanx-Version``: pure last-writer-wins, the ``Update`` rules do not apply
+    versioned: bool = False
 
 
 class TaskTable:

@@ -17,7 +17,9 @@ from typing import Any, Optional
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from ...protocol.versions import VERSION_HEADER
 from ..common import DRAIN_CAP, MIB, MULTIPART_SLACK, HTTPError, length_mismatch, not_found, unprocessable
+from . import lww, versionstore
 from .http import ClientDisconnected, Request, Send, send_json
 from .state import PeerState
 from .storage import Ball, fsync_dir
@@ -291,7 +293,7 @@ async def handle_phase2(peer: PeerState, req: Request, send: Send, task_id: str,
         "node_id": peer.config.peer_id, "combined_key": f"{task.bucket_id}@{task.key}",
         "bucket_id": task.bucket_id, "key": task.key, "size": task.size,
         "throughput": task.size / elapsed, "service_time": elapsed,
-    })
+    }, headers={VERSION_HEADER: task.version})
 
 
 async def _commit(peer: PeerState, task: Task, sink: Sink) -> None:
@@ -299,14 +301,39 @@ async def _commit(peer: PeerState, task: Task, sink: Sink) -> None:
     name = storage.version_name(task.bucket_id, task.key, task.task_id)
     await sink.seal(storage.path(name), peer.config.fsync)
     # Back on the event loop: the re-check and the row swap run without an await in between.
+    try:
+        commit = _recheck(peer, task)
+    except HTTPError:
+        storage.unlink(name)  # the write lost a race meanwhile: it stores nothing
+        raise
+    if not commit:
+        storage.unlink(name)
+        return  # the same content is already committed: nothing to change
+    ball = Ball(task.bucket_id, task.key, task.size, task.checksum, task_id=task.task_id, file=name,
+                version=task.version, **task.meta)
+    if task.staged:
+        versionstore.stage(storage, ball)
+    elif task.versioned:
+        versionstore.commit_current(storage, ball)
+    else:  # an unversioned overwrite replaces the old version at once, as before versions
+        storage.put(ball)
+
+
+def _recheck(peer: PeerState, task: Task) -> bool:
+    """The commit check of §3.2 / docs/consistency.md §2.1: True to commit, False if already there."""
+    storage = peer.storage
+    if task.versioned or task.staged:
+        return lww.check_commit(storage, task.bucket_id, task.key, task.meta["ball_id"], task.size, task.checksum,
+                                task.version, task.staged)
     current = storage.get(task.bucket_id, task.key)
     if current is not None and not task.update:
-        storage.unlink(name)
         if (current.size, current.checksum) != (task.size, task.checksum):
             raise HTTPError(409, 405, f"{task.bucket_id}@{task.key} was committed meanwhile with other content",
                             bucket_id=task.bucket_id, key=task.key)
-        return  # the same content is already committed: nothing to change
-    ball = Ball(task.bucket_id, task.key, task.size, task.checksum, task_id=task.task_id, file=name, **task.meta)
-    old = storage.put(ball)
-    if old is not None and old.file != name:
-        storage.unlink(old.file)
+        return False
+    # With Update, the version order still decides against a versioned write committed meanwhile.
+    buried = versionstore.tombstone_over(storage, task.bucket_id, task.key, task.meta["ball_id"])
+    newest = max(buried, current.version if current is not None else "")
+    if newest and task.version <= newest:
+        raise lww.superseded(task.bucket_id, task.key, task.version, newest)
+    return True

@@ -1,0 +1,33 @@
+"""The background sweep of docs/consistency.md §4: superseded versions and old tombstones."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from . import versionstore
+
+if TYPE_CHECKING:
+    from .state import PeerState
+
+log = logging.getLogger("mictlanx_sync.server.peer")
+
+
+def sweep_once(peer: PeerState) -> tuple[int, int]:
+    """One sweep on the event-loop thread (where all index access happens)."""
+    config = peer.config
+    return versionstore.sweep(peer.storage, config.version_grace, config.tombstone_grace)
+
+
+async def run(peer: PeerState) -> None:
+    """Sweep every ``gc_interval`` seconds until cancelled; a failed sweep is logged and retried."""
+    while True:
+        await asyncio.sleep(peer.config.gc_interval)
+        try:
+            versions, tombstones = sweep_once(peer)
+        except Exception:  # a full disk or a locked index must not end the loop
+            log.exception("version GC failed")
+            continue
+        if versions or tombstones:
+            log.info("GC removed %d superseded versions and %d tombstones", versions, tombstones)

@@ -1,0 +1,136 @@
+"""The version-aware parts of the peer endpoints (docs/consistency.md §2.2-§2.4).
+
+Pinned lookups for P4/P5/P11, versioned and exact-version deletes for P8/P9, the
+tombstones of P6/P7, and P24 (commit a ball_id at a version).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ...protocol.versions import TOMBSTONE_HEADER, VERSION_HEADER
+from ..common import HTTPError, not_found, parse_bool, path_id
+from . import lww, versionstore
+from .http import Request, Send, send_json
+from .state import PeerState
+from .storage import STAGED, SUPERSEDED, Ball
+
+
+def _missing(peer: PeerState, bucket_id: str, key: str, version: Optional[str]) -> HTTPError:
+    """404 for a key; names the hiding tombstone (header and field) when an unpinned read finds one."""
+    headers: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    buried = "" if version is not None else versionstore.hidden_by(peer.storage, bucket_id, key)
+    if buried:
+        headers[TOMBSTONE_HEADER] = buried
+        extra["tombstone"] = buried
+    if version is not None:
+        extra["version"] = version
+    return not_found(f"ball not found: {bucket_id}@{key}" + (f" at version {version}" if version else ""),
+                     headers=headers, bucket_id=bucket_id, key=key, **extra)
+
+
+def lookup(peer: PeerState, req: Request, bucket_id: str, key: str) -> Ball:
+    """The version a read serves: exactly the pinned one (any state), else the current one; or 404."""
+    version = lww.header_version(req)
+    if version is not None:
+        peer.clock.observe(version)
+        ball = versionstore.find(peer.storage, bucket_id, key, version)
+    else:
+        ball = peer.storage.get(bucket_id, key)
+    if ball is None:
+        raise _missing(peer, bucket_id, key, version)
+    return ball
+
+
+def include_tombstones(req: Request) -> bool:
+    return parse_bool(req.query("include_tombstones"), "include_tombstones")
+
+
+# --- deletes ------------------------------------------------------------------------------------------
+def delete_headers(req: Request) -> tuple[Optional[str], Optional[str]]:
+    """(``Mictlanx-Version``, ``Mictlanx-If-Version``) of P8/P9; both together is 400/400."""
+    version, if_version = lww.header_version(req), lww.header_if_version(req)
+    if version is not None and if_version is not None:
+        raise HTTPError(400, 400, "Mictlanx-Version and Mictlanx-If-Version cannot be combined")
+    return version, if_version
+
+
+def _deleted(name_field: str, name: str, headers: dict[str, str], **extra: Any) -> HTTPError:
+    return not_found(f"nothing to delete for {name}", headers={"n-deletes": "0", **headers},
+                     **{name_field: name}, **extra)
+
+
+async def tombstone_key(peer: PeerState, send: Send, bucket_id: str, key: str, version: str,
+                        preconditions: Any) -> None:
+    """P8 with ``Mictlanx-Version: D``: tombstone D; the current version below D superseded."""
+    peer.clock.observe(version)
+    current = peer.storage.get(bucket_id, key)
+    if current is not None and current.version < version:
+        preconditions(current)  # If-Match / Task-Id still guard what would be removed
+    removed = versionstore.delete_key(peer.storage, bucket_id, key, version)
+    headers = {VERSION_HEADER: version}
+    if not removed:
+        raise _deleted("key", key, headers, bucket_id=bucket_id, version=version)
+    await send_json(send, 200, {"n_deletes": len(removed), "key": key, "version": version},
+                    headers={"n-deletes": str(len(removed)), "ETag": f'"{removed[0].checksum}"', **headers})
+
+
+async def tombstone_ball_id(peer: PeerState, send: Send, bucket_id: str, ball_id: str, version: str) -> None:
+    """P9 with ``Mictlanx-Version: D``: tombstone D for the ball_id; its versions below D superseded."""
+    peer.clock.observe(version)
+    removed = versionstore.delete_ball_id(peer.storage, bucket_id, ball_id, version)
+    headers = {VERSION_HEADER: version}
+    if not removed:
+        raise _deleted("ball_id", ball_id, headers, bucket_id=bucket_id, version=version)
+    await send_json(send, 200, {"n_deletes": len(removed), "ball_id": ball_id, "version": version},
+                    headers={"n-deletes": str(len(removed)), **headers})
+
+
+def _refuse_current(bucket_id: str, name: str, version: str) -> HTTPError:
+    return HTTPError(412, 405, f"version {version} of {bucket_id}@{name} is current: it is never un-committed",
+                     bucket_id=bucket_id, version=version)
+
+
+async def drop_key_version(peer: PeerState, send: Send, bucket_id: str, key: str, version: str) -> None:
+    """P8 with ``Mictlanx-If-Version: V``: remove exactly V if staged or superseded."""
+    current = peer.storage.get(bucket_id, key)
+    if current is not None and current.version == version:
+        raise _refuse_current(bucket_id, key, version)
+    record = versionstore.non_current(peer.storage, bucket_id, key, version)
+    if record is None:
+        raise _deleted("key", key, {}, bucket_id=bucket_id, version=version)
+    versionstore.remove_versions(peer.storage, [record])
+    await send_json(send, 200, {"n_deletes": 1, "key": key, "version": version}, headers={"n-deletes": "1"})
+
+
+async def drop_ball_id_version(peer: PeerState, send: Send, bucket_id: str, ball_id: str, version: str) -> None:
+    """P9 with ``Mictlanx-If-Version: V``: remove the staged or superseded V of every key of the ball_id.
+
+    Refused (412/405, nothing removed) when V is current for any of them.
+    """
+    storage = peer.storage
+    if any(ball.version == version for ball in storage.group(bucket_id, ball_id, include_disabled=True)):
+        raise _refuse_current(bucket_id, ball_id, version)
+    records = [record for state in (STAGED, SUPERSEDED)
+               for record in versionstore.records_of(storage, bucket_id, ball_id, state) if record.version == version]
+    if not records:
+        raise _deleted("ball_id", ball_id, {}, bucket_id=bucket_id, version=version)
+    versionstore.remove_versions(storage, records)
+    await send_json(send, 200, {"n_deletes": len(records), "ball_id": ball_id, "version": version},
+                    headers={"n-deletes": str(len(records))})
+
+
+# --- P24 ------------------------------------------------------------------------------------------------
+async def commit(peer: PeerState, req: Request, send: Send, bucket_id: str, ball_id: str) -> None:
+    """P24: promote the staged chunks of a ball_id at version V and supersede what V replaces."""
+    bucket_id, ball_id = path_id(bucket_id, "bucket_id"), path_id(ball_id, "ball_id", key=True)
+    version = lww.header_version(req)
+    if version is None:
+        raise HTTPError(400, 400, f"{VERSION_HEADER} is required")
+    peer.clock.observe(version)
+    committed, superseded = versionstore.commit_ball_id(peer.storage, bucket_id, ball_id, version)
+    await send_json(send, 200, {"bucket_id": bucket_id, "ball_id": ball_id, "version": version,
+                                "committed": committed, "superseded": superseded},
+                    headers={VERSION_HEADER: version})
+
