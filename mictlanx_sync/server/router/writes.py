@@ -311,6 +311,8 @@ def _delete_versions(st: RouterState, req: Request, *, preconditioned: bool) -> 
     exactly one copy and must not hide anything else behind a tombstone."""
     version = header_version(req.headers)
     if_version = header_if_version(req.headers)
+    if version is not None and if_version is not None:
+        raise bad_request(f"{VERSION_HEADER} and {IF_VERSION_HEADER} cannot be combined")
     if version is None and if_version is None and not preconditioned:
         version = st.clock.next()
     return DeleteStamp(version, if_version)
