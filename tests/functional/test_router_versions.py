@@ -341,3 +341,19 @@ def test_invalid_version_headers_are_400_before_any_peer(vc: Cluster, bucket: st
     resp = vc.r("a", method, path.format(b=bucket), headers=headers, json=body if method == "POST" else None)
     assert resp.status_code == 400 and detail(resp)["code"] == 400, resp.text
     assert holders(vc, bucket, "k") == {}
+
+
+def test_merge_follows_chunk_0_before_the_commit_reaches_the_other_chunks(vc: Cluster, bucket: str) -> None:
+    def put_object(parts: list[bytes], version: str, stage_tail: bool) -> None:
+        full = sha(b"".join(parts))
+        for i in reversed(range(len(parts))):  # chunk 0 last: the commit point
+            tags = {"index": str(i), "num_chunks": str(len(parts)), "full_checksum": full}
+            vc.put("a", bucket, f"obj_{i}", parts[i], version=version, ball_id="obj", tags=tags,
+                   stage=stage_tail and i > 0)
+
+    old, new = [os.urandom(900), os.urandom(900)], [os.urandom(900), os.urandom(500)]
+    put_object(old, vc.clock.next(), stage_tail=False)
+    version = vc.clock.next()
+    put_object(new, version, stage_tail=True)  # no R26 yet: chunk 1 of ``new`` is only staged
+    merged = vc.r("b", "GET", f"/buckets/{bucket}/obj/merge")
+    assert merged.status_code == 200 and merged.content == b"".join(new) and merged.headers[V] == version

@@ -253,8 +253,8 @@ async def merge(st: RouterState, req: Request, send: Callable[[dict], Any], buck
             by_index[index] = meta
     # Unpinned: the ball's version is chunk 0's newest visible version (what R3 would answer).
     version = pin if pin is not None else (observe_meta(by_index[0]) if 0 in by_index else None)
-    if version:
-        await _pin_parts(st, bucket_id, ball_id, by_index, version, (0,))
+    if pin:
+        await _pin_parts(st, bucket_id, ball_id, by_index, pin, (0,), strict=True)
     if 0 not in by_index:
         raise missing(st.registry, failed, what, bucket_id=bucket_id, ball_id=ball_id)
     first = by_index[0]
@@ -264,7 +264,7 @@ async def merge(st: RouterState, req: Request, send: Callable[[dict], Any], buck
         count = 1
     count = max(count, 1)
     if version:
-        await _pin_parts(st, bucket_id, ball_id, by_index, version, range(1, count))
+        await _pin_parts(st, bucket_id, ball_id, by_index, version, range(1, count), strict=pin is not None)
     if any(i not in by_index for i in range(count)):
         raise missing(st.registry, failed, f"{what}: missing chunks", bucket_id=bucket_id, ball_id=ball_id)
     parts = [by_index[i] for i in range(count)]
@@ -272,7 +272,7 @@ async def merge(st: RouterState, req: Request, send: Callable[[dict], Any], buck
     if any(_tag(p, "full_checksum") != full for p in parts):
         raise HTTPError(400, 501, f"{what}: chunks of mixed versions", bucket_id=bucket_id, ball_id=ball_id)
     total = sum(int(p.get("size", 0) or 0) for p in parts)
-    opened = await _open_chunk(st, bucket_id, parts[0], version)
+    opened = await _open_chunk(st, bucket_id, parts[0])
     if opened is None:
         raise missing(st.registry, [], f"{what}: chunk 0", bucket_id=bucket_id, ball_id=ball_id)
     out = [("content-type", req.query.get("content_type") or "application/octet-stream"),
@@ -288,7 +288,7 @@ async def merge(st: RouterState, req: Request, send: Callable[[dict], Any], buck
         for i, part in enumerate(parts[1:], start=1):
             if gone.done():
                 raise ClientGone()
-            next_chunk = await _open_chunk(st, bucket_id, part, version)
+            next_chunk = await _open_chunk(st, bucket_id, part)
             if next_chunk is None:
                 raise StreamBroken(f"{what}: no holder could serve chunk {part.get('key')}")
             await relay(send, next_chunk, last=i == count - 1, gone=gone)
@@ -298,26 +298,34 @@ async def merge(st: RouterState, req: Request, send: Callable[[dict], Any], buck
 
 
 async def _pin_parts(st: RouterState, bucket_id: str, ball_id: str, by_index: dict[int, dict], version: str,
-                     indexes: Any) -> None:
+                     indexes: Any, *, strict: bool) -> None:
     """Make ``by_index[i]`` the metadata of version ``version`` for every ``i`` in ``indexes``:
-    entries the listing shows at another version (an older, longer object; a newer write not
-    yet committed everywhere) are looked up pinned (P4), and dropped when no peer has them."""
+    entries the listing shows at another version (an older, longer object; chunks staged at
+    ``version`` whose commit has not reached every peer) are looked up pinned (P4).
+
+    When no peer has chunk ``i`` at ``version``: ``strict`` (the client pinned it) drops the
+    entry; otherwise the listing's newest visible version stays, because chunks that an upstream
+    client wrote as separate puts each got their own version from the router. Mixing is still
+    caught by the ``full_checksum`` check (§5 rule 3), and each chunk is read pinned to the
+    version chosen here, so a stale copy is never served."""
     wrong = [i for i in indexes if i not in by_index or observe_meta(by_index[i]) != version]
     keys = [str(by_index[i]["key"]) if i in by_index else f"{ball_id}_{i}" for i in wrong]
     found = await asyncio.gather(*(reconcile.resolve(st, bucket_id, key, version) for key in keys))
     for index, res in zip(wrong, found, strict=True):
         meta = res.best.body.get("metadata") if res.best is not None else None
         if isinstance(meta, dict):
+            meta.setdefault("version", version)
             by_index[index] = meta
-        else:
+        elif strict:
             by_index.pop(index, None)
 
 
-async def _open_chunk(st: RouterState, bucket_id: str, meta: dict, version: Optional[str]) -> Optional[Opened]:
+async def _open_chunk(st: RouterState, bucket_id: str, meta: dict) -> Optional[Opened]:
+    """Open chunk ``meta`` pinned to its version (unpinned for a legacy chunk), holders in ranking order."""
     key = str(meta.get("key"))
     try:
         opened, _ = await open_first(st.registry, st.ranked_available(bucket_id, key), f"/buckets/{bucket_id}/{key}",
-                                     _pin_headers(version), expect_size=int(meta.get("size", 0) or 0))
+                                     _pin_headers(observe_meta(meta)), expect_size=int(meta.get("size", 0) or 0))
     except PassThrough:
         return None
     return opened
