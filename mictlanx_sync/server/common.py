@@ -284,14 +284,20 @@ def display_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def uvicorn_config(app: Any, log_level: str = "warning", root_path: str = "") -> Any:
+def uvicorn_config(app: Any, log_level: str = "warning", root_path: str = "", limits: Any = None) -> Any:
+    """uvicorn settings shared by both servers; ``limits`` is an :class:`~.limits.HttpLimits`
+    (default: from the ``MICTLANX_*`` environment), enforced by the guarded protocol."""
     import uvicorn
 
-    return uvicorn.Config(
-        app, loop="uvloop", http="httptools", lifespan="on", log_level=log_level.lower(),
+    from .limits import GuardedHttpToolsProtocol, HttpLimits
+
+    config = uvicorn.Config(
+        app, loop="uvloop", http=GuardedHttpToolsProtocol, lifespan="on", log_level=log_level.lower(),
         access_log=False, timeout_graceful_shutdown=5, root_path=root_path, server_header=False,
         date_header=False, h11_max_incomplete_event_size=64 * KIB,
     )
+    config.mictlanx_limits = limits if limits is not None else HttpLimits.from_env()  # type: ignore[attr-defined]
+    return config
 
 
 def serve_forever(app: Any, host: str, port: int, *, log_level: str = "warning") -> int:

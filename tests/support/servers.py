@@ -7,6 +7,7 @@ we read that line (bounded in time), so no port is ever fixed or probed.
 from __future__ import annotations
 
 import os
+import resource
 import selectors
 import signal
 import subprocess
@@ -24,10 +25,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class ServerProcess:
     """One server subprocess; ``restart()`` reuses its port and arguments."""
 
-    def __init__(self, kind: str, args: Sequence[str], env: Optional[dict[str, str]] = None) -> None:
+    def __init__(self, kind: str, args: Sequence[str], env: Optional[dict[str, str]] = None, *,
+                 nofile: Optional[int] = None) -> None:
         self.kind = kind
         self.args = list(args)
         self.env = env
+        #: the server's soft limit of open file descriptors (None: inherited)
+        self.nofile = nofile
         self.proc: Optional[subprocess.Popen[str]] = None
         self.port: Optional[int] = None
         self.url = ""
@@ -39,7 +43,8 @@ class ServerProcess:
         env.update(self.env or {})
         cmd = [sys.executable, "-m", "mictlanx_sync", self.kind, "--host", "127.0.0.1", "--port", str(port), *self.args]
         self._stderr = open(os.devnull, "w") if self.stderr_path is None else open(self.stderr_path, "a")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env,
+                                     preexec_fn=self._limit_descriptors if self.nofile else None)
         line = _read_line(self.proc, timeout)
         if not line.startswith("listening on "):
             self.kill()
@@ -48,6 +53,10 @@ class ServerProcess:
         self.port = int(self.url.rsplit(":", 1)[1])
         self.wait_healthy(timeout)
         return self
+
+    def _limit_descriptors(self) -> None:
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, hard))
 
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
