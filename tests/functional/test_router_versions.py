@@ -357,3 +357,19 @@ def test_merge_follows_chunk_0_before_the_commit_reaches_the_other_chunks(vc: Cl
     put_object(new, version, stage_tail=True)  # no R26 yet: chunk 1 of ``new`` is only staged
     merged = vc.r("b", "GET", f"/buckets/{bucket}/obj/merge")
     assert merged.status_code == 200 and merged.content == b"".join(new) and merged.headers[V] == version
+
+
+def test_repair_never_resurrects_a_deleted_key_from_a_stale_copy(vc: Cluster, bucket: str) -> None:
+    vc.put("a", bucket, "gone", b"deleted later", rf=1)
+    kept = vc.put("a", bucket, "kept", b"still here", rf=1)
+    (lone,) = holders(vc, bucket, "gone")
+    vc.stop_peer(lone)
+    assert vc.r("b", "DELETE", f"/buckets/{bucket}/gone").status_code == 200
+    vc.routers["b"].kill()
+    vc.start_peer(lone)
+    vc.wait_available("a", 3)
+    report = vc.r("a", "POST", f"/repair/buckets/{bucket}", params={"rf": "2"}).json()
+    assert report["failed"] == 0 and report["repaired"] == 1, report
+    assert list(holders(vc, bucket, "gone")) == [lone]
+    assert {m["version"] for m in holders(vc, bucket, "kept").values()} == {kept}
+    assert len(holders(vc, bucket, "kept")) == 2

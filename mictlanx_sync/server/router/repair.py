@@ -13,12 +13,15 @@ Steps:
    disabled balls excluded: their bytes cannot be read through P5). A peer whose listing
    fails makes the answer 502/503 (``failed_peers``): repairing on a partial view could
    miss copies.
-3. For each key, the version is the one of the highest-ranked available holder (§4.3); a
-   *replica* is a copy with the same size and checksum. While there are fewer than ``rf``,
+3. For each key, the version is the highest ``version`` any peer lists (docs/consistency.md
+   §2.2; among equal versions, the highest-ranked holder's, §4.3), and a key hidden by a
+   tombstone any peer lists is skipped, so repair never resurrects a delete from a stale
+   copy; a *replica* is a copy with the same version, size and checksum. While there are fewer than ``rf``,
    the next peers of the key's ranking (§4.2) **that hold no copy at all** receive one:
    repair never overwrites another version.
 4. A copy is pushed by the router itself, streamed: P5 from a holder (the next holder on
-   failure) piped into P1 (``Update: 0``) + P3 on the target, so memory stays bounded by the
+   failure; pinned to the version) piped into P1 (``Update: 0``, ``Mictlanx-Version`` of the
+   copy, so the new replica orders exactly like the others) + P3 on the target, so memory stays bounded by the
    relay buffers whatever the size. ``exists:true`` from P1 (a copy appeared meanwhile)
    counts as repaired and its task is cancelled (P23). At most 4 pushes run at once.
 
@@ -37,9 +40,11 @@ from ..common import HTTPError, parse_int_query
 from .fanout import call, no_peer_available
 from .peerio import PeerError, SourceError, exchange
 from .placement import rank
+from .reconcile import Tombstones
 from .registry import PeerEntry
 from .state import Request, Response, RouterState, json_response
 from .streaming import Opened, open_data
+from .versions import VERSION_HEADER, observe_meta
 
 PAGE = 1000
 CONCURRENCY = 4
@@ -55,7 +60,7 @@ async def repair_bucket(st: RouterState, req: Request, bucket_id: str) -> Respon
     if len(available) < rf:
         raise HTTPError(404, 666, f"only {len(available)} available peers for rf={rf}", bucket_id=bucket_id,
                         available_peers=len(available), replication_factor=rf)
-    inventory, failed = await _inventory(st, available, bucket_id)
+    inventory, stones, failed = await _inventory(st, available, bucket_id)
     if failed:
         raise HTTPError(502, 503, "listing the bucket failed on some peers", bucket_id=bucket_id,
                         failed_peers=sorted(failed))
@@ -67,10 +72,13 @@ async def repair_bucket(st: RouterState, req: Request, bucket_id: str) -> Respon
     for key in sorted(inventory):
         copies = inventory[key]
         ranking = rank(entries, bucket_id, key)
-        best = next(copies[p] for p in ranking if p in copies)
-        version = (best.get("size"), best.get("checksum"))
-        holders = [entries[p] for p in ranking
-                   if p in copies and (copies[p].get("size"), copies[p].get("checksum")) == version]
+        newest = max(observe_meta(meta, st.clock) for meta in copies.values())
+        best = next(copies[p] for p in ranking if p in copies and observe_meta(copies[p]) == newest)
+        if stones.hides(best, newest):
+            continue  # deleted: a copy here is one a delete has not reached yet
+        version = (newest, best.get("size"), best.get("checksum"))
+        holders = [entries[p] for p in ranking if p in copies
+                   and (observe_meta(copies[p]), copies[p].get("size"), copies[p].get("checksum")) == version]
         need = rf - len(holders)
         if need <= 0:
             continue
@@ -102,15 +110,16 @@ async def _guarded(limit: asyncio.Semaphore, st: RouterState, bucket_id: str, ke
 
 
 async def _inventory(st: RouterState, peers: list[PeerEntry], bucket_id: str,
-                     ) -> tuple[dict[str, dict[str, dict[str, Any]]], list[str]]:
-    """``{key: {peer_id: meta}}`` over every peer, and the peers whose listing failed."""
+                     ) -> tuple[dict[str, dict[str, dict[str, Any]]], Tombstones, list[str]]:
+    """``{key: {peer_id: meta}}`` over every peer, their tombstones, and the peers whose listing failed."""
     inventory: dict[str, dict[str, dict[str, Any]]] = {}
+    stones = Tombstones()
     failed: list[str] = []
 
     async def one(entry: PeerEntry) -> None:
         after: Optional[str] = None
         while True:
-            params = {"include_disabled": "0", "start": "0", "end": str(PAGE)}
+            params = {"include_disabled": "0", "start": "0", "end": str(PAGE), "include_tombstones": "1"}
             if after is not None:
                 params["after"] = after
             reply = await call(st.registry, entry, "GET", f"/buckets/{bucket_id}/metadata", params=params)
@@ -118,6 +127,7 @@ async def _inventory(st: RouterState, peers: list[PeerEntry], bucket_id: str,
             if not isinstance(balls, list):
                 failed.append(entry.peer_id)
                 return
+            stones.absorb(reply.body.get("tombstones"))
             for meta in balls:
                 if isinstance(meta, dict) and isinstance(meta.get("key"), str):
                     inventory.setdefault(meta["key"], {})[entry.peer_id] = meta
@@ -126,16 +136,18 @@ async def _inventory(st: RouterState, peers: list[PeerEntry], bucket_id: str,
                 return
 
     await asyncio.gather(*(one(e) for e in peers))
-    return inventory, failed
+    return inventory, stones, failed
 
 
 async def _copy(st: RouterState, bucket_id: str, key: str, meta: dict[str, Any], holders: list[PeerEntry],
                 target: PeerEntry) -> Optional[str]:
     """Push one replica of ``key`` to ``target``; None on success, else why it failed."""
     size = int(meta.get("size", 0))
+    version = observe_meta(meta)
+    pin = {VERSION_HEADER: version} if version else {}
     why = "no holder could be read"
     for holder in holders:
-        kind, value = await open_data(st.registry, holder, f"/buckets/{bucket_id}/{key}", {}, expect_size=size)
+        kind, value = await open_data(st.registry, holder, f"/buckets/{bucket_id}/{key}", pin, expect_size=size)
         if kind != "ok":
             why = f"reading from {holder.peer_id}: {kind} {value if isinstance(value, str) else ''}".strip()
             continue
@@ -153,8 +165,10 @@ async def _push(st: RouterState, bucket_id: str, key: str, meta: dict[str, Any],
             "producer_id": meta.get("producer_id", ""), "content_type": meta.get("content_type"),
             "ball_id": meta.get("ball_id", key), "bucket_id": bucket_id,
             "is_disable": bool(meta.get("is_disabled", False))}
+    version = observe_meta(meta)
+    headers = {"Update": "0", **({VERSION_HEADER: version} if version else {})}
     reply = await call(st.registry, target, "POST", f"/buckets/{bucket_id}/metadata", json_body=body,
-                       headers={"Update": "0"})
+                       headers=headers)
     if reply.status != 201 or not isinstance(reply.body, dict) or "task_id" not in reply.body:
         return f"P1 on {target.peer_id}: {reply.msg}"
     task_id = str(reply.body["task_id"])
