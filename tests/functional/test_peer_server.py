@@ -103,7 +103,9 @@ def peer_dir(peer: ServerProcess, tmp_path: Path) -> Path:
 
 
 # --- success shapes ------------------------------------------------------------------------------
-META_KEYS = {"key", "size", "checksum", "tags", "content_type", "producer_id", "ball_id", "bucket_id", "is_disabled"}
+# ``version``: docs/consistency.md §2 (every Metadata object names its version).
+META_KEYS = {"key", "size", "checksum", "tags", "content_type", "producer_id", "ball_id", "bucket_id", "is_disabled",
+             "version"}
 
 
 def test_p1_p3_p4_p5_round_trip(peer: ServerProcess) -> None:
@@ -112,7 +114,7 @@ def test_p1_p3_p4_p5_round_trip(peer: ServerProcess) -> None:
                producer_id="me", ball_id="g1")
     assert first.status_code == 201
     body = first.json()
-    assert set(body) == {"key", "service_time", "task_id", "node_id", "exists"}
+    assert set(body) == {"key", "service_time", "task_id", "node_id", "exists", "version"}
     assert body["key"] == "k1" and body["node_id"] == "peer-a" and body["exists"] is False
     assert isinstance(body["service_time"], int)
     assert len(body["task_id"]) == 21 and body["task_id"].isalnum()
@@ -126,7 +128,7 @@ def test_p1_p3_p4_p5_round_trip(peer: ServerProcess) -> None:
     meta = get(peer.url, "/buckets/b/metadata/k1")
     assert meta.status_code == 200
     got = meta.json()
-    assert set(got) == {"service_time", "peer_id", "local_peer_id", "metadata"}
+    assert set(got) == {"service_time", "peer_id", "local_peer_id", "metadata", "version"}
     assert got["peer_id"] == got["local_peer_id"] == "peer-a" and isinstance(got["service_time"], int)
     assert got["metadata"] == {"key": "k1", "size": len(data), "checksum": sha(data), "tags": {"t": "v"},
                                "content_type": "text/plain; charset=utf-8", "producer_id": "me",
@@ -314,7 +316,7 @@ def test_health_openapi_and_root_path(tmp_path: Path) -> None:
         assert {"/health", "/api/v4/stats", "/api/v4/buckets/data/{task_id}/chunked", "/api/v4/tasks/{task_id}",
                 "/api/v4/buckets/{bucket_id}/metadata/{ball_id}/chunks"} <= set(paths)
         ids = {op["operationId"] for ops in paths.values() for op in ops.values()}
-        assert ids == {f"P{i}" for i in range(1, 24)}
+        assert ids == {f"P{i}" for i in range(1, 25)}  # P24: commit (docs/consistency.md §2.4)
         assert_error(requests.get(f"{server.url}/other{API}/stats", timeout=TIMEOUT), 404, 404)
     finally:
         assert server.stop() == 0
