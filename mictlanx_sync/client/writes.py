@@ -132,8 +132,10 @@ class Writer:
         def request(router: Router) -> Result[_Written, MictlanXError]:
             metadata = router.put_metadata(
                 key_i, size, checksum, plan.producer_id, CONTENT_TYPE, ball_id, plan.bucket_id, tags,
-                timeout=plan.timeout, is_disabled=False, replication_factor=plan.rf, update=plan.update or update,
-                headers=headers)
+                timeout=plan.timeout, is_disabled=False, replication_factor=plan.rf,
+                # A versioned write is ordered by its version; create-only was checked by
+                # the put itself (docs/consistency.md §3.1), never per chunk.
+                update=plan.update or update or version is not None, headers=headers)
             if metadata.is_err:
                 return Err(metadata.unwrap_err())
             answer = metadata.unwrap()

@@ -29,7 +29,8 @@ def v(n: int, writer: str = "w") -> str:
 def vput(url: str, bucket: str, key: str, data: bytes, version: Optional[str] = None, *, staged: bool = False,
          **meta: Any) -> dict[str, Any]:
     """P1 (+ P3 unless exists) with the version headers; asserts success, returns the P1 body."""
-    headers = {"Mictlanx-Version": version} if version else {}
+    # A versioned writer orders by version and checks create-only itself: Update: 1.
+    headers = {"Mictlanx-Version": version, "Update": "1"} if version else {}
     if staged:
         headers["Mictlanx-Stage"] = "1"
     first = p1(url, bucket, key, data, headers=headers, **meta)

@@ -7,6 +7,7 @@ import json
 
 import requests
 
+from mictlanx_sync.protocol.versions import is_valid_version
 from mictlanx_sync.server.router.placement import rank
 from tests.functional.conftest import RouterAPI, detail, random_bytes
 
@@ -45,7 +46,8 @@ def test_r5_r7_success_shapes_and_placement(api: RouterAPI, bucket: str) -> None
     body = resp.json()
     assert set(body) == {"key", "service_time", "tasks_ids", "bucket_id", "replicas", "extra"}
     assert body["key"] == "obj" and body["bucket_id"] == bucket and isinstance(body["service_time"], float)
-    assert len(body["tasks_ids"]) == 1 and body["extra"] == {"exists": False}
+    assert len(body["tasks_ids"]) == 1 and body["extra"]["exists"] is False
+    assert is_valid_version(body["extra"]["version"])  # docs/consistency.md §2: the router assigned it
     assert body["replicas"] == rank([PEER0, PEER1], bucket, "obj")
     put = api("POST", f"/api/v4/buckets/data/{body['tasks_ids'][0]}/chunked", data=data)
     assert put.status_code == 200, put.text
@@ -104,7 +106,7 @@ def test_r5_exists_and_conflict_and_update(api: RouterAPI, bucket: str) -> None:
     data = random_bytes(5000)
     api.put(bucket, "k", data, rf=2)
     same = api.put_meta(bucket, "k", data, rf=2)
-    assert same.status_code == 200 and same.json()["extra"] == {"exists": True}
+    assert same.status_code == 200 and same.json()["extra"]["exists"] is True
     # phase 2 on an exists group still works
     group = same.json()["tasks_ids"][0]
     assert api("POST", f"/api/v4/buckets/data/{group}/chunked", data=data).status_code == 200
@@ -358,7 +360,8 @@ def test_r13_delete_key(api: RouterAPI, bucket: str) -> None:
     assert api("DELETE", f"/api/v4/buckets/{bucket}/k", headers={"If-Match": "nope"}).status_code == 400
     resp = api("DELETE", f"/api/v4/buckets/{bucket}/k", headers={"If-Match": f'"{sha(data)}"'})
     assert resp.status_code == 200
-    assert resp.json() == {"n_deletes": 2, "key": "k", "failed_peers": [], "pending_peers": []}
+    # With If-Match the delete removes exactly that content: no tombstone, no version.
+    assert resp.json() == {"n_deletes": 2, "key": "k", "failed_peers": [], "pending_peers": [], "version": ""}
     assert resp.headers["n-deletes"] == "2"
     assert api.holders(bucket, "k") == []
     again = api("DELETE", f"/api/v4/buckets/{bucket}/k")

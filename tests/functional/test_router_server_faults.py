@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from mictlanx_sync.protocol.versions import is_valid_version
 from mictlanx_sync.server.local import LocalVSS
 from mictlanx_sync.server.router.placement import rank
 from tests.functional.conftest import RouterAPI, detail, random_bytes
@@ -89,15 +90,21 @@ def test_pending_deletes_are_replayed(vss2: LocalVSS, api2: RouterAPI) -> None:
     wait_for(lambda: unavailable(api2) == [down], 5.0, "peer unavailable")
     resp = api2("DELETE", "/api/v4/buckets/b/k")
     assert resp.status_code == 200
-    assert resp.json() == {"n_deletes": 1, "key": "k", "failed_peers": [], "pending_peers": [down]}
+    body = resp.json()
+    tombstone = body.pop("version")
+    assert is_valid_version(tombstone)  # the router gave the delete a version (docs/consistency.md §2.3)
+    assert body == {"n_deletes": 1, "key": "k", "failed_peers": [], "pending_peers": [down]}
     ball = api2("DELETE", "/api/v4/buckets/b/bid/c")
     assert ball.status_code == 200 and ball.json()["pending_peers"] == [down] and ball.json()["n_deletes"] == 1
     assert vss2.data_dir is not None
     journal = vss2.data_dir / "mictlanx-router-0" / "pending-deletes.jsonl"
     records = [json.loads(line) for line in journal.read_text().splitlines()]
+    # Versioned deletes replay as tombstones: a checksum precondition would fail on a peer
+    # holding another version and leave the tombstone unwritten there.
     assert records == [
-        {"peer_id": down, "bucket_id": "b", "key": "k", "if_match": sha(data), "task_id": None},
-        {"peer_id": down, "bucket_id": "b", "ball_id": "c", "if_match": "any", "task_id": None},
+        {"peer_id": down, "bucket_id": "b", "key": "k", "if_match": "any", "task_id": None, "version": tombstone},
+        {"peer_id": down, "bucket_id": "b", "ball_id": "c", "if_match": "any", "task_id": None,
+         "version": ball.json()["version"]},
     ]
     # deleting a key nobody available has still records the pending delete
     gone = api2("DELETE", "/api/v4/buckets/b/other")

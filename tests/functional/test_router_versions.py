@@ -56,8 +56,12 @@ class Cluster:
         return self.http.request(method, f"{self.routers[router].url}/api/v4{path}", **kwargs)
 
     def r5(self, router: str, bucket: str, key: str, data: bytes, rf: int = 2, version: Optional[str] = None,
-           stage: bool = False, **fields: Any) -> requests.Response:
+           stage: bool = False, update: bool = True, **fields: Any) -> requests.Response:
+        # Update: 1 as a versioned writer sends it (docs/consistency.md §3.1); without it a
+        # write over other content is the spec's create-only conflict, 409/405.
         headers = {V: version} if version else {}
+        if update:
+            headers["Update"] = "1"
         if stage:
             headers["Mictlanx-Stage"] = "1"
         body = {"key": key, "size": len(data), "checksum": sha(data), "replication_factor": rf, **fields}
@@ -86,7 +90,8 @@ class Cluster:
         """P1 + P3 straight on one peer, with ``version``."""
         url = self.peers[peer].url
         body = {"key": key, "size": len(data), "checksum": sha(data), "bucket_id": bucket, "ball_id": key}
-        p1 = self.http.post(f"{url}/api/v4/buckets/{bucket}/metadata", json=body, headers={V: version}, timeout=10)
+        p1 = self.http.post(f"{url}/api/v4/buckets/{bucket}/metadata", json=body, headers={V: version, "Update": "1"},
+                            timeout=10)
         assert p1.status_code in (200, 201), p1.text
         p3 = self.http.post(f"{url}/api/v4/buckets/data/{p1.json()['task_id']}/chunked", data=data, timeout=10)
         assert p3.status_code in (200, 201), p3.text

@@ -91,7 +91,7 @@ async def put_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str
     outcome = lww.NEW
     if versioned or staged:
         version = version or peer.clock.next()
-        outcome = lww.check_write(storage, bucket_id, key, meta["ball_id"], size, checksum, version, staged)
+        outcome = lww.check_write(storage, bucket_id, key, meta["ball_id"], size, checksum, version, staged, update)
     else:
         version, outcome = _unversioned_write(peer, bucket_id, key, size, checksum, meta, update)
     exists = outcome != lww.NEW

@@ -47,11 +47,15 @@ def _other_content(bucket_id: str, key: str, version: str) -> HTTPError:
 
 
 def check_write(storage: Storage, bucket_id: str, key: str, ball_id: str, size: int, checksum: str,
-                version: str, staged: bool) -> str:
+                version: str, staged: bool, update: bool = True) -> str:
     """The table of §2.1: ``EXISTS``, ``SHARE`` (commit V now on the current file) or ``NEW``.
 
     Raises 409/409 when the write is superseded, 409/405 when version V already exists
-    with different content (two writes cannot honestly share a version id).
+    with different content (two writes cannot honestly share a version id), and 409/405
+    for an unstaged write without ``Update`` over other current content: the spec's
+    create-only rule (§3.2), which upstream clients rely on. Routers assign versions to
+    their writes, so that rule must survive versions; our client sends ``Update: 1`` and
+    checks create-only itself (docs/consistency.md §3.1).
     """
     buried = versionstore.tombstone_over(storage, bucket_id, key, ball_id)
     if buried and version <= buried:
@@ -71,14 +75,17 @@ def check_write(storage: Storage, bucket_id: str, key: str, ball_id: str, size: 
         if same:
             return EXISTS
         raise _other_content(bucket_id, key, version)
+    if not same and not update:
+        raise HTTPError(409, 405, f"{bucket_id}@{key} exists with different content (use Update: 1)",
+                        bucket_id=bucket_id, key=key)
     return SHARE if same else NEW
 
 
 def check_commit(storage: Storage, bucket_id: str, key: str, ball_id: str, size: int, checksum: str,
-                 version: str, staged: bool) -> bool:
+                 version: str, staged: bool, update: bool = True) -> bool:
     """The phase-2 re-check, run in the same event-loop step as the swap.
 
     True: commit. False: the same content is already there (nothing to do). Raises like
     ``check_write``.
     """
-    return check_write(storage, bucket_id, key, ball_id, size, checksum, version, staged) != EXISTS
+    return check_write(storage, bucket_id, key, ball_id, size, checksum, version, staged, update) != EXISTS

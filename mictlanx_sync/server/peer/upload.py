@@ -324,7 +324,7 @@ def _recheck(peer: PeerState, task: Task) -> bool:
     storage = peer.storage
     if task.versioned or task.staged:
         return lww.check_commit(storage, task.bucket_id, task.key, task.meta["ball_id"], task.size, task.checksum,
-                                task.version, task.staged)
+                                task.version, task.staged, task.update)
     current = storage.get(task.bucket_id, task.key)
     if current is not None and not task.update:
         if (current.size, current.checksum) != (task.size, task.checksum):

@@ -255,7 +255,7 @@ async def delete_key(st: RouterState, req: Request, bucket_id: str, key: str) ->
                     for p in pending_peers])
     if n_deletes > 0 or (not failed and pending_peers):
         return json_response({"n_deletes": n_deletes, "key": key, "failed_peers": failed,
-                              "pending_peers": pending_peers, "version": stamp.version},
+                              "pending_peers": pending_peers, "version": stamp.version or ""},
                              headers=[("n-deletes", str(n_deletes)), *stamp.response_headers()])
     if failed:
         raise HTTPError(502, 504, "delete failed on some peers", failed_peers=failed, pending_peers=pending_peers,
@@ -282,7 +282,7 @@ async def delete_ball(st: RouterState, req: Request, bucket_id: str, ball_id: st
         raise HTTPError(502, 504, "delete failed on some peers", failed_peers=failed, pending_peers=pending_peers,
                         bucket_id=bucket_id, ball_id=ball_id)
     return json_response({"n_deletes": n_deletes, "ball_id": ball_id, "failed_peers": failed,
-                          "pending_peers": pending_peers, "version": stamp.version},
+                          "pending_peers": pending_peers, "version": stamp.version or ""},
                          headers=[("n-deletes", str(n_deletes)), *stamp.response_headers()])
 
 
