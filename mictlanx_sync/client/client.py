@@ -35,6 +35,7 @@ from .client_base import timeout_pair
 from .client_buckets import ClientBuckets
 from .client_reads import ClientReads
 from .client_writes import ClientWrites
+from .delete_order import guard_delete_order
 from .engine import Engine
 from .operation import named_operation
 from .options import positive_int
@@ -167,6 +168,9 @@ _USER_OPERATIONS = (
 )
 for _name in _USER_OPERATIONS:
     setattr(Client, _name, named_operation(_name, getattr(Client, _name)))
+# A positional delete from the user is checked for swapped arguments first (issue 14 §1).
+for _name in ("delete", "delete_by_key"):
+    setattr(Client, _name, guard_delete_order(getattr(Client, _name)))
 del _name
 
 

@@ -289,7 +289,7 @@ def _rm(client: Client, args: argparse.Namespace) -> Output:
     from ..protocol.errors import NotFoundError
 
     bucket, key = _bucket(args), args.key
-    deleted = client.delete(key, bucket).unwrap()
+    deleted = client.delete(bucket_id=bucket, ball_id=key).unwrap()
     if deleted.n_deletes == 0 and not args.missing_ok:
         raise NotFoundError(f"{bucket}/{key} not found", bucket_id=bucket, key=key)
     data = {"bucket_id": bucket, "key": key, "n_deletes": deleted.n_deletes, "pending_peers": deleted.pending_peers}
