@@ -21,6 +21,8 @@ import functools
 import inspect
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
+from .messages import explain
+
 __all__ = ["current_operation", "user_operation", "named_operation", "describe_step"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,8 +61,12 @@ def named_operation(name: str, method: F) -> F:
         except TypeError:
             return method(*args, **kwargs)  # let the method raise its own TypeError
         key = next((bound[k] for k in ("key", "ball_id") if k in bound), None)
-        with user_operation(name, bound.get("bucket_id"), key):
-            return method(*args, **kwargs)
+        bucket_id = bound.get("bucket_id")
+        with user_operation(name, bucket_id, key) as label:
+            result = method(*args, **kwargs)
+            if getattr(result, "is_err", False) and current_operation() == label:  # not inside delete_bucket
+                explain(result.unwrap_err(), name, label, bucket_id, key)
+            return result
 
     return wrapper  # type: ignore[return-value]
 

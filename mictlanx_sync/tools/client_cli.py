@@ -286,12 +286,14 @@ def _stat(client: Client, args: argparse.Namespace) -> Output:
 
 
 def _rm(client: Client, args: argparse.Namespace) -> Output:
+    from ..client.messages import missing_object
     from ..protocol.errors import NotFoundError
 
     bucket, key = _bucket(args), args.key
     deleted = client.delete(bucket_id=bucket, ball_id=key).unwrap()
     if deleted.n_deletes == 0 and not args.missing_ok:
-        raise NotFoundError(f"{bucket}/{key} not found", bucket_id=bucket, key=key)
+        raise NotFoundError(f"nothing removed: {missing_object(bucket, key)} (--missing-ok makes this a success)",
+                            bucket_id=bucket, key=key)
     data = {"bucket_id": bucket, "key": key, "n_deletes": deleted.n_deletes, "pending_peers": deleted.pending_peers}
     pending = f", pending on {', '.join(deleted.pending_peers)}" if deleted.pending_peers else ""
     return Output(f"removed {bucket}/{key} ({deleted.n_deletes} chunk copies{pending})", data)
@@ -299,12 +301,15 @@ def _rm(client: Client, args: argparse.Namespace) -> Output:
 
 def _rm_bucket(client: Client, args: argparse.Namespace) -> Output:
     bucket = _bucket(args)
+    # delete_bucket counts chunk keys (101 for 5 objects); people count objects.
+    objects = len(client.get_bucket_metadata(bucket).unwrap().balls)
     result = client.delete_bucket(bucket).unwrap()
     data = {"bucket_id": bucket, "deleted": result.deleted, "failed": result.failed, "total": result.total,
-            "keys": result.keys}
-    text = f"removed {result.deleted} of {result.total} keys from {bucket}"
-    if result.failed:
-        text += f" ({result.failed} failed)"
+            "objects": objects, "keys": result.keys}
+    text = (f"removed {_plural(objects, 'object')} ({_plural(result.deleted, 'chunk')}) from {bucket}"
+            if not result.failed else
+            f"removed {result.deleted} of {_plural(result.total, 'chunk')} of {_plural(objects, 'object')} "
+            f"from {bucket} ({result.failed} failed; run rm-bucket again)")
     return Output(text, data, ok=result.failed == 0)
 
 
