@@ -44,6 +44,7 @@ class WritePlan:
     timeout: Any
     max_concurrency: int
     producer_id: str
+    content_type: str = CONTENT_TYPE
 
 
 class _GroupLost(MictlanXError):
@@ -98,7 +99,7 @@ class Writer:
 
         def request(router: Router) -> Result[_Written, MictlanXError]:
             metadata = router.put_metadata(
-                key_i, size, checksum, plan.producer_id, CONTENT_TYPE, ball_id, plan.bucket_id, tags,
+                key_i, size, checksum, plan.producer_id, plan.content_type, ball_id, plan.bucket_id, tags,
                 timeout=plan.timeout, is_disabled=False, replication_factor=plan.rf, update=plan.update or update)
             if metadata.is_err:
                 return Err(metadata.unwrap_err())

@@ -206,7 +206,9 @@ def _parse_tags(items: List[str]) -> Dict[str, str]:
 
 def _ball_json(ball: Ball) -> Dict[str, Any]:
     return {"bucket_id": ball.bucket_id, "key": ball.ball_id, "size": ball.size, "checksum": ball.checksum,
-            "chunks": len(ball.chunks), "fullname": ball.fullname, "updated_at": ball.updated_at}
+            "chunks": len(ball.chunks), "fullname": ball.fullname,
+            # -1 is the model's "unknown" (no updated_at tag): JSON says null, not a date in 1969.
+            "updated_at": ball.updated_at if ball.updated_at >= 0 else None}
 
 
 def _user_tags(ball: Ball) -> Dict[str, str]:
