@@ -40,7 +40,8 @@ class ClientReads(ClientBase):
                            force=bool(force), verify_full=bool(verify_full))
 
     def get(
-        self, bucket_id: str, key: str, max_paralell_gets: Optional[int] = None, headers: Optional[Dict[str, str]] = None,
+        self, bucket_id: str, key: str, max_paralell_gets: Optional[int] = None,
+        headers: Optional[Dict[str, str]] = None,
         chunk_size: Any = "256kb", timeout: Timeout = None, http2: bool = False, max_retries: Optional[int] = None,
         delay: Optional[float] = None, backoff_factor: Optional[float] = None, force: bool = False,
         max_backoff: Optional[float] = None, chunk_index: int = 0, max_delay: Optional[float] = None,
