@@ -4,13 +4,17 @@
 >>> Ok(1).unwrap()
 1
 
-Importing the package does no I/O and creates no files, threads or log handlers; the
-server side (``LocalVSS``) is imported on first use and needs ``mictlanx-sync[server]``.
+Importing the package does no I/O and creates no files or threads; the server side
+(``LocalVSS``) is imported on first use and needs ``mictlanx-sync[server]``. As urllib3 and
+requests do, the package logger ``mictlanx_sync`` gets a ``NullHandler``: an application
+that configures no logging sees no retry warnings on stderr (``logging.basicConfig()`` or
+``mictlanx-sync -v`` shows them, each naming the user's operation, e.g. ``put photos/cat``).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from . import errors
@@ -26,6 +30,8 @@ if TYPE_CHECKING:
     from .server.local import LocalVSS
 
 __version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # name -> module that defines it, imported on first access (keeps `import mictlanx_sync` light).
 _LAZY = {

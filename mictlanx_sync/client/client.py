@@ -35,7 +35,9 @@ from .client_base import timeout_pair
 from .client_buckets import ClientBuckets
 from .client_reads import ClientReads
 from .client_writes import ClientWrites
+from .delete_order import guard_delete_order
 from .engine import Engine
+from .operation import named_operation
 from .options import positive_int
 from .reads import Reader
 from .writes import Writer
@@ -156,6 +158,20 @@ class Client(ClientWrites, ClientReads, ClientBuckets):
         for handler in self._handlers:
             handler.setFormatter(formatter)
             self.logger.addHandler(handler)
+
+
+# Each public operation names itself (``put photos/cat``) for the retry lines it logs.
+_USER_OPERATIONS = (
+    "put", "put_file", "put_chunks", "put_single_chunk", "get", "get_to_file", "get_chunk",
+    "get_metadata_by_key", "get_metadata", "get_chunks_by_bucket_id", "get_bucket_metadata",
+    "delete", "delete_by_key", "delete_bucket",
+)
+for _name in _USER_OPERATIONS:
+    setattr(Client, _name, named_operation(_name, getattr(Client, _name)))
+# A positional delete from the user is checked for swapped arguments first (issue 14 §1).
+for _name in ("delete", "delete_by_key"):
+    setattr(Client, _name, guard_delete_order(getattr(Client, _name)))
+del _name
 
 
 def _routers(uri: Union[str, Sequence[Router]], timeout: Tuple[float, float], verify: Any,

@@ -21,6 +21,8 @@ from .progress import progress_bar
 
 __all__ = ["ClientReads"]
 
+_DEFAULT_PARALLEL_GETS = 10
+
 
 class ClientReads(ClientBase):
     """Reads of ``Client``: an object into memory or a file, or chunk by chunk."""
@@ -38,7 +40,8 @@ class ClientReads(ClientBase):
                            force=bool(force), verify_full=bool(verify_full))
 
     def get(
-        self, bucket_id: str, key: str, max_paralell_gets: Optional[int] = 10, headers: Optional[Dict[str, str]] = None,
+        self, bucket_id: str, key: str, max_paralell_gets: Optional[int] = None,
+        headers: Optional[Dict[str, str]] = None,
         chunk_size: Any = "256kb", timeout: Timeout = None, http2: bool = False, max_retries: Optional[int] = None,
         delay: Optional[float] = None, backoff_factor: Optional[float] = None, force: bool = False,
         max_backoff: Optional[float] = None, chunk_index: int = 0, max_delay: Optional[float] = None,
@@ -47,13 +50,22 @@ class ClientReads(ClientBase):
         """Read the object ``bucket_id/key`` into memory, every chunk and the whole verified.
 
         ``chunk_index=-1`` reads the single ball ``key`` instead. → ``Ok(GetResponse)``
+
+        Most callers need only ``bucket_id``, ``key`` and perhaps ``timeout``. Parallelism is
+        ``max_parallel_gets`` (upstream's spelling ``max_paralell_gets`` is accepted too);
+        retries are ``max_retries``, ``delay``, ``backoff_factor``, ``max_delay`` (alias
+        ``max_backoff``) and ``jitter``; ``force`` skips the chunk cache. Accepted for
+        upstream compatibility and ignored: ``http2`` (always HTTP/1.1) and ``chunk_index``
+        values other than 0 and -1.
         """
         if (closed := self._ready()) is not None:
             return closed
         try:
             validate_id(bucket_id, "bucket_id")
             validate_key(key, "key")
+            # None means "not given" (default 10), so max_parallel_gets=2 alone is not a disagreement.
             parallel = merge_alias("max_paralell_gets", max_paralell_gets, "max_parallel_gets", max_parallel_gets)
+            parallel = _DEFAULT_PARALLEL_GETS if parallel is None else parallel
             options = self._read_options(parallel, headers, chunk_size, timeout, max_retries, delay, backoff_factor,
                                          force, max_backoff, max_delay, jitter, verify_full)
         except ValidationError as error:
@@ -64,7 +76,7 @@ class ClientReads(ClientBase):
 
     def get_to_file(
         self, bucket_id: str, ball_id: str, output_path: str = "", fullname: str = "",
-        max_paralell_gets: Optional[int] = 10, headers: Optional[Dict[str, str]] = None, chunk_size: Any = "256kb",
+        max_paralell_gets: Optional[int] = None, headers: Optional[Dict[str, str]] = None, chunk_size: Any = "256kb",
         timeout: Timeout = None, http2: bool = False, max_retries: Optional[int] = None, delay: Optional[float] = None,
         backoff_factor: Optional[float] = None, force: bool = False, chunk_index: int = 0,
         max_delay: Optional[float] = None, jitter: Optional[bool] = None, *, overwrite: bool = False,
@@ -73,14 +85,18 @@ class ClientReads(ClientBase):
         """Download the object into ``output_path`` through a ``.part`` file; → ``Ok(path)``.
 
         A same-content file already there is kept; other content is ``AlreadyExistsError``
-        unless ``overwrite=True``. No partial file is ever left behind.
+        unless ``overwrite=True``. No partial file is ever left behind. Options as in
+        :meth:`get`; ``http2`` and ``chunk_index`` are accepted for upstream compatibility
+        and ignored (the whole object is always written).
         """
         if (closed := self._ready()) is not None:
             return closed
         try:
             validate_id(bucket_id, "bucket_id")
             validate_key(ball_id, "ball_id")
+            # None means "not given" (default 10), so max_parallel_gets=2 alone is not a disagreement.
             parallel = merge_alias("max_paralell_gets", max_paralell_gets, "max_parallel_gets", max_parallel_gets)
+            parallel = _DEFAULT_PARALLEL_GETS if parallel is None else parallel
             options = self._read_options(parallel, headers, chunk_size, timeout, max_retries, delay, backoff_factor,
                                          force, None, max_delay, jitter, verify_full)
         except ValidationError as error:

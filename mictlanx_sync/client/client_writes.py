@@ -16,11 +16,12 @@ from ..protocol.ids import validate_id, validate_key
 from ..protocol.models import BallK, BulkPutResult, Chunk, Chunks
 from ..protocol.result import Err, Result
 from .client_base import ClientBase, Timeout
+from .content_types import content_type_for
 from .layout import SINGLE_CHUNK_ALLOWED, validate_object_key, validate_tags
 from .options import chunk_size_bytes, positive_int, retry_policy
 from .progress import progress_bar
 from .sources import BytesSource, ChunkSource, FileSource, IterableSource, ListSource, check_chunk_id
-from .writes import WritePlan, _Sent
+from .writes import CONTENT_TYPE, WritePlan, _Sent
 
 __all__ = ["ClientWrites"]
 
@@ -29,13 +30,14 @@ class ClientWrites(ClientBase):
     """Writes of ``Client``: one object from bytes, a file or chunks; many in the bulk pool."""
 
     def _plan(self, bucket_id: str, key: str, rf: int, tags: Any, update: bool, timeout: Timeout,
-              max_tries: Optional[int], max_backoff: Optional[float], max_concurrency: int) -> WritePlan:
+              max_tries: Optional[int], max_backoff: Optional[float], max_concurrency: int,
+              content_type: str = CONTENT_TYPE) -> WritePlan:
         validate_object_key(bucket_id, key)
         return WritePlan(
             bucket_id=bucket_id, key=key, rf=positive_int("rf", rf), tags=validate_tags(tags), update=bool(update),
             policy=retry_policy(self._engine.retry, max_tries=max_tries, max_backoff=max_backoff),
             timeout=self._timeout(timeout), max_concurrency=positive_int("max_concurrency", max_concurrency),
-            producer_id=self.client_id)
+            producer_id=self.client_id, content_type=content_type)
 
     def _put_source(self, plan: WritePlan, make_source: Any, what: str) -> Result[bool, MictlanXError]:
         source: Optional[ChunkSource] = None
@@ -55,19 +57,21 @@ class ClientWrites(ClientBase):
         self, bucket_id: str, key: str, value: Union[bytes, bytearray, memoryview],
         chunk_size: Union[str, int] = "256kb", rf: int = 1, timeout: Timeout = None, max_tries: Optional[int] = None,
         max_concurrency: int = 10, max_backoff: Optional[float] = None, tags: Optional[Dict[str, str]] = None, *,
-        update: bool = False,
+        update: bool = False, content_type: Optional[str] = None,
     ) -> Result[bool, MictlanXError]:
         """Store ``value`` as the object ``bucket_id/key``, split into ``chunk_size`` chunks.
 
         Idempotent: the same content again uploads nothing; other content under the key is
-        ``AlreadyExistsError`` unless ``update=True``. → ``Ok(True)``
+        ``AlreadyExistsError`` unless ``update=True``. ``content_type`` defaults to a guess
+        from the key's extension (``mimetypes``), else ``application/octet-stream``. → ``Ok(True)``
         """
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(f"value must be bytes-like, not {type(value).__name__}")
         if (closed := self._ready()) is not None:
             return closed
         try:
-            plan = self._plan(bucket_id, key, rf, tags, update, timeout, max_tries, max_backoff, max_concurrency)
+            plan = self._plan(bucket_id, key, rf, tags, update, timeout, max_tries, max_backoff, max_concurrency,
+                              content_type_for(content_type, key))
             size = chunk_size_bytes(chunk_size)
         except ValidationError as error:
             return Err(error)
@@ -77,10 +81,13 @@ class ClientWrites(ClientBase):
         self, bucket_id: str, key: str, path: Union[str, os.PathLike], tags: Optional[Dict[str, str]] = None,
         chunk_size: Union[str, int] = "256kb", rf: int = 1, timeout: Timeout = None, max_tries: Optional[int] = None,
         max_concurrency: Optional[int] = None, max_backoff: Optional[float] = None, *, update: bool = False,
+        content_type: Optional[str] = None,
     ) -> Result[bool, MictlanXError]:
         """Stream a file into the object ``bucket_id/key``; memory stays within the buffer budget.
 
-        Adds the tags ``fullname`` and ``extension`` unless given. → ``Ok(True)``
+        Adds the tags ``fullname`` and ``extension`` unless given. ``content_type`` defaults
+        to a guess from the file's name (``mimetypes``), else ``application/octet-stream``.
+        A missing file is ``Err(LocalFileNotFoundError)``, also a ``FileNotFoundError``. → ``Ok(True)``
         """
         if (closed := self._ready()) is not None:
             return closed
@@ -89,7 +96,7 @@ class ClientWrites(ClientBase):
         try:
             merged = {**extra, **validate_tags(tags)}
             plan = self._plan(bucket_id, key, rf, merged, update, timeout, max_tries, max_backoff,
-                              max_concurrency or self.max_workers)
+                              max_concurrency or self.max_workers, content_type_for(content_type, name))
             size = chunk_size_bytes(chunk_size)
         except ValidationError as error:
             return Err(error)

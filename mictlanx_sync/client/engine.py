@@ -11,6 +11,7 @@ the number of calling threads (client-api §8.2).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextvars
 import logging
 import os
 import threading
@@ -26,6 +27,7 @@ from ..protocol.router import Router
 from .balancer import Balancer
 from .breaker import make_breakers
 from .cache import ChunkCache
+from .operation import describe_step
 
 T = TypeVar("T")
 
@@ -113,7 +115,8 @@ class Engine:
         """Run ``fn(*args)`` in the transfer pool; a closed client raises ``ValidationError``
         (typed, so callers return it), never ``RuntimeError`` from a pool shut down meanwhile."""
         try:
-            return self.transfer_pool().submit(fn, *args)
+            # The context carries the user's operation, so a chunk's retries are logged under it.
+            return self.transfer_pool().submit(contextvars.copy_context().run, fn, *args)
         except RuntimeError:  # close() shut the pool down between the lookup and the submit
             raise ValidationError("client is closed") from None
 
@@ -160,7 +163,7 @@ class Engine:
             with lease:
                 return self._attempt_on(lease.router, request, failed, lease.breaker, describe=describe)
 
-        return call_with_retry(attempt, policy or self.retry, logger=self.logger, describe=describe,
+        return call_with_retry(attempt, policy or self.retry, logger=self.logger, describe=describe_step(describe),
                                cancel=self.closing)
 
     def _attempt_on(self, router: Router, request: Callable[[Router], Result[T, MictlanXError]],

@@ -12,6 +12,7 @@ import os
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 from ..protocol.errors import LocalStorageError, ValidationError
+from ..protocol.file_errors import LocalFileNotFoundError
 
 __all__ = ["ChunkSource", "BytesSource", "FileSource", "ListSource", "IterableSource", "num_chunks_for",
            "check_chunk_id"]
@@ -74,7 +75,7 @@ class FileSource(ChunkSource):
         try:
             self._fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
-            raise ValidationError(f"no such file: {self.path}") from None
+            raise LocalFileNotFoundError(f"no such file: {self.path}") from None
         except OSError as exc:
             raise LocalStorageError(f"cannot open {self.path}: {exc}") from exc
         try:

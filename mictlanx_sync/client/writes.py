@@ -60,6 +60,7 @@ class WritePlan:
     timeout: Any
     max_concurrency: int
     producer_id: str
+    content_type: str = CONTENT_TYPE
 
 
 class _GroupLost(MictlanXError):
@@ -131,7 +132,7 @@ class Writer:
 
         def request(router: Router) -> Result[_Written, MictlanXError]:
             metadata = router.put_metadata(
-                key_i, size, checksum, plan.producer_id, CONTENT_TYPE, ball_id, plan.bucket_id, tags,
+                key_i, size, checksum, plan.producer_id, plan.content_type, ball_id, plan.bucket_id, tags,
                 timeout=plan.timeout, is_disabled=False, replication_factor=plan.rf,
                 # A versioned write is ordered by its version; create-only was checked by
                 # the put itself (docs/consistency.md §3.1), never per chunk.

@@ -326,7 +326,9 @@ def error_from_exception(
     elif isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
         cls = UpstreamProtocolError
     elif isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError)):
-        cls = ConnectFailedError
+        from .plain_errors import network_text  # issue 14: the user's words, not urllib3's
+
+        cls, text = ConnectFailedError, network_text(exc, causes, text)
     elif isinstance(exc, OSError):
         cls = LocalStorageError
     else:

@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     common.add_argument("--no-progress", action="store_true", help="hide progress bars")
     common.add_argument("--retries", type=int, default=5, help="attempts per request (default 5)")
+    common.add_argument("--cache", action=argparse.BooleanOptionalAction, default=False,
+                        help="keep downloaded chunks in the user's chunk cache (default: --no-cache; "
+                             "a one-shot command gains nothing from filling it)")
     common.add_argument("-v", "--verbose", action="store_true", help="log retries and requests on stderr")
 
 
@@ -140,10 +143,11 @@ def _run(command: str, args: argparse.Namespace) -> int:
     try:
         if args.retries < 1:
             raise UsageError("--retries must be >= 1")
+        _check_sizes(args)
         uri = args.uri or os.environ.get("MICTLANX_URI") or DEFAULT_URI
         try:
             client = Client(uri, progress=False if args.no_progress else None,
-                            retry=RetryPolicy(retries=args.retries))
+                            retry=RetryPolicy(retries=args.retries), **({} if args.cache else _NO_CACHE))
         except (MictlanXError, ValueError) as exc:
             raise UsageError(f"invalid URI {uri!r}: {_message(exc)}") from None
         with client:
@@ -152,7 +156,8 @@ def _run(command: str, args: argparse.Namespace) -> int:
         _fail(command, args, "UsageError", str(exc))
         return 2
     except MictlanXError as exc:
-        _fail(command, args, type(exc).__name__, exc.message, status_code=exc.status_code, code=exc.code)
+        _fail(command, args, type(exc).__name__, _flag_words(exc.message), status_code=exc.status_code,
+              code=exc.code)
         return 1
     except BrokenPipeError:  # e.g. `get KEY -o - | head`: the reader left, nothing to report
         _silence_stdout()
@@ -165,6 +170,33 @@ def _run(command: str, args: argparse.Namespace) -> int:
     return 0 if output.ok else 1
 
 
+_NO_CACHE: Dict[str, Any] = {"capacity_storage": "0", "cache_path": None}
+
+# The client's messages name its parameters; on the command line the flags are the words.
+_FLAG_WORDS = (("use update=True to replace it", "use --update to replace it"),
+               ("overwrite=True replaces it", "--overwrite replaces it"),
+               ("update=True", "--update"), ("overwrite=True", "--overwrite"))
+
+
+def _flag_words(message: str) -> str:
+    for parameter, flag in _FLAG_WORDS:
+        message = message.replace(parameter, flag)
+    return message
+
+
+def _check_sizes(args: argparse.Namespace) -> None:
+    """A bad ``--chunk-size`` is a bad argument (exit 2), found before any request."""
+    from ..client.options import chunk_size_bytes
+
+    value = getattr(args, "chunk_size", None)
+    if value is None:
+        return
+    try:
+        chunk_size_bytes(value)
+    except (ValueError, TypeError):
+        raise UsageError(f"--chunk-size expects a positive size such as 256kb, 1MB or 8MB, got {value!r}") from None
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -172,8 +204,8 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+def _plural(count: int, word: str, plural: str = "") -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {plural or word + 's'}"
 
 
 def _message(exc: BaseException) -> str:
@@ -206,7 +238,9 @@ def _parse_tags(items: List[str]) -> Dict[str, str]:
 
 def _ball_json(ball: Ball) -> Dict[str, Any]:
     return {"bucket_id": ball.bucket_id, "key": ball.ball_id, "size": ball.size, "checksum": ball.checksum,
-            "chunks": len(ball.chunks), "fullname": ball.fullname, "updated_at": ball.updated_at}
+            "chunks": len(ball.chunks), "fullname": ball.fullname,
+            # -1 is the model's "unknown" (no updated_at tag): JSON says null, not a date in 1969.
+            "updated_at": ball.updated_at if ball.updated_at >= 0 else None}
 
 
 def _user_tags(ball: Ball) -> Dict[str, str]:
@@ -225,7 +259,8 @@ def _put(client: Client, args: argparse.Namespace) -> Output:
                     update=args.update).unwrap()
     ball = client.get_metadata(bucket, key).unwrap()
     data = {**_ball_json(ball), "rf": args.rf, "path": os.path.abspath(path)}
-    text = f"put {path} -> {bucket}/{key} ({ball.size} bytes, {_plural(len(ball.chunks), 'chunk')}, rf={args.rf})"
+    text = (f"put {path} -> {bucket}/{key} ({_plural(ball.size, 'byte')}, {_plural(len(ball.chunks), 'chunk')}, "
+            f"rf={args.rf})")
     return Output(text, data)
 
 
@@ -243,7 +278,7 @@ def _get(client: Client, args: argparse.Namespace) -> Output:
                               overwrite=args.overwrite).unwrap()
     size = os.path.getsize(path)
     data = {"bucket_id": bucket, "key": key, "path": os.path.abspath(path), "size": size}
-    return Output(f"get {bucket}/{key} -> {path} ({size} bytes, verified)", data)
+    return Output(f"get {bucket}/{key} -> {path} ({_plural(size, 'byte')}, verified)", data)
 
 
 def _get_to_stdout(client: Client, bucket: str, key: str, args: argparse.Namespace) -> Output:
@@ -264,7 +299,7 @@ def _ls(client: Client, args: argparse.Namespace) -> Output:
     bucket = client.get_bucket_metadata(bucket_id).unwrap()
     balls = sorted(bucket.balls.values(), key=lambda b: b.ball_id)
     lines = [f"{ball.size:>14}  {len(ball.chunks):>6}  {ball.ball_id}" for ball in balls]
-    lines.append(f"{len(balls)} objects, {bucket.size_bytes()} bytes in {bucket_id}")
+    lines.append(f"{_plural(len(balls), 'object')}, {_plural(bucket.size_bytes(), 'byte')} in {bucket_id}")
     data = {"bucket_id": bucket_id, "size": bucket.size_bytes(), "objects": [_ball_json(b) for b in balls]}
     return Output("\n".join(lines), data)
 
@@ -276,7 +311,7 @@ def _stat(client: Client, args: argparse.Namespace) -> Output:
             "chunk_keys": [{"key": m.key, "size": m.size, "checksum": m.checksum} for m in ball.chunks]}
     lines = [
         f"key:          {ball.bucket_id}/{ball.ball_id}",
-        f"size:         {ball.size} bytes",
+        f"size:         {_plural(ball.size, 'byte')}",
         f"sha256:       {ball.checksum}",
         f"chunks:       {len(ball.chunks)}",
         f"content type: {data['content_type']}",
@@ -286,25 +321,30 @@ def _stat(client: Client, args: argparse.Namespace) -> Output:
 
 
 def _rm(client: Client, args: argparse.Namespace) -> Output:
+    from ..client.messages import missing_object
     from ..protocol.errors import NotFoundError
 
     bucket, key = _bucket(args), args.key
-    deleted = client.delete(key, bucket).unwrap()
+    deleted = client.delete(bucket_id=bucket, ball_id=key).unwrap()
     if deleted.n_deletes == 0 and not args.missing_ok:
-        raise NotFoundError(f"{bucket}/{key} not found", bucket_id=bucket, key=key)
+        raise NotFoundError(f"nothing removed: {missing_object(bucket, key)} (--missing-ok makes this a success)",
+                            bucket_id=bucket, key=key)
     data = {"bucket_id": bucket, "key": key, "n_deletes": deleted.n_deletes, "pending_peers": deleted.pending_peers}
     pending = f", pending on {', '.join(deleted.pending_peers)}" if deleted.pending_peers else ""
-    return Output(f"removed {bucket}/{key} ({deleted.n_deletes} chunk copies{pending})", data)
+    return Output(f"removed {bucket}/{key} ({_plural(deleted.n_deletes, 'chunk copy', 'chunk copies')}{pending})", data)
 
 
 def _rm_bucket(client: Client, args: argparse.Namespace) -> Output:
     bucket = _bucket(args)
+    # delete_bucket counts chunk keys (101 for 5 objects); people count objects.
+    objects = len(client.get_bucket_metadata(bucket).unwrap().balls)
     result = client.delete_bucket(bucket).unwrap()
     data = {"bucket_id": bucket, "deleted": result.deleted, "failed": result.failed, "total": result.total,
-            "keys": result.keys}
-    text = f"removed {result.deleted} of {result.total} keys from {bucket}"
-    if result.failed:
-        text += f" ({result.failed} failed)"
+            "objects": objects, "keys": result.keys}
+    text = (f"removed {_plural(objects, 'object')} ({_plural(result.deleted, 'chunk')}) from {bucket}"
+            if not result.failed else
+            f"removed {result.deleted} of {_plural(result.total, 'chunk')} of {_plural(objects, 'object')} "
+            f"from {bucket} ({result.failed} failed; run rm-bucket again)")
     return Output(text, data, ok=result.failed == 0)
 
 

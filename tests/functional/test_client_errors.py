@@ -23,6 +23,7 @@ from mictlanx_sync.protocol.errors import (
     RequestTimeoutError,
     ValidationError,
 )
+from mictlanx_sync.protocol.file_errors import LocalFileNotFoundError
 
 from . import client_support
 from .client_support import HOST, Cluster, StallingServer, new_client, reserve_port
@@ -86,11 +87,14 @@ def test_validation_errors_send_nothing(cluster: Cluster, client: Client, bucket
         client.put(bucket, "k", b"x", chunk_size="lots"),
         client.get(bucket, "bad/key"),
         client.get(bucket, "k", max_delay=1, max_backoff=2),  # two spellings, two values
-        client.put_file(bucket, "k", "/nonexistent/file"),
     ]
     for result in cases:
         error = result.unwrap_err()
         _exactly(error, ValidationError, 400, 400)
+    # issue 14: a missing file is a ValidationError (400) that is also a FileNotFoundError
+    missing = client.put_file(bucket, "k", "/nonexistent/file").unwrap_err()
+    _exactly(missing, LocalFileNotFoundError, 400, 400)
+    assert isinstance(missing, ValidationError) and isinstance(missing, FileNotFoundError)
     assert cluster.log.all() == []
 
 

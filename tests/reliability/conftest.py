@@ -7,8 +7,10 @@ of the randomized harnesses (each prints the seed it used).
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -18,8 +20,11 @@ import pytest
 import requests
 from hypothesis.configuration import set_hypothesis_home_dir
 
-# hypothesis keeps a constants cache even with ``database=None``: keep it out of the checkout.
-set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "mictlanx-sync-hypothesis")
+# hypothesis keeps a constants cache even with ``database=None``: keep it out of the checkout,
+# in a directory of this run that is removed when the run ends (nothing left in the system temp dir).
+_HYPOTHESIS_HOME = Path(tempfile.mkdtemp(prefix="mictlanx-sync-hypothesis-"))
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
 
 LONG = os.environ.get("MICTLANX_LONG_TESTS", "").strip().lower() in ("1", "true", "yes", "on")
 

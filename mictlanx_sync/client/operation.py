@@ -1,0 +1,79 @@
+"""The user's operation behind every request, so logs name ``put photos/cat``, not a step.
+
+A call such as ``client.put("photos", "cat", ...)`` runs several internal steps (list the
+key's chunks, declare metadata, send chunk 3...), each with its own retries. The facade
+methods of ``Client`` run inside :func:`user_operation`, which records ``"put photos/cat"``
+in a context variable; :class:`~.engine.Engine` reads it with :func:`current_operation`
+when it logs a retry, and copies the context into the transfer pool's threads.
+
+>>> with user_operation("get", "photos", "cat"):
+...     current_operation()
+'get photos/cat'
+>>> current_operation() is None
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import inspect
+from typing import Any, Callable, Iterator, Optional, TypeVar
+
+from .messages import explain
+
+__all__ = ["current_operation", "user_operation", "named_operation", "describe_step"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CURRENT: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("mictlanx_operation", default=None)
+
+
+def current_operation() -> Optional[str]:
+    """The user's operation running in this context (``"put photos/cat"``), or ``None``."""
+    return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def user_operation(name: str, bucket_id: Any = None, key: Any = None) -> Iterator[str]:
+    """Name the user's operation for the duration of the block; an outer one is kept."""
+    outer = _CURRENT.get()
+    if outer is not None:  # e.g. delete_bucket calling delete: the user called delete_bucket
+        yield outer
+        return
+    label = name if bucket_id is None else (f"{name} {bucket_id}" if key is None else f"{name} {bucket_id}/{key}")
+    token = _CURRENT.set(label)
+    try:
+        yield label
+    finally:
+        _CURRENT.reset(token)
+
+
+def named_operation(name: str, method: F) -> F:
+    """Wrap a ``Client`` method so it runs inside :func:`user_operation` (signature kept)."""
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = signature.bind_partial(*args, **kwargs).arguments
+        except TypeError:
+            return method(*args, **kwargs)  # let the method raise its own TypeError
+        key = next((bound[k] for k in ("key", "ball_id") if k in bound), None)
+        bucket_id = bound.get("bucket_id")
+        with user_operation(name, bucket_id, key) as label:
+            result = method(*args, **kwargs)
+            if getattr(result, "is_err", False) and current_operation() == label:  # not inside delete_bucket
+                explain(result.unwrap_err(), name, label, bucket_id, key)
+            return result
+
+    return wrapper  # type: ignore[return-value]
+
+
+def describe_step(step: str) -> str:
+    """``"put photos/cat (list photos/cat)"``: the user's operation, then the internal step."""
+    operation = current_operation()
+    if operation is None or operation == step:
+        return step
+    return f"{operation} ({step})"
