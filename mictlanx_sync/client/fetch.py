@@ -55,6 +55,14 @@ class ReadOptions:
             return self
         return attrs.evolve(self, headers={**self.headers, VERSION_HEADER: version})
 
+    @property
+    def pinned(self) -> bool:
+        return VERSION_HEADER in self.headers
+
+    def unpinned(self) -> ReadOptions:
+        """These options without the version pin."""
+        return attrs.evolve(self, headers={k: v for k, v in self.headers.items() if k != VERSION_HEADER})
+
     def request_headers(self, peer_id: Optional[str] = None) -> dict[str, str]:
         headers = {**self.headers, "Accept-Encoding": "identity", "Chunk-Size": str(self.piece_size),
                    "Force-Get": "1" if self.force else "0"}
@@ -97,6 +105,16 @@ class ChunkFetcher:
         attempt, pinned or not, counts against the one retry budget (``max_retries``,
         deadline). See :class:`_Replicas` for the order and the final error.
         """
+        result = self._fetch(bucket_id, key, options, make_sink, expected_checksum)
+        if result.is_err and type(result.unwrap_err()) is NotFoundError and options.pinned:
+            # No copy at the object's version: a chunk written as a put of its own (upstream's
+            # layout, put_single_chunk) has a version of its own. Its newest copy is read
+            # instead, still verified by its checksum and by full_checksum over the object.
+            result = self._fetch(bucket_id, key, options.unpinned(), make_sink, expected_checksum)
+        return result
+
+    def _fetch(self, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
+               expected_checksum: Expected) -> Result[Fetched, MictlanXError]:
         replicas = _Replicas(self, bucket_id, key, options, make_sink, expected_checksum)
         result = self.engine.call(f"get {bucket_id}/{key}", replicas.attempt, policy=options.policy)
         if result.is_err and isinstance(result.unwrap_err(), _BadCopy):

@@ -107,6 +107,9 @@ class Reader:
             return Ok(attrs.evolve(indexed, object_version=version))
         if layout.num_chunks > 1:
             last = self.stat(bucket_id, chunk_key(key, layout.num_chunks - 1), options)
+            if last.is_err and type(last.unwrap_err()) is NotFoundError and options.pinned:
+                # A chunk with a version of its own (ChunkFetcher.fetch says why).
+                last = self.stat(bucket_id, chunk_key(key, layout.num_chunks - 1), options.unpinned())
             if last.is_err:
                 missing = last.unwrap_err()
                 if isinstance(missing, NotFoundError):

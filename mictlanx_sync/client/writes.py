@@ -193,12 +193,12 @@ class Writer:
         version = self.clock.next()
         staged = self._stage_all(plan, source, version, progress)
         if staged.is_err:
-            self._drop_staged(plan, version)
             error = staged.unwrap_err()
-            if isinstance(error, SupersededError):  # a newer delete already hides the key
+            if isinstance(error, SupersededError):  # a newer delete's tombstone covers the key
                 self.logger.info("put %s/%s: superseded by %s while staging", plan.bucket_id, plan.key,
                                  error.superseded_by)
                 return Ok(True)
+            self._drop_staged(plan, version)  # nothing was visible: remove what this put wrote
             return Err(error)
         committed = self._commit_point(plan, source, version, progress)
         if committed.is_err:
@@ -208,9 +208,10 @@ class Writer:
                 # makes that version readable, so they stay (docs/consistency.md §3.1).
                 return Err(error)
             # A newer write or delete is already committed: this put is ordered before it.
+            # Its staged chunks stay: chunk 0 may have committed on a replica the newer
+            # write has not reached yet, and the newer commit retires them anyway.
             self.logger.info("put %s/%s: version %s superseded by %s", plan.bucket_id, plan.key, version,
                              error.superseded_by)
-            self._drop_staged(plan, version)
             return Ok(True)
         written = committed.unwrap()
         if written.version and (source.num_chunks > 1 or found.metadata is not None):

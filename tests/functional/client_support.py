@@ -339,6 +339,18 @@ class Cluster:
                 found.append(peer.server_id)
         return found
 
+    def remove_everywhere(self, bucket_id: str, key: str) -> int:
+        """P8 without version headers on every running peer: the ball is gone at once, with
+        no tombstone and no grace for pinned reads (a hole no client could make through a
+        router, which always deletes with a tombstone). Returns how many copies went."""
+        removed = 0
+        for peer in self.peers:
+            if peer.running:
+                resp = requests.delete(f"{peer.url}/api/v4/buckets/{bucket_id}/{key}", timeout=10)
+                assert resp.status_code in (200, 404), resp.text
+                removed += resp.status_code == 200
+        return removed
+
     def version_files(self, peer_id: str, bucket_id: str, key: str) -> list[Path]:
         """The committed version files of ``bucket_id@key`` on one peer (protocol §3.1 layout)."""
         digest = sha256(f"{bucket_id}@{key}".encode())

@@ -193,7 +193,10 @@ def test_index_contradicted_by_an_etag_is_dropped(cluster: Cluster, client: Clie
     data = os.urandom(25)
     assert client.put(bucket, "recut", data, chunk_size=10).unwrap()  # 10 + 10 + 5
     assert client.get(bucket, "recut").unwrap().data.tobytes() == data  # caches chunks + index
-    assert client.put(bucket, "recut", data, chunk_size=9, update=True).unwrap()  # 9 + 9 + 7
+    # The same content is a no-op whatever the chunk size (issue 11): deleting first makes
+    # the re-cut a new version that the cached index of (bucket, key, checksum, 3) misnames.
+    assert client.delete(ball_id="recut", bucket_id=bucket).unwrap()
+    assert client.put(bucket, "recut", data, chunk_size=9).unwrap()  # 9 + 9 + 7
     got = client.get(bucket, "recut").unwrap()
     assert got.data.tobytes() == data
     assert [m.size for m in got.metadatas] == [9, 9, 7]
