@@ -132,7 +132,8 @@ def test_p1_p3_p4_p5_round_trip(peer: ServerProcess) -> None:
     assert got["peer_id"] == got["local_peer_id"] == "peer-a" and isinstance(got["service_time"], int)
     assert got["metadata"] == {"key": "k1", "size": len(data), "checksum": sha(data), "tags": {"t": "v"},
                                "content_type": "text/plain; charset=utf-8", "producer_id": "me",
-                               "ball_id": "g1", "bucket_id": "b", "is_disabled": False}
+                               "ball_id": "g1", "bucket_id": "b", "is_disabled": False,
+                               "version": body["version"]}
 
     response = get(peer.url, "/buckets/b/k1")
     assert response.status_code == 200 and response.content == data
