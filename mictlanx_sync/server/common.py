@@ -289,7 +289,8 @@ def uvicorn_config(app: Any, log_level: str = "warning", root_path: str = "", li
     (default: from the ``MICTLANX_*`` environment), enforced by the guarded protocol."""
     import uvicorn
 
-    from .limits import GuardedHttpToolsProtocol, HttpLimits
+    from .guarded_protocol import GuardedHttpToolsProtocol
+    from .limits import HttpLimits
 
     config = uvicorn.Config(
         app, loop="uvloop", http=GuardedHttpToolsProtocol, lifespan="on", log_level=log_level.lower(),
@@ -300,8 +301,9 @@ def uvicorn_config(app: Any, log_level: str = "warning", root_path: str = "", li
     return config
 
 
-def serve_forever(app: Any, host: str, port: int, *, log_level: str = "warning") -> int:
-    """Run ``app`` in the foreground until SIGTERM/SIGINT; prints the ``listening on`` line."""
+def serve_forever(app: Any, host: str, port: int, *, log_level: str = "warning", limits: Any = None) -> int:
+    """Run ``app`` in the foreground until SIGTERM/SIGINT; prints the ``listening on`` line.
+    ``limits``: the connection limits (:class:`~.limits.HttpLimits`; default from the environment)."""
     import uvicorn
 
     try:
@@ -310,7 +312,7 @@ def serve_forever(app: Any, host: str, port: int, *, log_level: str = "warning")
         print(f"mictlanx-sync: cannot bind {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     bound_port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(app, log_level))
+    server = uvicorn.Server(uvicorn_config(app, log_level, limits=limits))
 
     async def _main() -> None:
         sock.listen(2048)

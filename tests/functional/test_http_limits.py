@@ -41,7 +41,10 @@ def peer(tmp_path: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture()
 def router(tmp_path: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess("router", ["--router-id", "r0", "--data-dir", str(tmp_path / "r0")], env=LIMITS)
+    # The router takes its limits from the command line (the peer, from the environment).
+    server = ServerProcess("router", ["--router-id", "r0", "--data-dir", str(tmp_path / "r0"), "--header-timeout",
+                                      "3", "--idle-timeout", "3", "--body-idle-timeout", "2",
+                                      "--max-header-bytes", "32768"])
     server.start()
     yield server
     server.stop()

@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional
 from ...protocol.errors import ValidationError
 from ...protocol.ids import is_valid_id
 from ...protocol.sizes import parse_size
+from ..limits import add_limit_arguments, limits_from_args
 from . import config as cfg
 
 
@@ -63,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--log-level", default=_env("MICTLANX_LOG_LEVEL", "warning"),
         choices=["critical", "error", "warning", "info", "debug"], type=str.lower,
         help="log level [MICTLANX_LOG_LEVEL] (default warning; info logs every request)")
+    add_limit_arguments(parser)
 
 
 def _parse(option: str, value: Any, parse: Callable[[Any], Any]) -> Any:
@@ -137,4 +139,4 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"mictlanx-sync peer: cannot open data dir {config.resolved_data_dir()}: {exc}", file=sys.stderr)
         return 1
-    return serve_forever(app, config.host, config.port, log_level=config.log_level)
+    return serve_forever(app, config.host, config.port, log_level=config.log_level, limits=limits_from_args(args))

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from ..limits import add_limit_arguments, limits_from_args
+
 
 def _env(name: str, default: Optional[str] = None) -> Optional[str]:
     return os.environ.get(name, default)
@@ -40,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="enable fault injection: a JSON list of rules or @file (testing only; see "
              "mictlanx_sync.server.faults) [MICTLANX_FAULTS]")
     add("--log-level", default=_env("MICTLANX_LOG_LEVEL", "WARNING"))
+    add_limit_arguments(parser)
 
 
 def build_config(args: argparse.Namespace):  # -> RouterConfig
@@ -92,4 +95,5 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"mictlanx-sync router: invalid --peers: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
-    return serve_forever(create_app(config), args.host, args.port, log_level=args.log_level)
+    return serve_forever(create_app(config), args.host, args.port, log_level=args.log_level,
+                         limits=limits_from_args(args))
