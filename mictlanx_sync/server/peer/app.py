@@ -15,6 +15,7 @@ from . import versioned
 from .config import PeerConfig
 from .http import ClientDisconnected, Receive, Request, Send, send_error
 from .state import PeerState
+from .storage import is_disk_full
 
 log = logging.getLogger("mictlanx_sync.server.peer")
 Handler = Callable[..., Awaitable[None]]
@@ -159,7 +160,13 @@ class PeerApp:
                 await send_error(tracked, exc)
         except ClientDisconnected:
             return
-        except Exception:
+        except Exception as exc:
+            if is_disk_full(exc):  # a full file system is 507, never 500 (the change was rolled back)
+                log.warning("insufficient storage on %s %s: %s", scope.get("method"), scope.get("path"), exc)
+                if started:
+                    raise
+                await send_error(tracked, HTTPError(507, 502, "insufficient storage: the file system is full"))
+                return
             log.exception("unexpected fault on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise

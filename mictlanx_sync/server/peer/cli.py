@@ -51,6 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds a delete's tombstone is kept [MICTLANX_PEER_TOMBSTONE_GRACE] (default 604800, 7 days)")
     add("--gc-interval", default=_env("MICTLANX_PEER_GC_INTERVAL", str(cfg.DEFAULT_GC_INTERVAL)),
         help="seconds between sweeps of expired versions and tombstones [MICTLANX_PEER_GC_INTERVAL] (default 30)")
+    add("--index-headroom", default=_env("MICTLANX_PEER_INDEX_HEADROOM", "8MiB"),
+        help="free space kept from ball data for the index, its WAL and deletes on a full disk; half of it is "
+             "held as the file index.sqlite3-reserve, released only to let deletes, metadata updates and GC proceed "
+             "[MICTLANX_PEER_INDEX_HEADROOM] (default 8MiB; 0 turns it off)")
+    add("--reserve-timeout", default=_env("MICTLANX_PEER_RESERVE_TIMEOUT", str(cfg.DEFAULT_RESERVE_TIMEOUT)),
+        help="seconds a phase-1 reservation is held while the task's phase 2 has not started; the task "
+             "itself lives --task-ttl, and its phase 2 re-checks the capacity [MICTLANX_PEER_RESERVE_TIMEOUT] "
+             "(default 30)")
+    add("--max-reserved-per-client", default=_env("MICTLANX_PEER_MAX_RESERVED_PER_CLIENT", "50%"),
+        help="bytes one client address may hold in reservations of tasks whose phase 2 has not started, a size "
+             "or a percentage of the capacity; a client's first such reservation is always allowed "
+             "[MICTLANX_PEER_MAX_RESERVED_PER_CLIENT] (default 50%%)")
     add("--fsync", dest="fsync", action="store_true", default=_env_bool("MICTLANX_FSYNC", True),
         help="fsync every committed ball [MICTLANX_FSYNC] (default on)")
     add("--no-fsync", dest="fsync", action="store_false", help="do not fsync committed balls")
@@ -88,12 +100,34 @@ def _port(value: Any) -> int:
     return number
 
 
+def _size(value: Any) -> int:
+    number = parse_size(value)
+    if number < 0:
+        raise ValueError("must be >= 0")
+    return number
+
+
+def _share(value: Any) -> tuple[Optional[int], float]:
+    """``50%`` -> (None, 0.5); a size -> (bytes, 1.0)."""
+    text = str(value).strip()
+    if text.endswith("%"):
+        fraction = float(text[:-1]) / 100
+        if not 0 < fraction <= 1:
+            raise ValueError("a percentage must be in (0, 100]")
+        return None, fraction
+    number = parse_size(text)
+    if number <= 0:
+        raise ValueError("must be > 0")
+    return number, 1.0
+
+
 def config_from_args(args: argparse.Namespace) -> cfg.PeerConfig:
     if not is_valid_id(args.peer_id):
         raise SystemExit(f"mictlanx-sync peer: invalid --peer-id: {args.peer_id!r}")
     capacity: Optional[int] = None
     if args.capacity not in (None, ""):
         capacity = _parse("--capacity", args.capacity, parse_size)
+    per_client, fraction = _parse("--max-reserved-per-client", args.max_reserved_per_client, _share)
     return cfg.PeerConfig(
         peer_id=args.peer_id,
         host=args.host,
@@ -106,6 +140,10 @@ def config_from_args(args: argparse.Namespace) -> cfg.PeerConfig:
         version_grace=_parse("--version-grace", args.version_grace, _seconds),
         tombstone_grace=_parse("--tombstone-grace", args.tombstone_grace, _seconds),
         gc_interval=_parse("--gc-interval", args.gc_interval, _seconds),
+        index_headroom=_parse("--index-headroom", args.index_headroom, _size),
+        reserve_timeout=_parse("--reserve-timeout", args.reserve_timeout, _seconds),
+        max_reserved_per_client=per_client,
+        max_reserved_fraction=fraction,
         fsync=bool(args.fsync),
         root_path=args.root_path or "",
         log_level=args.log_level,

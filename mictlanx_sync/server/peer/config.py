@@ -14,6 +14,13 @@ DEFAULT_EXISTS_TTL = 60.0
 DEFAULT_VERSION_GRACE = 300.0
 DEFAULT_TOMBSTONE_GRACE = 604800.0
 DEFAULT_GC_INTERVAL = 30.0
+#: bytes of the file system kept free of ball data for the index, its WAL and deletes
+#: (half is held as the ``index.sqlite3-reserve`` file that only deletes, metadata updates and GC may release)
+DEFAULT_INDEX_HEADROOM = 8 * 1024 * 1024
+#: seconds a phase-1 reservation is held for a task whose phase 2 has not started
+DEFAULT_RESERVE_TIMEOUT = 30.0
+#: the bytes one client may hold in reservations of not-yet-streaming tasks, as a fraction of the capacity
+DEFAULT_MAX_RESERVED_FRACTION = 0.5
 
 
 @dataclass
@@ -33,6 +40,13 @@ class PeerConfig:
     tombstone_grace: float = DEFAULT_TOMBSTONE_GRACE
     #: seconds between two GC sweeps of superseded versions and tombstones
     gc_interval: float = DEFAULT_GC_INTERVAL
+    #: see DEFAULT_INDEX_HEADROOM; 0 turns the headroom (and the reserve file) off
+    index_headroom: int = DEFAULT_INDEX_HEADROOM
+    #: see DEFAULT_RESERVE_TIMEOUT
+    reserve_timeout: float = DEFAULT_RESERVE_TIMEOUT
+    #: per-client cap of not-yet-streaming reservations in bytes (None: ``max_reserved_fraction`` of the capacity)
+    max_reserved_per_client: Optional[int] = None
+    max_reserved_fraction: float = DEFAULT_MAX_RESERVED_FRACTION
     root_path: str = ""
     log_level: str = "warning"
     #: bearer token every request except ``/health`` must carry (None: no authentication)

@@ -17,7 +17,10 @@ log = logging.getLogger("mictlanx_sync.server.peer")
 def sweep_once(peer: PeerState) -> tuple[int, int]:
     """One sweep on the event-loop thread (where all index access happens)."""
     config = peer.config
-    return versionstore.sweep(peer.storage, config.version_grace, config.tombstone_grace)
+    storage = peer.storage
+    removed = storage.essential(versionstore.sweep, storage, config.version_grace, config.tombstone_grace)
+    storage.hold_reserve()  # re-held once space is back, even when nothing was swept
+    return removed
 
 
 async def run(peer: PeerState) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Optional
 
@@ -62,11 +63,37 @@ def _committed(peer: PeerState, bucket_id: str, key: str) -> Ball:
     return ball
 
 
-def _fits(peer: PeerState, size: int) -> bool:
-    """§3.1: used + reserved + size within total_disk, and the file system has the space."""
-    if peer.storage.used + peer.tasks.reserved + size > peer.total_disk():
-        return False
-    return size == 0 or peer.free_disk() >= size
+#: ``Mictlanx-Client``: the address a router forwards for its client (trusted only with the peer token)
+CLIENT_HEADER = "mictlanx-client"
+_CLIENT = re.compile(r"[0-9A-Za-z:._\[\]-]{1,64}")
+
+
+def client_of(peer: PeerState, req: Request) -> str:
+    """Whom a reservation is counted against: the TCP peer address, or, when the peer requires a
+    token (so only token holders, i.e. routers and operators, get here), ``Mictlanx-Client``."""
+    forwarded = req.header(CLIENT_HEADER)
+    if forwarded and peer.config.token and _CLIENT.fullmatch(forwarded):
+        return forwarded
+    client = req.scope.get("client")
+    return str(client[0]) if client else ""
+
+
+def _admit(peer: PeerState, size: int, client: str, bucket_id: str, key: str) -> None:
+    """507/502 unless ``size`` fits and ``client`` stays within its cap of not-yet-streaming reservations."""
+    tasks = peer.tasks
+    why: Optional[str] = None
+    for attempt in (0, 1):
+        if attempt:
+            tasks.purge(force=True)  # expired tasks and timed-out reservations may still count
+        pending = tasks.pending_of(client)
+        cap = peer.max_pending_per_client()
+        why = peer.fits(size)
+        if why is None and pending and pending + size > cap:
+            why = (f"client {client} already holds {pending} bytes in reservations whose phase 2 has not started "
+                   f"(cap {cap} bytes)")
+        if why is None:
+            return
+    raise HTTPError(507, 502, why or "insufficient storage", bucket_id=bucket_id, key=key)
 
 
 # --- phase 1 and 2 -----------------------------------------------------------------------------
@@ -95,10 +122,9 @@ async def put_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str
     else:
         version, outcome = _unversioned_write(peer, bucket_id, key, size, checksum, meta, update)
     exists = outcome != lww.NEW
-    if not exists and not _fits(peer, size):
-        tasks.purge(force=True)  # expired tasks may still hold reservations
-        if not _fits(peer, size):
-            raise HTTPError(507, 502, f"not enough capacity for {size} bytes", bucket_id=bucket_id, key=key)
+    client = client_of(peer, req)
+    if not exists:
+        _admit(peer, size, client, bucket_id, key)
     task_id = requested_id
     while task_id is None or task_id in tasks.tasks:
         task_id = new_task_id()
@@ -107,8 +133,10 @@ async def put_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str
         versionstore.commit_current(storage, Ball(bucket_id, key, size, checksum, task_id=task_id,
                                                   file=current.file, version=version, **meta))
     ttl = config.exists_ttl if exists else config.task_ttl
-    tasks.add(Task(task_id, bucket_id, key, size, checksum, meta, update, exists, time.monotonic() + ttl,
-                   version=version, staged=staged, versioned=versioned))
+    now = time.monotonic()
+    tasks.add(Task(task_id, bucket_id, key, size, checksum, meta, update, exists, now + ttl,
+                   version=version, staged=staged, versioned=versioned, client=client,
+                   reserve_until=now + config.reserve_timeout))
     await send_json(send, 201, {"key": key, "service_time": _ms(started), "task_id": task_id,
                                 "node_id": config.peer_id, "exists": exists, "version": version},
                     headers={VERSION_HEADER: version})
@@ -129,7 +157,7 @@ def _unversioned_write(peer: PeerState, bucket_id: str, key: str, size: int, che
         if update:
             for name, value in meta.items():
                 setattr(current, name, value)
-            peer.storage.update_meta(current)
+            peer.storage.essential(peer.storage.update_meta, current)
         return current.version, lww.EXISTS
     if not update:
         raise HTTPError(409, 405, f"{bucket_id}@{key} exists with different content (use Update: 1)",
@@ -245,7 +273,7 @@ async def delete_key(peer: PeerState, req: Request, send: Send, bucket_id: str, 
         raise not_found(f"ball not found: {bucket_id}@{key}", headers={"n-deletes": "0"}, bucket_id=bucket_id,
                         key=key)
     preconditions(ball)
-    peer.storage.delete(bucket_id, key)
+    peer.storage.essential(peer.storage.delete, bucket_id, key)
     await send_json(send, 200, {"n_deletes": 1, "key": key},
                     headers={"n-deletes": "1", "ETag": f'"{ball.checksum}"'})
 
@@ -261,14 +289,14 @@ async def delete_ball_id(peer: PeerState, req: Request, send: Send, bucket_id: s
     if if_version is not None:
         await versioned.drop_ball_id_version(peer, send, bucket_id, ball_id, if_version)
         return
-    count = len(peer.storage.delete_ball_id(bucket_id, ball_id))
+    count = len(peer.storage.essential(peer.storage.delete_ball_id, bucket_id, ball_id))
     await send_json(send, 200, {"n_deletes": count, "ball_id": ball_id}, headers={"n-deletes": str(count)})
 
 
 async def disable(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
     """P10."""
     bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
-    if not peer.storage.disable(bucket_id, key):
+    if not peer.storage.essential(peer.storage.disable, bucket_id, key):
         raise _missing(bucket_id, key)
     await send_empty(send, 204)
 

@@ -19,7 +19,10 @@ _WRITER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 class PeerState:
     def __init__(self, config: PeerConfig) -> None:
         self.config = config
-        self.storage = Storage(config.resolved_data_dir(), fsync=config.fsync)
+        # Half the headroom is held as a file (released only for deletes, metadata updates and
+        # GC on a full disk); admission keeps the other half free for the index's normal growth.
+        self.storage = Storage(config.resolved_data_dir(), fsync=config.fsync,
+                               reserve=(config.index_headroom // 2) // 4096 * 4096)
         self.tasks = TaskTable()
         # Versions for writes that reach this peer without one; named by the peer when its id
         # is a valid writer id, and never behind anything already stored (a restart with a
@@ -41,6 +44,34 @@ class PeerState:
 
     def free_disk(self) -> int:
         return shutil.disk_usage(self.storage.data_dir).free
+
+    def free_for_data(self) -> int:
+        """Free bytes ball data may still take: the file system's free space, plus the held
+        reserve, minus the index headroom and the reserved bytes not yet written."""
+        free = self.free_disk() + self.storage.reserve_held()
+        return free - self.config.index_headroom - self.tasks.outstanding()
+
+    def fits(self, size: int) -> Optional[str]:
+        """Why ``size`` more bytes cannot be admitted now (None: they can).
+
+        §3.1 and docs/reliability.md "Disk, capacity and reservations": used + reserved + size
+        within the capacity (plus the index headroom when the capacity is the file system's
+        size), and the file system's free space, less the headroom and the reserved bytes not
+        yet written, holds ``size``.
+        """
+        config, tasks = self.config, self.tasks
+        headroom = 0 if config.capacity is not None else config.index_headroom
+        if self.storage.used + tasks.reserved + size + headroom > self.total_disk():
+            return f"not enough capacity for {size} bytes"
+        if self.free_for_data() < size:
+            return f"not enough free space for {size} bytes (the index headroom is {config.index_headroom} bytes)"
+        return None
+
+    def max_pending_per_client(self) -> int:
+        config = self.config
+        if config.max_reserved_per_client is not None:
+            return config.max_reserved_per_client
+        return int(self.total_disk() * config.max_reserved_fraction)
 
     async def close(self) -> None:
         if self._gc is not None:

@@ -6,6 +6,8 @@ Layout under ``data_dir``::
     balls/{sha256(bucket@key)}.{task_id}   one file per stored version (shared by the
                                            records of identical content of one key)
     tmp/                 phase-2 uploads in progress
+    index.sqlite3-reserve  the held part of the index headroom: space only deletes, metadata
+                         updates and GC may use when the file system is full (``essential``)
 
 Tables: ``balls`` holds the *current* version of each key, ``versions`` the *staged* and
 *superseded* ones, ``tombstones`` the versioned deletes (``versionstore`` implements their
@@ -17,21 +19,39 @@ and every multi-row change is one SQLite transaction (``Storage.change``).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import shutil
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from ...protocol.ids import new_task_id
 
 log = logging.getLogger("mictlanx_sync.server.peer")
 
 CURRENT, STAGED, SUPERSEDED = "current", "staged", "superseded"
+RESERVE_FILE = "index.sqlite3-reserve"
+#: WAL pages before an automatic checkpoint: keeps the WAL (and its -shm index) around 1 MiB,
+#: well inside the index headroom, instead of SQLite's default of about 4 MiB
+WAL_AUTOCHECKPOINT = 256
+_SQLITE_FULL = 13
+_T = TypeVar("_T")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for ENOSPC/EDQUOT and for SQLite's "database or disk is full" (SQLITE_FULL)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return (code is not None and code & 0xFF == _SQLITE_FULL) or "disk is full" in str(exc)
+    return False
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS balls (
@@ -129,22 +149,28 @@ class Change:
 class Storage:
     """Version files and the SQLite index of one peer."""
 
-    def __init__(self, data_dir: Path, *, fsync: bool = True) -> None:
+    def __init__(self, data_dir: Path, *, fsync: bool = True, reserve: int = 0) -> None:
         self.data_dir = Path(data_dir)
         self.balls_dir = self.data_dir / "balls"
         self.tmp_dir = self.data_dir / "tmp"
         self.fsync = fsync
+        #: size of the ``index.sqlite3-reserve`` file (0: none)
+        self.reserve = max(0, reserve)
+        self.reserve_path = self.data_dir / RESERVE_FILE
         self.balls_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(self.data_dir / "index.sqlite3"), isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+        self.db.execute("PRAGMA temp_store=MEMORY")  # no temporary files on a full disk
+        self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
         self.db.executescript(_SCHEMA)
         self._migrate()
         self.db.executescript(_LATE_INDEXES)
         self.used = 0
         self.reconcile()
+        self.hold_reserve()
 
     def _migrate(self) -> None:
         """Databases made before versions have no ``balls.version``: their balls are version ``""``."""
@@ -163,15 +189,71 @@ class Storage:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield change
+            # A COMMIT that fails (SQLITE_FULL) leaves the transaction open: roll it back too,
+            # or every later BEGIN would fail and the peer would be wedged.
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
         self.used += change.added
         for name, size in change.released.items():
             if not self.referenced(name):
                 self.used -= size
                 self.unlink(name)
+
+    # --- the full-disk reserve -----------------------------------------------------------------
+    def reserve_held(self) -> int:
+        """The bytes ``index.sqlite3-reserve`` holds now (0 when released)."""
+        try:
+            return min(self.reserve, self.reserve_path.stat().st_size)
+        except OSError:
+            return 0
+
+    def hold_reserve(self) -> bool:
+        """(Re)create the reserve file with real blocks if missing and the file system has twice its size free."""
+        if self.reserve == 0:
+            if self.reserve_path.exists():  # left by a run with a headroom
+                _remove_quietly(str(self.reserve_path))
+            return True
+        if self.reserve_held() >= self.reserve:
+            return True
+        try:
+            if shutil.disk_usage(self.data_dir).free < 2 * self.reserve:
+                return False
+            fd = os.open(str(self.reserve_path), os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                _allocate(fd, self.reserve)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("cannot hold the index reserve %s: %s", self.reserve_path, exc)
+            _remove_quietly(str(self.reserve_path))
+            return False
+        return True
+
+    def release_reserve(self) -> bool:
+        """Unlink ``index.sqlite3-reserve`` so the index can grow on a full disk; True if it held space."""
+        if self.reserve_held() == 0:
+            return False
+        log.warning("file system full: releasing the index reserve (%d bytes) for an index change", self.reserve)
+        _remove_quietly(str(self.reserve_path))
+        return True
+
+    def essential(self, operation: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Run an index change that must work on a full disk (deletes, metadata updates, GC).
+
+        When it fails for lack of space (it was rolled back), the reserve is released and it
+        runs once more; afterwards the reserve is held again as soon as there is room.
+        """
+        try:
+            result = operation(*args, **kwargs)
+        except (OSError, sqlite3.Error) as exc:
+            if not is_disk_full(exc) or not self.release_reserve():
+                raise
+            result = operation(*args, **kwargs)
+        self.hold_reserve()
+        return result
 
     def referenced(self, name: str) -> bool:
         """True when a current or non-current record names the file ``name``."""
@@ -335,6 +417,22 @@ def _remove_quietly(path: str) -> None:
         os.unlink(path)
     except OSError as exc:
         log.warning("cannot remove %s: %s", path, exc)
+
+
+def _allocate(fd: int, size: int) -> None:
+    """Give ``fd`` ``size`` bytes of real blocks (a sparse file would reserve nothing)."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        try:
+            fallocate(fd, 0, size)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+    block = b"\0" * 65536
+    written = 0
+    while written < size:
+        written += os.pwrite(fd, block[: size - written], written)
 
 
 def fsync_dir(path: Path) -> None:

@@ -7,9 +7,9 @@ release the GIL), one piece in flight while the event loop receives the next one
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -22,7 +22,7 @@ from ..common import DRAIN_CAP, MIB, MULTIPART_SLACK, HTTPError, length_mismatch
 from . import lww, versionstore
 from .http import ClientDisconnected, Request, Send, send_json
 from .state import PeerState
-from .storage import Ball, fsync_dir
+from .storage import Ball, fsync_dir, is_disk_full
 from .tasks import Task
 
 PIECE = MIB
@@ -130,8 +130,9 @@ def integrity_error(task: Task, received_size: int, received_checksum: str) -> H
         received_checksum=received_checksum)
 
 
-def storage_error(exc: OSError) -> HTTPError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+def storage_error(exc: BaseException) -> HTTPError:
+    """507/502 for a full file system (ENOSPC, EDQUOT, SQLite's "disk is full"); other errors re-raised."""
+    if is_disk_full(exc):
         return HTTPError(507, 502, "insufficient storage while writing the ball")
     raise exc
 
@@ -234,6 +235,7 @@ async def receive_body(req: Request, task: Task, sink: Sink, multipart: bool) ->
                 failure = integrity_error(task, seen, "")
                 continue
             await sink.feed(chunk)
+            task.written = sink.count
             continue
         try:
             parts.parser.write(chunk)
@@ -246,6 +248,7 @@ async def receive_body(req: Request, task: Task, sink: Sink, multipart: bool) ->
                 failure = integrity_error(task, sink.count + len(piece), "")
                 break
             await sink.feed(piece)
+        task.written = sink.count
     if failure is not None:
         if failure.code == 501 and parts is None and not at_once:
             failure.extra["received_size"] = seen  # everything the client sent (up to the drain bound)
@@ -266,6 +269,13 @@ async def handle_phase2(peer: PeerState, req: Request, send: Send, task_id: str,
         raise not_found(f"unknown, expired or already claimed task: {task_id}", task_id=task_id)
     started = time.perf_counter()
     try:
+        if not task.exists and task.reserved == 0:  # its reservation timed out: does it still fit?
+            why = peer.fits(task.size)
+            if why is not None:
+                raise HTTPError(507, 502, f"{why} (the task's reservation timed out before its phase 2)",
+                                bucket_id=task.bucket_id, key=task.key, task_id=task.task_id,
+                                headers={"connection": "close"})
+            peer.tasks.reacquire(task)
         try:
             sink = Sink(None if task.exists else peer.storage.temp_path())
         except OSError as exc:
@@ -280,7 +290,7 @@ async def handle_phase2(peer: PeerState, req: Request, send: Send, task_id: str,
                 raise failure
             if not task.exists:
                 await _commit(peer, task, sink)
-        except OSError as exc:
+        except (OSError, sqlite3.Error) as exc:
             await sink.abort()
             raise storage_error(exc) from None
         except BaseException:
@@ -299,24 +309,30 @@ async def handle_phase2(peer: PeerState, req: Request, send: Send, task_id: str,
 async def _commit(peer: PeerState, task: Task, sink: Sink) -> None:
     storage = peer.storage
     name = storage.version_name(task.bucket_id, task.key, task.task_id)
-    await sink.seal(storage.path(name), peer.config.fsync)
+    try:
+        await sink.seal(storage.path(name), peer.config.fsync)
+    except OSError:
+        storage.unlink(name)  # renamed before a later step failed: no orphan either way
+        raise
     # Back on the event loop: the re-check and the row swap run without an await in between.
+    # Whatever fails from here (a lost race, a full disk under the index: the transaction was
+    # rolled back), the new file is named by no row, so it goes.
     try:
         commit = _recheck(peer, task)
-    except HTTPError:
-        storage.unlink(name)  # the write lost a race meanwhile: it stores nothing
+        if commit:
+            ball = Ball(task.bucket_id, task.key, task.size, task.checksum, task_id=task.task_id, file=name,
+                        version=task.version, **task.meta)
+            if task.staged:
+                versionstore.stage(storage, ball)
+            elif task.versioned:
+                versionstore.commit_current(storage, ball)
+            else:  # an unversioned overwrite replaces the old version at once, as before versions
+                storage.put(ball)
+    except BaseException:
+        storage.unlink(name)
         raise
     if not commit:
-        storage.unlink(name)
-        return  # the same content is already committed: nothing to change
-    ball = Ball(task.bucket_id, task.key, task.size, task.checksum, task_id=task.task_id, file=name,
-                version=task.version, **task.meta)
-    if task.staged:
-        versionstore.stage(storage, ball)
-    elif task.versioned:
-        versionstore.commit_current(storage, ball)
-    else:  # an unversioned overwrite replaces the old version at once, as before versions
-        storage.put(ball)
+        storage.unlink(name)  # the same content is already committed: nothing to change
 
 
 def _recheck(peer: PeerState, task: Task) -> bool:

@@ -68,7 +68,7 @@ async def tombstone_key(peer: PeerState, send: Send, bucket_id: str, key: str, v
     current = peer.storage.get(bucket_id, key)
     if current is not None and current.version < version:
         preconditions(current)  # If-Match / Task-Id still guard what would be removed
-    removed = versionstore.delete_key(peer.storage, bucket_id, key, version)
+    removed = peer.storage.essential(versionstore.delete_key, peer.storage, bucket_id, key, version)
     headers = {VERSION_HEADER: version}
     if not removed:
         raise _deleted("key", key, headers, bucket_id=bucket_id, version=version)
@@ -79,7 +79,7 @@ async def tombstone_key(peer: PeerState, send: Send, bucket_id: str, key: str, v
 async def tombstone_ball_id(peer: PeerState, send: Send, bucket_id: str, ball_id: str, version: str) -> None:
     """P9 with ``Mictlanx-Version: D``: tombstone D for the ball_id; its versions below D superseded."""
     peer.clock.observe(version)
-    removed = versionstore.delete_ball_id(peer.storage, bucket_id, ball_id, version)
+    removed = peer.storage.essential(versionstore.delete_ball_id, peer.storage, bucket_id, ball_id, version)
     headers = {VERSION_HEADER: version}
     if not removed:
         raise _deleted("ball_id", ball_id, headers, bucket_id=bucket_id, version=version)
@@ -100,7 +100,7 @@ async def drop_key_version(peer: PeerState, send: Send, bucket_id: str, key: str
     record = versionstore.non_current(peer.storage, bucket_id, key, version)
     if record is None:
         raise _deleted("key", key, {}, bucket_id=bucket_id, version=version)
-    versionstore.remove_versions(peer.storage, [record])
+    peer.storage.essential(versionstore.remove_versions, peer.storage, [record])
     await send_json(send, 200, {"n_deletes": 1, "key": key, "version": version}, headers={"n-deletes": "1"})
 
 
@@ -116,7 +116,7 @@ async def drop_ball_id_version(peer: PeerState, send: Send, bucket_id: str, ball
                for record in versionstore.records_of(storage, bucket_id, ball_id, state) if record.version == version]
     if not records:
         raise _deleted("ball_id", ball_id, {}, bucket_id=bucket_id, version=version)
-    versionstore.remove_versions(storage, records)
+    storage.essential(versionstore.remove_versions, storage, records)
     await send_json(send, 200, {"n_deletes": len(records), "ball_id": ball_id, "version": version},
                     headers={"n-deletes": str(len(records))})
 
@@ -129,7 +129,8 @@ async def commit(peer: PeerState, req: Request, send: Send, bucket_id: str, ball
     if version is None:
         raise HTTPError(400, 400, f"{VERSION_HEADER} is required")
     peer.clock.observe(version)
-    committed, superseded = versionstore.commit_ball_id(peer.storage, bucket_id, ball_id, version)
+    storage = peer.storage
+    committed, superseded = storage.essential(versionstore.commit_ball_id, storage, bucket_id, ball_id, version)
     await send_json(send, 200, {"bucket_id": bucket_id, "ball_id": ball_id, "version": version,
                                 "committed": committed, "superseded": superseded},
                     headers={VERSION_HEADER: version})
