@@ -37,9 +37,15 @@ log = logging.getLogger("mictlanx_sync.server.peer")
 
 CURRENT, STAGED, SUPERSEDED = "current", "staged", "superseded"
 RESERVE_FILE = "index.sqlite3-reserve"
-#: WAL pages before an automatic checkpoint: keeps the WAL (and its -shm index) around 1 MiB,
-#: well inside the index headroom, instead of SQLite's default of about 4 MiB
-WAL_AUTOCHECKPOINT = 256
+#: SQLite's default WAL pages before an automatic checkpoint (used without a reserve)
+WAL_AUTOCHECKPOINT = 1000
+
+
+def wal_pages(reserve: int) -> int:
+    """WAL pages between automatic checkpoints: the WAL (which SQLite reuses, never shrinks)
+    stays within a quarter of the reserve, so on a full disk the released reserve holds its
+    growth and the checkpoint's growth of the database file (256 pages, 1 MiB, by default)."""
+    return WAL_AUTOCHECKPOINT if reserve <= 0 else max(16, min(WAL_AUTOCHECKPOINT, reserve // (4 * 4096)))
 _SQLITE_FULL = 13
 _T = TypeVar("_T")
 
@@ -164,7 +170,7 @@ class Storage:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
         self.db.execute("PRAGMA temp_store=MEMORY")  # no temporary files on a full disk
-        self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+        self.db.execute(f"PRAGMA wal_autocheckpoint={wal_pages(self.reserve)}")
         self.db.executescript(_SCHEMA)
         self._migrate()
         self.db.executescript(_LATE_INDEXES)
