@@ -318,3 +318,83 @@ def test_limits_have_cli_options_with_environment_variables_and_defaults() -> No
             ("--reserve-timeout", "MICTLANX_PEER_RESERVE_TIMEOUT", "default 30"),
             ("--max-reserved-per-client", "MICTLANX_PEER_MAX_RESERVED_PER_CLIENT", "default 50%")):
         assert option in flat and variable in flat and default in flat, option
+
+
+# --- the index failing under a commit (in process, the failure injected) ---------------------------------
+class _FullAt:
+    """A connection proxy whose statement ``sql`` fails ``times`` times with SQLITE_FULL."""
+
+    def __init__(self, db: sqlite3.Connection, sql: str, times: int = 1) -> None:
+        self._db, self._sql, self.left = db, sql, times
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if self.left and sql.strip().upper().startswith(self._sql):
+            self.left -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def test_a_failed_commit_is_rolled_back_and_deletes_retry_with_the_reserve(tmp_path: Path) -> None:
+    from mictlanx_sync.server.peer.storage import Ball, Storage
+
+    storage = Storage(tmp_path / "s", fsync=False, reserve=64 * KIB)
+    try:
+        reserve = tmp_path / "s" / "index.sqlite3-reserve"
+        assert reserve.stat().st_size == 64 * KIB
+        real = storage.db
+        storage.path("f1").write_bytes(b"abc")
+        storage.db = _FullAt(real, "COMMIT")  # type: ignore[assignment]
+        with pytest.raises(sqlite3.OperationalError):
+            storage.put(Ball("b", "k", 3, sha(b"abc"), file="f1"))
+        assert not real.in_transaction  # not left open: the next change works
+        storage.db = real
+        storage.put(Ball("b", "k", 3, sha(b"abc"), file="f1"))
+        # A delete whose COMMIT finds the disk full releases the reserve and runs again.
+        storage.db = _FullAt(real, "COMMIT")  # type: ignore[assignment]
+        assert storage.essential(storage.delete, "b", "k") is not None
+        storage.db = real
+        assert storage.get("b", "k") is None and not storage.path("f1").exists()
+        assert reserve.stat().st_size == 64 * KIB  # held again: there is room
+    finally:
+        storage.close()
+
+
+def test_an_index_full_at_phase2_commit_gives_507_and_no_orphan(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import httpx
+
+    from mictlanx_sync.server.peer.app import PeerApp
+    from mictlanx_sync.server.peer.config import PeerConfig
+
+    data_dir = tmp_path / "p"
+    app = PeerApp(PeerConfig(data_dir=data_dir, fsync=False, index_headroom=256 * KIB))
+    storage = app.peer.storage
+    data = os.urandom(10_000)
+
+    async def scenario() -> tuple[int, int, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://peer") as client:
+            body = {"key": "k", "size": len(data), "checksum": sha(data)}
+            first = await client.post(f"{API}/buckets/b/metadata", json=body)
+            storage.db = _FullAt(storage.db, "COMMIT")  # type: ignore[assignment]
+            second = await client.post(f"{API}/buckets/data/{first.json()['task_id']}/chunked", content=data)
+            code = second.json()["detail"]["code"]
+            # The index was left as it was and works: the same put succeeds now.
+            again = await client.post(f"{API}/buckets/b/metadata", json=body)
+            third = await client.post(f"{API}/buckets/data/{again.json()['task_id']}/chunked", content=data)
+            return second.status_code, code, third.status_code
+
+    orphans: list[str] = []
+    try:
+        failed, code, retried = asyncio.run(scenario())
+        orphans = sorted(os.listdir(data_dir / "tmp"))
+    finally:
+        storage.close()
+    assert (failed, code, retried) == (507, 502, 201)
+    assert orphans == []
+    assert set(os.listdir(data_dir / "balls")) == indexed_files(data_dir) and len(indexed_files(data_dir)) == 1
