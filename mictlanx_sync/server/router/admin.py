@@ -29,17 +29,40 @@ def _peer_item(item: Any, loc: list[Any]) -> PeerEntry:
     return PeerEntry(peer_id, hostname.strip("[]"), port, protocol)
 
 
+#: R15/R17 header proving the caller knows the peer token (then the new peer may receive it)
+PEER_TOKEN_HEADER = "mictlanx-peer-token"
+
+
+def _trusted(st: RouterState, req: Request) -> bool:
+    """Whether peers registered by ``req`` may receive the peer token (issue 12 point 6).
+
+    Only when the request proves it already knows the peer token: ``Mictlanx-Peer-Token``
+    equal to it, or an ``Authorization`` bearer equal to it (a router whose token is the peer
+    token, as ``LocalVSS`` runs). Otherwise registering an address one listens on would hand
+    out the peer token to anyone holding the router token.
+    """
+    registry = st.registry
+    if registry.proves_peer_token(req.headers.get(PEER_TOKEN_HEADER)):
+        return True
+    auth = req.headers.get("authorization", "").strip()
+    return auth[:7].lower() == "bearer " and registry.proves_peer_token(auth[7:].strip())
+
+
 async def add_peers(st: RouterState, req: Request) -> Response:
     body = await req.json()
     if not isinstance(body, list):
         raise unprocessable("body must be a JSON array of peers", ["body"], "list_type")
     entries = [_peer_item(item, ["body", i]) for i, item in enumerate(body)]
+    trusted = _trusted(st, req)
+    for entry in entries:
+        entry.trusted = trusted
     await st.registry.register(entries)
     return empty(204)
 
 
 async def add_peer(st: RouterState, req: Request) -> Response:
     entry = _peer_item(await req.json(), ["body"])
+    entry.trusted = _trusted(st, req)
     await st.registry.register([entry])
     return empty(204)
 

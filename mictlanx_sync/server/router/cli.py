@@ -28,7 +28,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--task-ttl", type=float, default=float(_env("MICTLANX_TASK_TTL", "600") or 600))
     add("--exists-ttl", type=float, default=float(_env("MICTLANX_EXISTS_TTL", "60") or 60))
     add("--peer-connect-timeout", type=float, default=5.0)
-    add("--peer-read-timeout", type=float, default=120.0)
+    add("--peer-read-timeout", type=float, default=120.0,
+        help="longest silence of a peer while a data transfer is under way, seconds (default 120)")
+    add("--peer-meta-timeout", type=float, default=float(_env("MICTLANX_ROUTER_PEER_META_TIMEOUT", "2") or 2),
+        help="deadline of one metadata-sized peer call (P1, P4, P6/P7 silence, P8/P9, P11, P23, P24); a peer "
+             "that misses it is marked unavailable at once; seconds [MICTLANX_ROUTER_PEER_META_TIMEOUT] "
+             "(default 2)")
+    add("--peer-first-byte-timeout", type=float,
+        default=float(_env("MICTLANX_ROUTER_PEER_FIRST_BYTE_TIMEOUT", "2") or 2),
+        help="a data read (P5) whose first byte has not come after this many seconds fails over to the next "
+             "holder and marks the peer unavailable [MICTLANX_ROUTER_PEER_FIRST_BYTE_TIMEOUT] (default 2)")
+    add("--fanout-grace", type=float, default=float(_env("MICTLANX_ROUTER_FANOUT_GRACE", "0.5") or 0.5),
+        help="R3/R10/R11 lookups and R2/R12 listings answer this long after the first holder replied, "
+             "counting silent peers as unavailable; also the hedging delay of data reads and of R5 "
+             "placement; seconds [MICTLANX_ROUTER_FANOUT_GRACE] (default 0.5)")
     add("--piece-size", default="1MiB", help="relay piece size (size string)")
     add("--queue-depth", type=int, default=4, help="pieces queued per replica")
     add("--cache-size", default=_env("MICTLANX_ROUTER_CACHE", "0"), help="router cache (only 0 is supported)")
@@ -37,12 +50,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="require 'Authorization: Bearer TOKEN' on every request but /health [MICTLANX_ROUTER_TOKEN]")
     add("--peer-token", default=_env("MICTLANX_PEER_TOKEN"),
         help="bearer token sent to the peers on every request [MICTLANX_PEER_TOKEN] "
-             "(default: the token= of --peers, if any)")
+             "(default: the token= of --peers, if any). Sent only to the peers of --peers (and to "
+             "peers registered through R15/R17 by a request carrying 'Mictlanx-Peer-Token: TOKEN'), "
+             "never to an address a request supplied")
     add("--faults", default=_env("MICTLANX_FAULTS"), metavar="SPEC",
         help="enable fault injection: a JSON list of rules or @file (testing only; see "
              "mictlanx_sync.server.faults) [MICTLANX_FAULTS]")
     add("--log-level", default=_env("MICTLANX_LOG_LEVEL", "WARNING"))
     add_limit_arguments(parser)
+
+
+def _positive(value: float, name: str) -> float:
+    if not value > 0:
+        raise SystemExit(f"mictlanx-sync router: {name} must be > 0")
+    return float(value)
 
 
 def build_config(args: argparse.Namespace):  # -> RouterConfig
@@ -79,6 +100,9 @@ def build_config(args: argparse.Namespace):  # -> RouterConfig
         router_id=args.router_id, data_dir=data_dir, peers=peers, health_interval=args.health_interval,
         unhealthy_threshold=args.unhealthy_threshold, task_ttl=args.task_ttl, exists_ttl=args.exists_ttl,
         peer_connect_timeout=args.peer_connect_timeout, peer_read_timeout=args.peer_read_timeout,
+        peer_meta_timeout=_positive(args.peer_meta_timeout, "--peer-meta-timeout"),
+        peer_first_byte_timeout=_positive(args.peer_first_byte_timeout, "--peer-first-byte-timeout"),
+        fanout_grace=max(0.0, args.fanout_grace),
         piece_size=max(4096, piece_size), queue_depth=max(1, args.queue_depth), cache_size=0,
         root_path=args.root_path or "", token=args.token or None, peer_token=peer_token, faults=faults,
     )

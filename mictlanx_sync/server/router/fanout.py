@@ -2,6 +2,13 @@
 
 A :class:`Reply` is one peer's answer: a status and parsed JSON body, or ``status=None``
 for a transport error. :func:`missing` turns "nobody had it" into the right error row.
+
+Every call is bounded (docs/reliability.md "Limits and timeouts"): ``peer_meta_timeout``
+(default 2 s) for a whole metadata-sized call, or, for listings (``stream=True``), as the
+longest silence while its answer arrives. A call that times out marks its peer unavailable at
+once, and a call to a peer the registry marks unavailable is cancelled (``Registry.guard``).
+:func:`fan_out_early` answers from the replies that decide the outcome: once a deciding reply
+arrived, the peers still silent ``fanout_grace`` later are *late*: unavailable for this request.
 """
 
 from __future__ import annotations
@@ -10,11 +17,11 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from ..common import HTTPError
 from .peerio import PeerError, exchange
-from .registry import PeerEntry, Registry
+from .registry import PeerDown, PeerEntry, PeerTimeout, Registry
 
 log = logging.getLogger("mictlanx_sync.server.router")
 
@@ -26,6 +33,9 @@ class Reply:
     body: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
     error: str = ""
+    #: no answer within the fan-out's grace, or the call timed out or was cancelled because the
+    #: peer was marked unavailable: unavailable for this request, not failed
+    late: bool = False
 
     @property
     def ok(self) -> bool:
@@ -57,20 +67,29 @@ class Reply:
 
 async def call(registry: Registry, entry: PeerEntry, method: str, path: str, *,
                params: Any = None, headers: Optional[Mapping[str, str]] = None, json_body: Any = None,
-               timeout: Optional[float] = None) -> Reply:
+               timeout: Optional[float] = None, stream: bool = False) -> Reply:
     """One request to ``entry`` (``path`` under ``/api/v4``); never raises for HTTP trouble.
 
-    ``json_body`` is sent as httpx would (compact, UTF-8); ``timeout`` (seconds) replaces the
-    connect and read timeouts. Plain-http peers go through the lean client (``peerio``).
+    ``json_body`` is sent as httpx would (compact, UTF-8). ``timeout`` (seconds, default the
+    registry's ``meta_timeout``) bounds the whole call, or with ``stream`` (listings, whose
+    answers may be large) the connection and each wait for more of the answer. A timeout marks
+    the peer unavailable at once. Plain-http peers go through the lean client (``peerio``).
     """
     body: Optional[bytes] = None
     if json_body is not None:
         body = json.dumps(json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
         headers = {"Content-Type": "application/json", **(headers or {})}
+    limit = registry.meta_timeout if timeout is None else timeout
     try:
-        answer = await exchange(registry, entry, method, f"/api/v4{path}", params=params, headers=headers,
-                                body=body, timeout=timeout)
+        answer = await registry.guard(entry, exchange(registry, entry, method, f"/api/v4{path}", params=params,
+                                                      headers=headers, body=body, timeout=limit),
+                                      None if stream else limit)
+    except (PeerTimeout, PeerDown) as exc:  # the peer is now marked unavailable
+        return Reply(entry.peer_id, None, error=str(exc), late=True)
     except PeerError as exc:
+        if exc.transport and "timed out" in str(exc) and registry.peers.get(entry.peer_id) is entry:
+            registry.mark_down(entry, str(exc))
+            return Reply(entry.peer_id, None, error=str(exc), late=True)
         if exc.transport:
             registry.mark_failure(entry)
         return Reply(entry.peer_id, None, error=str(exc))
@@ -94,16 +113,66 @@ async def fan_out(registry: Registry, entries: Iterable[PeerEntry], method: str,
     return list(await asyncio.gather(*(call(registry, e, method, path, **kwargs) for e in targets)))
 
 
+#: calls a fan-out stopped waiting for; kept referenced until they end (they are bounded)
+_LATE: set[asyncio.Future] = set()
+
+
+async def fan_out_early(registry: Registry, entries: Iterable[PeerEntry], method: str, path: str, *,
+                        decides: Callable[[Reply], bool], grace: Optional[float] = None,
+                        **kwargs: Any) -> list[Reply]:
+    """``call`` every entry concurrently and answer early; replies in the order of ``entries``.
+
+    Returns when every call ended, or ``grace`` seconds (default the registry's ``grace``) after
+    the first reply for which ``decides`` is true. Calls still running then give
+    ``Reply(status=None, late=True)`` and go on in the background until their own timeout (which
+    marks their peer unavailable) or until the registry cancels them. Without a deciding reply
+    the wait is bounded by the calls' timeouts alone.
+    """
+    targets = list(entries)
+    if not targets:
+        return []
+    wait_grace = registry.grace if grace is None else grace
+    tasks = [asyncio.ensure_future(call(registry, e, method, path, **kwargs)) for e in targets]
+    loop = asyncio.get_running_loop()
+    deadline: Optional[float] = None
+    pending = set(tasks)
+    try:
+        while pending:
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                break  # the grace is over
+            if deadline is None and any(decides(t.result()) for t in done):
+                deadline = loop.time() + wait_grace
+    except BaseException:
+        for task in pending:
+            task.cancel()
+        raise
+    replies = []
+    for entry, task in zip(targets, tasks, strict=True):
+        if task.done():
+            replies.append(task.result())
+            continue
+        _LATE.add(task)
+        task.add_done_callback(_LATE.discard)
+        replies.append(Reply(entry.peer_id, None, error=f"no answer within the {wait_grace:g} s fan-out grace",
+                             late=True))
+    if len(pending):
+        log.info("%s %s: answered without %s (late)", method, path, sorted(r.peer_id for r in replies if r.late))
+    return replies
+
+
 def no_peer_available(**extra: Any) -> HTTPError:
     return HTTPError(503, 666, "No available peers.", **extra)
 
 
 def missing(registry: Registry, failed: list[str], what: str, *, fail_code: int = 503,
-            **extra: Any) -> HTTPError:
-    """The §P4.3 outcome when no available peer returned the data."""
+            late: Iterable[str] = (), **extra: Any) -> HTTPError:
+    """The §P4.3 outcome when no available peer returned the data (``late`` peers, which did not
+    answer within a fan-out's grace, count as unavailable)."""
     if failed:
         return HTTPError(502, fail_code, f"{what}: peers failed", failed_peers=sorted(failed), **extra)
-    unavailable = registry.unavailable_ids()
+    unavailable = sorted(set(registry.unavailable_ids()) | set(late))
     if not registry.available_ids():
         return no_peer_available(unavailable_peers=unavailable, **extra)
     if unavailable:

@@ -79,6 +79,9 @@ async def exchange(registry: Registry, entry: PeerEntry, method: str, path: str,
     ``timeout`` (seconds) replaces the connect and read timeouts. Raises :class:`PeerError` on
     transport errors and :class:`SourceError` when a streamed body's source fails."""
     url_target = target(path, params)
+    auth = registry.auth_headers(entry)
+    if auth:
+        headers = {**auth, **(headers or {})}
     if body is not None and not isinstance(body, bytes):
         body = _guarded(body, length)
     pool = registry.raw_pool(entry)

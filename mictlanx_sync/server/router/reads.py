@@ -9,7 +9,7 @@ from urllib.parse import quote
 from ...protocol.sizes import format_size
 from ..common import HTTPError, not_found, parse_bool, parse_chunk_size, parse_int_query, path_id
 from . import reconcile
-from .fanout import Reply, call, fan_out, missing, no_peer_available
+from .fanout import Reply, call, fan_out, fan_out_early, missing, no_peer_available
 from .registry import PeerEntry
 from .state import Request, Response, RouterState, json_response
 from .streaming import ClientGone, Opened, PassThrough, StreamBroken, open_first, relay, watch_disconnect
@@ -47,8 +47,8 @@ async def sizes(st: RouterState, req: Request, bucket_id: str, key: str) -> Resp
                           "size": reply.body.get("size", 0)})
     if found:
         return json_response(found)
-    raise missing(st.registry, [r.peer_id for r in replies if r.failed], f"{bucket_id}@{key}",
-                  bucket_id=bucket_id, key=key)
+    raise missing(st.registry, [r.peer_id for r in replies if r.failed and not r.late], f"{bucket_id}@{key}",
+                  late=[r.peer_id for r in replies if r.late], bucket_id=bucket_id, key=key)
 
 
 # --- R2 ------------------------------------------------------------------------------------
@@ -67,8 +67,10 @@ async def list_bucket(st: RouterState, req: Request, bucket_id: str) -> Response
         params["after"] = after
     if end > 0:
         params["end"] = str(end)
-    replies = await fan_out(st.registry, entries, "GET", f"/buckets/{bucket_id}/metadata", params=params)
+    replies = await fan_out_early(st.registry, entries, "GET", f"/buckets/{bucket_id}/metadata", params=params,
+                                  decides=reconcile.listing_decides, stream=True)
     visible, answered = reconcile.merge_listings(st, bucket_id, replies)
+    # late peers (silent for the grace after a listing showed something) are listed as failed
     failed = [r.peer_id for r in replies if r.peer_id not in answered]
     balls = sorted(visible, key=lambda meta: str(meta["key"]))
     balls = balls[start:end] if end > 0 else balls[start:]
@@ -95,7 +97,7 @@ def _unresolved(st: RouterState, res: reconcile.Resolution, pinned: Optional[Pee
     """The error for a key no asked peer serves: §4.3 outcomes, or the ``Peer-Id`` ones."""
     if pinned is None:
         return reconcile.not_found(st, res, what, **extra)
-    if res.failed:
+    if res.failed or res.late:
         return HTTPError(502, 503, f"peer {pinned.peer_id} failed", **extra)
     headers = {TOMBSTONE_HEADER: res.tombstone} if res.tombstone else None
     return HTTPError(404, 404, f"{what} not found on {pinned.peer_id}", headers=headers, **extra)
@@ -104,10 +106,11 @@ def _unresolved(st: RouterState, res: reconcile.Resolution, pinned: Optional[Pee
 # --- R12 and the listing R10 starts with ------------------------------------------------------
 async def _chunks(st: RouterState, bucket_id: str, ball_id: str, include: bool) -> tuple[list[dict], list[str]]:
     entries = st.registry.available()
-    replies = await fan_out(st.registry, entries, "GET", f"/buckets/{bucket_id}/metadata/{ball_id}/group",
-                            params={"include_disabled": "1" if include else "0", **WITH_TOMBSTONES})
+    replies = await fan_out_early(st.registry, entries, "GET", f"/buckets/{bucket_id}/metadata/{ball_id}/group",
+                                  params={"include_disabled": "1" if include else "0", **WITH_TOMBSTONES},
+                                  decides=reconcile.listing_decides, stream=True)
     chunks, _ = reconcile.merge_listings(st, bucket_id, replies)
-    failed = [r.peer_id for r in replies if r.status != 200 and r.status != 404]
+    failed = [r.peer_id for r in replies if r.status != 200 and r.status != 404 and not r.late]
     chunks.sort(key=_index_order)
     return chunks, failed
 

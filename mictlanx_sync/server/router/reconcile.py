@@ -4,6 +4,10 @@ Ranking decides placement; versions decide truth. A key's answer is the highest 
 available peer holds, unless some peer reports a tombstone at or above it (a delete that
 reached that peer while the holder of the stale copy was down). Legacy copies have version
 ``""``; among equal versions the highest-ranked peer wins, which is the spec's old rule.
+
+Both R3's lookup and the listings answer early (:func:`.fanout.fan_out_early`): once a holder
+replied, peers silent ``fanout_grace`` later are *late* and count as unavailable for this
+request, exactly as if the registry had marked them down (docs/consistency.md §2.5).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 from ..common import HTTPError
-from .fanout import Reply, fan_out, missing
+from .fanout import Reply, fan_out_early, missing
 from .placement import score
 from .registry import PeerEntry
 from .state import RouterState
@@ -31,6 +35,8 @@ class Resolution:
     #: the highest tombstone any peer reported for the key (None: none)
     tombstone: Optional[str] = None
     failed: list[str] = field(default_factory=list)
+    #: peers that did not answer within the grace: unavailable for this request
+    late: list[str] = field(default_factory=list)
 
 
 async def resolve(st: RouterState, bucket_id: str, key: str, pin: Optional[str] = None,
@@ -42,12 +48,20 @@ async def resolve(st: RouterState, bucket_id: str, key: str, pin: Optional[str] 
     """
     ranked = entries if entries is not None else st.ranked_available(bucket_id, key)
     headers = {VERSION_HEADER: pin} if pin else None
-    replies = await fan_out(st.registry, ranked, "GET", f"/buckets/{bucket_id}/metadata/{key}", headers=headers)
+    def decides(reply: Reply) -> bool:  # a holder (of the pinned version, when pinned)
+        if reply.status != 200 or not isinstance(reply.body, dict):
+            return False
+        return pin is None or reply_version(reply, st.clock) == pin
+
+    replies = await fan_out_early(st.registry, ranked, "GET", f"/buckets/{bucket_id}/metadata/{key}",
+                                  decides=decides, headers=headers)
     result = Resolution()
     found: list[tuple[PeerEntry, Reply, str]] = []
     for entry, reply in zip(ranked, replies, strict=True):
         if reply.status == 200 and isinstance(reply.body, dict):
             found.append((entry, reply, reply_version(reply, st.clock)))
+        elif reply.late:
+            result.late.append(entry.peer_id)
         elif reply.failed:
             result.failed.append(entry.peer_id)
         else:
@@ -67,7 +81,7 @@ async def resolve(st: RouterState, bucket_id: str, key: str, pin: Optional[str] 
 
 def not_found(st: RouterState, res: Resolution, what: str, **extra: Any) -> HTTPError:
     """The §4.3 outcome for a key nothing visible holds, naming the hiding tombstone if any."""
-    error = missing(st.registry, res.failed, what, **extra)
+    error = missing(st.registry, res.failed, what, late=res.late, **extra)
     if res.tombstone is not None:
         error.headers[TOMBSTONE_HEADER] = res.tombstone
     return error
@@ -123,6 +137,11 @@ def _better(candidate: tuple[str, str], current: tuple[str, str], bucket_id: str
     if cand_version != cur_version:
         return cand_version > cur_version
     return (-score(cand_peer, bucket_id, key), cand_peer) < (-score(cur_peer, bucket_id, key), cur_peer)
+
+
+def listing_decides(reply: Reply) -> bool:
+    """A listing that shows something: it starts the grace of a listing fan-out."""
+    return reply.status == 200 and isinstance(reply.body, dict) and bool(reply.body.get("balls"))
 
 
 def merge_listings(st: RouterState, bucket_id: str, replies: Iterable[Reply]) -> tuple[list[dict], list[str]]:

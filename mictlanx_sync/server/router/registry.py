@@ -5,12 +5,29 @@ persisted in ``{data_dir}/peers.json`` on every change and reloaded at start (co
 wins on an id conflict). A peer becomes unavailable after ``unhealthy_threshold``
 consecutive failed checks and available again after one success, once its pending
 deletes (§P4.6) have been replayed.
+
+**Who gets the peer token** (issue 12 point 6). The router's peer token is sent only to
+*trusted* entries: peers of the router's configuration (``--peers``/``MICTLANX_PEERS``/
+``RouterConfig.peers``), and peers registered through R15/R17 by a request that proved it
+already knows the peer token (``Mictlanx-Peer-Token: <peer token>``, or a router token equal
+to the peer token, as ``LocalVSS`` runs). Any other registration is *untrusted*: its health
+probes and data-path calls carry no ``Authorization`` at all, so registering an address one
+listens on reveals nothing. A token-protected peer answers such probes with
+``WWW-Authenticate`` and stays unavailable until an operator configures it. Trust is kept in
+``peers.json`` (the operator's file); replacing an entry's address through the API drops it.
+
+**In-flight calls** (issue 12 point 4). Every peer call of a fan-out, data read and replica
+upload runs through :meth:`Registry.guard`, which tracks it per peer: when the registry marks
+a peer unavailable (a timeout on the data path or in a fan-out marks it at once), every call
+still waiting on it is cancelled, so requests already in flight fail over at once instead of
+waiting for the peer read timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import json
 import logging
 import os
@@ -34,6 +51,8 @@ class PeerEntry:
     protocol: str = "http"
     available: bool = False
     failures: int = 0
+    #: the peer token may be sent to it (configured, or registered by a holder of the token)
+    trusted: bool = False
 
     @property
     def url(self) -> str:
@@ -44,6 +63,19 @@ class PeerEntry:
 
     def same_address(self, other: PeerEntry) -> bool:
         return (self.hostname, self.port, self.protocol) == (other.hostname, other.port, other.protocol)
+
+
+class PeerTimeout(Exception):
+    """A guarded call did not finish in time (the peer was marked unavailable)."""
+
+
+class PeerDown(Exception):
+    """A guarded call was cancelled because the registry marked its peer unavailable."""
+
+
+def _consume(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class Registry:
@@ -61,6 +93,14 @@ class Registry:
         self.raw_reads = True  # data reads (P5) through ``raw``
         self.raw_writes = True  # every other request through ``raw``
         self._locks: dict[str, asyncio.Lock] = {}
+        #: the bearer token sent to trusted peers (None: none)
+        self.peer_token: Optional[str] = None
+        #: limits of ``RouterConfig`` (peer_meta_timeout, peer_first_byte_timeout, fanout_grace)
+        self.meta_timeout = 2.0
+        self.first_byte_timeout = 2.0
+        self.grace = 0.5
+        #: calls in flight per peer id, cancelled when the peer is marked unavailable
+        self._inflight: dict[str, set[asyncio.Future]] = {}
 
     # --- persistence ------------------------------------------------------------------
     def load(self, configured: Iterable[PeerEntry]) -> None:
@@ -69,18 +109,19 @@ class Registry:
                 items = json.loads(self.path.read_text(encoding="utf-8"))
                 for item in items:
                     entry = PeerEntry(str(item["peer_id"]), str(item["hostname"]), int(item["port"]),
-                                      str(item.get("protocol", "http")))
+                                      str(item.get("protocol", "http")), trusted=item.get("trusted") is True)
                     self.peers[entry.peer_id] = entry
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("ignoring unreadable %s: %s", self.path, exc)
         for entry in configured:
+            entry.trusted = True  # the operator named it: it may receive the peer token
             self.peers[entry.peer_id] = entry
         self.save()
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".json.tmp")
-        items = [self.peers[p].public() for p in sorted(self.peers)]
+        items = [{**self.peers[p].public(), "trusted": self.peers[p].trusted} for p in sorted(self.peers)]
         tmp.write_text(json.dumps(items, indent=1), encoding="utf-8")
         os.replace(tmp, self.path)
 
@@ -100,6 +141,18 @@ class Registry:
     def unavailable_ids(self) -> list[str]:
         return sorted(p for p, e in self.peers.items() if not e.available)
 
+    def auth_headers(self, entry: PeerEntry) -> dict[str, str]:
+        """``Authorization`` for a request to ``entry``: only trusted entries get the peer token."""
+        if self.peer_token and entry.trusted:
+            return {"Authorization": f"Bearer {self.peer_token}"}
+        return {}
+
+    def proves_peer_token(self, presented: Optional[str]) -> bool:
+        """True when ``presented`` (a request's credential) is the peer token itself."""
+        if not self.peer_token or not presented:
+            return False
+        return hmac.compare_digest(presented.encode("utf-8"), self.peer_token.encode("utf-8"))
+
     def raw_pool(self, entry: PeerEntry, *, read: bool = False) -> Any:
         """The lean client for a request to ``entry`` (data reads if ``read``), or None for httpx."""
         if self.raw is None or entry.protocol != "http":
@@ -108,11 +161,19 @@ class Registry:
 
     # --- changes ------------------------------------------------------------------------
     async def register(self, entries: list[PeerEntry]) -> None:
-        """Add or replace ``entries``, check each once (2 s) and persist (§P4.1)."""
+        """Add or replace ``entries``, check each once (2 s) and persist (§P4.1).
+
+        ``entry.trusted`` says whether the registration proved it knows the peer token.
+        """
         for entry in entries:
             old = self.peers.get(entry.peer_id)
             if old is not None and old.same_address(entry):
-                continue  # already known at this address: keep its health state
+                if entry.trusted and not old.trusted:
+                    old.trusted = True
+                continue  # already known at this address: keep its health state (and trust)
+            old_entry = self.peers.get(entry.peer_id)
+            if old_entry is not None:
+                self.cancel_inflight(old_entry.peer_id, "replaced")
             self.peers[entry.peer_id] = entry
         self.save()
         targets = [self.peers[e.peer_id] for e in entries]
@@ -121,6 +182,7 @@ class Registry:
     def remove(self, peer_id: str) -> bool:
         if self.peers.pop(peer_id, None) is None:
             return False
+        self.cancel_inflight(peer_id, "removed")
         self.save()
         return True
 
@@ -128,8 +190,60 @@ class Registry:
         """A transport error on the data path counts as a failed check (§P4.1)."""
         entry.failures += 1
         if entry.failures >= self.unhealthy_threshold and entry.available:
-            entry.available = False
-            log.warning("peer %s is unavailable (data-path failures)", entry.peer_id)
+            self._set_unavailable(entry, "data-path failures")
+
+    def mark_down(self, entry: PeerEntry, reason: str) -> None:
+        """Mark ``entry`` unavailable at once (a timeout): one successful health check brings it back."""
+        entry.failures = max(entry.failures + 1, self.unhealthy_threshold)
+        if entry.available:
+            self._set_unavailable(entry, reason)
+
+    def _set_unavailable(self, entry: PeerEntry, reason: str) -> None:
+        entry.available = False
+        log.warning("peer %s is unavailable (%s)", entry.peer_id, reason)
+        if self.peers.get(entry.peer_id) is entry:
+            self.cancel_inflight(entry.peer_id, reason)
+
+    def cancel_inflight(self, peer_id: str, reason: str) -> None:
+        """Cancel every guarded call still waiting on ``peer_id``."""
+        tasks = self._inflight.pop(peer_id, set())
+        if tasks:
+            log.info("cancelling %d call(s) in flight to peer %s (%s)", len(tasks), peer_id, reason)
+        for task in tasks:
+            task.cancel()
+
+    def inflight(self, peer_id: str) -> int:
+        return len(self._inflight.get(peer_id, ()))
+
+    async def guard(self, entry: PeerEntry, coro: Any, timeout: Optional[float] = None) -> Any:
+        """Await ``coro`` as a call to ``entry`` tracked per peer.
+
+        Raises :class:`PeerTimeout` after ``timeout`` seconds (and marks the peer unavailable at
+        once) and :class:`PeerDown` when the registry cancelled it because the peer went
+        unavailable. Cancelling the caller cancels the call.
+        """
+        task = asyncio.ensure_future(coro)
+        tasks = self._inflight.setdefault(entry.peer_id, set())
+        tasks.add(task)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+        except BaseException:
+            task.cancel()
+            task.add_done_callback(_consume)
+            raise
+        finally:
+            tasks.discard(task)
+            if not tasks and self._inflight.get(entry.peer_id) is tasks:
+                del self._inflight[entry.peer_id]
+        if not done:
+            task.cancel()
+            task.add_done_callback(_consume)
+            if self.peers.get(entry.peer_id) is entry:
+                self.mark_down(entry, f"no answer within {timeout:g} s")
+            raise PeerTimeout(f"peer {entry.peer_id} did not answer within {timeout:g} s")
+        if task.cancelled():
+            raise PeerDown(f"peer {entry.peer_id} was marked unavailable")
+        return task.result()
 
     # --- health -------------------------------------------------------------------------
     async def probe(self, entry: PeerEntry, timeout: float) -> bool:
@@ -142,7 +256,11 @@ class Registry:
         if answer.status != 200:
             return False
         if "www-authenticate" in answer.headers:  # open /health, but our peer token is missing or wrong
-            log.warning("peer %s rejects the router's peer token (set --peer-token)", entry.peer_id)
+            if entry.trusted:
+                log.warning("peer %s rejects the router's peer token (set --peer-token)", entry.peer_id)
+            else:
+                log.warning("peer %s needs a token, which the router sends only to configured peers (add it to "
+                            "--peers, or register it with the Mictlanx-Peer-Token header)", entry.peer_id)
             return False
         try:
             body = json.loads(answer.content)
@@ -177,7 +295,7 @@ class Registry:
             entry.failures += 1
             if first or entry.failures >= self.unhealthy_threshold:
                 if entry.available:
-                    log.warning("peer %s is unavailable", entry.peer_id)
+                    self._set_unavailable(entry, "health check failed")
                 entry.available = False
 
     async def check_all(self, *, first: bool = False) -> None:

@@ -38,8 +38,18 @@ class RouterConfig:
     root_path: str = ""
     #: bearer token clients must send (None: no authentication); ``/health`` stays open
     token: Optional[str] = field(default=None, repr=False)
-    #: bearer token sent to every peer on every request (health checks included)
+    #: bearer token sent to the trusted peers (configured ones, see ``registry``), never to an
+    #: address a request supplied without proving it knows this token
     peer_token: Optional[str] = field(default=None, repr=False)
+    #: issue 12 point 4 (docs/reliability.md "Limits and timeouts"): deadline of one
+    #: metadata-sized peer call (P1, P4, P6/P7, P8/P9, P11, P23, P24, ...), seconds
+    peer_meta_timeout: float = 2.0
+    #: a data read (P5) whose first body byte has not arrived after this many seconds fails over
+    peer_first_byte_timeout: float = 2.0
+    #: fan-outs (R3, R10/R11's lookup, R2, R12) answer this long after the first holder replied,
+    #: counting the peers still silent as unavailable; also the hedging delay of data reads and
+    #: of R5's placement
+    fanout_grace: float = 0.5
     #: fault-injection spec (``server.faults``); None: the middleware is not installed
     faults: Optional[str] = None
     #: read peer data (P5) with the lean client of ``rawhttp``; 0 in ``MICTLANX_ROUTER_RAW_READS`` uses httpx
@@ -78,15 +88,17 @@ class RouterState:
         limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024, keepalive_expiry=30.0)
         from .rawhttp import RawPool
 
-        peer_headers = {"Authorization": f"Bearer {self.config.peer_token}"} if self.config.peer_token else {}
-        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False, follow_redirects=False,
-                                        headers=peer_headers)
+        # No default Authorization: ``peerio`` adds the peer token per request, to trusted peers only.
+        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False, follow_redirects=False)
         self.registry.client = self.client
+        self.registry.peer_token = self.config.peer_token
+        self.registry.meta_timeout = self.config.peer_meta_timeout
+        self.registry.first_byte_timeout = self.config.peer_first_byte_timeout
+        self.registry.grace = self.config.fanout_grace
         self.registry.raw_reads = self.config.raw_reads
         self.registry.raw_writes = self.config.raw_writes
         if self.config.raw_reads or self.config.raw_writes:
-            self.registry.raw = RawPool(self.config.peer_connect_timeout, self.config.peer_read_timeout,
-                                        headers=peer_headers)
+            self.registry.raw = RawPool(self.config.peer_connect_timeout, self.config.peer_read_timeout)
         await self.registry.check_all(first=True)
         self._health_task = asyncio.ensure_future(self.registry.run())
 

@@ -5,9 +5,12 @@ queue per replica (depth ``queue_depth``); each replica's P3 upload drains its q
 router reads more of the client body only when every queue has room, so memory per upload
 stays below ``replicas x queue_depth x piece_size`` whatever the object size (§P4.5).
 
-**Reads.** Holders are tried one at a time in ranking order; a holder is abandoned on 404,
-on a transport error or on a 5xx *before the first body byte*. Once bytes went out, a
-broken upstream stream aborts the client connection (no terminating chunk).
+**Reads.** Holders are tried in ranking order; a holder is abandoned on 404, on a transport
+error or on a 5xx *before the first body byte*, or when its first byte has not come within
+``peer_first_byte_timeout`` (then it is marked unavailable). Reads are hedged: when a holder
+has not produced its first byte ``fanout_grace`` after it was asked, the next holder is
+asked too and the first to answer serves the read (the other is closed). Once bytes went out,
+a broken upstream stream aborts the client connection (no terminating chunk).
 """
 
 from __future__ import annotations
@@ -175,9 +178,15 @@ class ReplicaUpload:
         from .peerio import PeerError, exchange
 
         path = f"/api/v4/buckets/data/{self.group.group_id}/chunked"
+        from .registry import PeerDown
+
         try:
-            answer = await exchange(self.registry, self.entry, "POST", path, body=self._body(),
-                                    length=self.group.size, headers={"Content-Type": "application/octet-stream"})
+            # Tracked per peer: marking the peer unavailable cancels the upload at once.
+            answer = await self.registry.guard(self.entry, exchange(
+                self.registry, self.entry, "POST", path, body=self._body(), length=self.group.size,
+                headers={"Content-Type": "application/octet-stream"}))
+        except PeerDown as exc:
+            return Reply(self.entry.peer_id, None, error=str(exc))
         except PeerError as exc:
             if exc.transport:
                 self.registry.mark_failure(self.entry)
@@ -345,14 +354,32 @@ async def open_data(registry: Registry, entry: PeerEntry, path: str, headers: di
     """Open P5 on one holder: ``("ok", Opened)``, ``("missing", None)``, ``("failed", msg)`` or
     ``("reply", (status, headers, body))`` for an answer to pass through (416).
 
-    Plain-http peers are read through the lean :mod:`.rawhttp` client; https peers through httpx.
+    The answer's head and first body bytes must come within ``registry.first_byte_timeout``
+    (else the peer is marked unavailable and this is ``"failed"``); the call is tracked per peer,
+    so marking the peer unavailable meanwhile fails it at once.
     """
+    from .registry import PeerDown, PeerTimeout
+
+    try:
+        return await registry.guard(entry, _open_data(registry, entry, path, headers, expect_size),
+                                    registry.first_byte_timeout)
+    except (PeerTimeout, PeerDown) as exc:
+        return "failed", str(exc)
+
+
+async def _open_data(registry: Registry, entry: PeerEntry, path: str, headers: dict[str, str],
+                     expect_size: Optional[int] = None) -> tuple[str, Any]:
+    """:func:`open_data` without its deadline. Plain-http peers are read through the lean
+    :mod:`.rawhttp` client; https peers through httpx."""
     import httpx
 
     from .peerio import target
     from .rawhttp import RawHTTPError
 
     errors: tuple[type[Exception], ...] = (httpx.HTTPError, RawHTTPError)
+    auth = registry.auth_headers(entry)
+    if auth:
+        headers = {**auth, **headers}
     try:
         pool = registry.raw_pool(entry, read=True)
         if pool is not None:
@@ -400,18 +427,73 @@ async def open_data(registry: Registry, entry: PeerEntry, path: str, headers: di
 
 async def open_first(registry: Registry, candidates: list[PeerEntry], path: str, headers: dict[str, str],
                      expect_size: Optional[int] = None) -> tuple[Optional[Opened], list[str]]:
-    """Try ``candidates`` one at a time; the first open stream and the peers that failed."""
+    """Try ``candidates`` in order; the first open stream and the peers that failed.
+
+    The next candidate is asked when the current one fails, or (hedging) when no candidate
+    asked so far has answered ``registry.grace`` seconds after the last was asked. The first
+    stream opened wins; streams opened later are closed.
+    """
     failed: list[str] = []
-    for entry in candidates:
-        kind, value = await open_data(registry, entry, path, headers, expect_size)
+    loop = asyncio.get_running_loop()
+    queue = list(candidates)
+    running: dict[asyncio.Future, PeerEntry] = {}
+    winner: Optional[Opened] = None
+    passthrough: Optional[PassThrough] = None
+
+    def ask_next() -> None:
+        entry = queue.pop(0)
+        running[asyncio.ensure_future(open_data(registry, entry, path, headers, expect_size))] = entry
+
+    try:
+        while winner is None and passthrough is None and (queue or running):
+            if not running:
+                ask_next()
+            hedge_at = loop.time() + registry.grace
+            done, _ = await asyncio.wait(set(running), timeout=max(0.0, hedge_at - loop.time()) if queue else None,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                ask_next()  # hedge: the candidates asked are slow
+                continue
+            for task in done:
+                entry = running.pop(task)
+                kind, value = task.result()
+                if kind == "ok" and winner is None and passthrough is None:
+                    winner = value
+                elif kind == "ok":
+                    await value.aclose()
+                elif kind == "failed":
+                    failed.append(entry.peer_id)
+                elif kind == "reply" and winner is None and passthrough is None:
+                    status, peer_headers, raw = value
+                    passthrough = PassThrough(status, peer_headers, raw)
+    except BaseException:
+        _close_later(running)
+        if winner is not None:
+            await winner.aclose()
+        raise
+    _close_later(running)
+    if passthrough is not None:
+        raise passthrough
+    return winner, failed
+
+
+_CLOSING: set[asyncio.Future] = set()
+
+
+def _close_later(running: dict[asyncio.Future, PeerEntry]) -> None:
+    """Cancel the opens still running; close a stream that one of them opened all the same."""
+    def closer(task: asyncio.Future) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        kind, value = task.result()
         if kind == "ok":
-            return value, failed
-        if kind == "failed":
-            failed.append(entry.peer_id)
-        elif kind == "reply":
-            status, peer_headers, raw = value
-            raise PassThrough(status, peer_headers, raw)
-    return None, failed
+            closing = asyncio.ensure_future(value.aclose())
+            _CLOSING.add(closing)
+            closing.add_done_callback(_CLOSING.discard)
+
+    for task in running:
+        task.cancel()
+        task.add_done_callback(closer)
 
 
 class PassThrough(Exception):

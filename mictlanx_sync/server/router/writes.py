@@ -53,7 +53,7 @@ async def put_metadata(st: RouterState, req: Request, bucket_id: str) -> Respons
         raise HTTPError(404, 666, "No available peers.", suggestion="Add more peers or delete replicas.",
                         bucket_id=bucket_id, key=key, replicas=[], available_peers=len(available),
                         replication_factor=rf)
-    chosen = [st.registry.peers[p] for p in rank(available, bucket_id, key)[:rf]]
+    ranking = [st.registry.peers[p] for p in rank(available, bucket_id, key)]
     group_id = st.groups.new_id()
     p1_body = {"key": key, "size": meta["size"], "checksum": meta["checksum"], "tags": meta["tags"],
                "producer_id": meta["producer_id"], "content_type": meta["content_type"],
@@ -63,13 +63,11 @@ async def put_metadata(st: RouterState, req: Request, bucket_id: str) -> Respons
     headers = {"Task-Id": group_id, "Update": "1" if update else "0", VERSION_HEADER: version}
     if stage:
         headers[STAGE_HEADER] = "1"
-    replies = await fan_out(st.registry, chosen, "POST", f"/buckets/{bucket_id}/metadata",
-                            headers=headers, json_body=p1_body)
+    replies, failures = await _place(st, ranking, rf, group_id, f"/buckets/{bucket_id}/metadata", headers, p1_body)
     for reply in replies:
         reply_version(reply, st.clock)
-    failures = [r for r in replies if not r.ok]
     if failures:
-        succeeded = [e for e, r in zip(chosen, replies, strict=True) if r.ok]
+        succeeded = [st.registry.peers[r.peer_id] for r in replies if r.peer_id in st.registry.peers]
         await asyncio.gather(*(call(st.registry, e, "DELETE", f"/tasks/{group_id}") for e in succeeded))
         raise write_failure(failures, bucket_id=bucket_id, key=key, version=version)
     replicas = [Replica(r.peer_id, bool(isinstance(r.body, dict) and r.body.get("exists"))) for r in replies]
@@ -79,6 +77,80 @@ async def put_metadata(st: RouterState, req: Request, bucket_id: str) -> Respons
                           "bucket_id": bucket_id, "replicas": [r.peer_id for r in replicas],
                           "extra": {"exists": group.exists, "version": version}},
                          headers=[(VERSION_HEADER, version)])
+
+
+async def _place(st: RouterState, ranking: list[Any], rf: int, group_id: str, path: str, headers: dict[str, str],
+                 body: dict) -> tuple[list[Reply], list[Reply]]:
+    """P1 on the top ``rf`` peers of ``ranking``: ``(successes, failures)``, failures empty on success.
+
+    A replica that fails without answering (a transport error or timeout), or is still silent
+    ``fanout_grace`` after the first replica succeeded, is replaced once by the next available
+    peer of the ranking (issue 12 point 4: a frozen peer never holds a put for the full peer
+    timeout). Calls left running when ``rf`` replicas succeeded have their task cancelled (P23)
+    in the background if they succeed later; a frozen peer's task expires with its TTL.
+    """
+    loop = asyncio.get_running_loop()
+    owner: dict[asyncio.Future, Any] = {}
+    spares = list(ranking[rf:])
+    ok: list[Reply] = []
+    failures: list[Reply] = []
+
+    def start(entry: Any) -> None:
+        owner[asyncio.ensure_future(call(st.registry, entry, "POST", path, headers=headers, json_body=body))] = entry
+
+    for entry in ranking[:rf]:
+        start(entry)
+    pending = set(owner)
+    hedged: set[asyncio.Future] = set()
+    deadline: Optional[float] = None
+    try:
+        while pending and len(ok) < rf and not failures:
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if not done:  # the grace after a success is over: hedge every silent replica once
+                deadline = None
+                for task in list(pending):
+                    if task not in hedged and spares:
+                        hedged.add(task)
+                        start(spares.pop(0))
+                pending = {t for t in owner if not t.done()}
+                continue
+            for task in done:
+                reply = task.result()
+                if reply.ok:
+                    ok.append(reply)
+                    if deadline is None:
+                        deadline = loop.time() + st.registry.grace
+                elif reply.status is None and task in hedged:
+                    pass  # its replacement is already running
+                elif reply.status is None and spares:
+                    hedged.add(task)
+                    start(spares.pop(0))
+                    pending = {t for t in owner if not t.done()}
+                else:
+                    failures.append(reply)
+    except BaseException:
+        for task in pending:
+            task.cancel()
+        raise
+    if len(ok) < rf and not failures:
+        failures.extend(t.result() for t in owner if t.done() and not t.result().ok)
+    if pending:
+        st.spawn(_drop_late(st, list(pending), group_id))
+    if len(ok) > rf:
+        st.spawn(_drop_tasks(st, [r.peer_id for r in ok[rf:]], group_id))
+    return ok[:rf], failures
+
+
+async def _drop_late(st: RouterState, tasks: list[asyncio.Future], group_id: str) -> None:
+    """Cancel (P23) the task of a P1 that succeeded after its group was placed elsewhere."""
+    replies = await asyncio.gather(*tasks, return_exceptions=True)
+    await _drop_tasks(st, [r.peer_id for r in replies if isinstance(r, Reply) and r.ok], group_id)
+
+
+async def _drop_tasks(st: RouterState, peer_ids: list[str], group_id: str) -> None:
+    entries = [st.registry.peers[p] for p in peer_ids if p in st.registry.peers]
+    await asyncio.gather(*(call(st.registry, e, "DELETE", f"/tasks/{group_id}") for e in entries))
 
 
 # --- R6, R7, R8 --------------------------------------------------------------------------------
@@ -180,7 +252,7 @@ async def update_metadata(st: RouterState, req: Request, bucket_id: str, key: st
     lookups = await fan_out(st.registry, entries, "GET", f"/buckets/{bucket_id}/metadata/{key}")
     holders = [(e, r.body["metadata"]) for e, r in zip(entries, lookups, strict=True)
                if r.status == 200 and isinstance(r.body, dict) and isinstance(r.body.get("metadata"), dict)]
-    failed = [r for r in lookups if r.failed]
+    failed = [r for r in lookups if r.failed and not r.late]
     if not holders:
         raise missing(st.registry, [r.peer_id for r in failed], f"{bucket_id}@{key}", fail_code=504,
                       bucket_id=bucket_id, key=key)
@@ -246,7 +318,8 @@ async def delete_key(st: RouterState, req: Request, bucket_id: str, key: str) ->
     deleted = [r for r in replies if r.status == 200]
     n_deletes = sum(_n_deletes(r) for r in deleted)
     etags = {r.headers.get("etag", "").strip('"').lower() for r in deleted} - {""}
-    failed = sorted(r.peer_id for r in replies if r.status not in (200, 404, 412))
+    # a peer that timed out is now unavailable: it gets a pending record, it did not fail
+    failed = sorted(r.peer_id for r in replies if r.status not in (200, 404, 412) and not r.late)
     # A versioned delete replays as a tombstone, which is safe on its own; an If-Match taken
     # from the copies seen here would make it fail (412) on a peer holding another version.
     recorded = if_match or (next(iter(etags)) if len(etags) == 1 and not stamp.version else ANY)
@@ -275,7 +348,8 @@ async def delete_ball(st: RouterState, req: Request, bucket_id: str, ball_id: st
     replies = await fan_out(st.registry, entries, "DELETE", f"/buckets/{bucket_id}/bid/{ball_id}",
                             headers=stamp.headers())
     n_deletes = sum(_n_deletes(r) for r in replies if r.status == 200)
-    failed = sorted(r.peer_id for r in replies if r.status not in (200, 404, 412))
+    # a peer that timed out is now unavailable: it gets a pending record, it did not fail
+    failed = sorted(r.peer_id for r in replies if r.status not in (200, 404, 412) and not r.late)
     pending_peers = st.registry.unavailable_ids()
     st.pending.add([ball_record(p, bucket_id, ball_id, stamp.version, stamp.if_version) for p in pending_peers])
     if failed and n_deletes == 0:
