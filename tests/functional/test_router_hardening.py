@@ -357,3 +357,29 @@ def test_registration_proving_the_peer_token_is_trusted(
         assert {p["peer_id"]: p["trusted"] for p in stored} == {"tp-0": True, "tp-1": True, "tp-2": True}
     finally:
         extra.kill()
+
+
+def test_router_limits_have_options_environment_variables_and_defaults() -> None:
+    import subprocess
+    import sys
+
+    from mictlanx_sync.server.router.state import RouterConfig
+
+    out = subprocess.run([sys.executable, "-m", "mictlanx_sync", "router", "--help"], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    flat = " ".join(out.split())
+    expected = (("--peer-meta-timeout", "MICTLANX_ROUTER_PEER_META_TIMEOUT", "(default 2)"),
+                ("--peer-first-byte-timeout", "MICTLANX_ROUTER_PEER_FIRST_BYTE_TIMEOUT", "(default 2)"),
+                ("--fanout-grace", "MICTLANX_ROUTER_FANOUT_GRACE", "(default 0.5)"))
+    for option, env, default in expected:
+        text = flat.split(f"{option} ", 1)[1].split(" --", 1)[0]  # this option's help
+        assert env in text and default in text, (option, text)
+    config = RouterConfig()
+    assert (config.peer_meta_timeout, config.peer_first_byte_timeout, config.fanout_grace) == (2.0, 2.0, 0.5)
+    env = {**os.environ, "MICTLANX_ROUTER_FANOUT_GRACE": "0.25", "MICTLANX_ROUTER_PEER_META_TIMEOUT": "1.5"}
+    code = ("import argparse; from mictlanx_sync.server.router import cli; p = argparse.ArgumentParser(); "
+            "cli.add_arguments(p); c = cli.build_config(p.parse_args([])); "
+            "print(c.fanout_grace, c.peer_meta_timeout, c.peer_first_byte_timeout)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
+                           check=True).stdout.split()
+    assert shown == ["0.25", "1.5", "2.0"]

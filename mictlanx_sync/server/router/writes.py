@@ -139,7 +139,8 @@ async def _place(st: RouterState, ranking: list[Any], rf: int, group_id: str, pa
         st.spawn(_drop_late(st, list(pending), group_id))
     if len(ok) > rf:
         st.spawn(_drop_tasks(st, [r.peer_id for r in ok[rf:]], group_id))
-    return ok[:rf], failures
+    order = {e.peer_id: i for i, e in enumerate(ranking)}
+    return sorted(ok[:rf], key=lambda r: order[r.peer_id]), failures  # replicas in ranking order
 
 
 async def _drop_late(st: RouterState, tasks: list[asyncio.Future], group_id: str) -> None:
