@@ -372,7 +372,7 @@ def test_router_limits_have_options_environment_variables_and_defaults() -> None
                 ("--peer-first-byte-timeout", "MICTLANX_ROUTER_PEER_FIRST_BYTE_TIMEOUT", "(default 2)"),
                 ("--fanout-grace", "MICTLANX_ROUTER_FANOUT_GRACE", "(default 0.5)"))
     for option, env, default in expected:
-        text = flat.split(f"{option} ", 1)[1].split(" --", 1)[0]  # this option's help
+        text = flat.rsplit(f"{option} ", 1)[1].split(" --", 1)[0]  # this option's help (not the usage line)
         assert env in text and default in text, (option, text)
     config = RouterConfig()
     assert (config.peer_meta_timeout, config.peer_first_byte_timeout, config.fanout_grace) == (2.0, 2.0, 0.5)
