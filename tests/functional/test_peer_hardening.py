@@ -316,7 +316,7 @@ def test_limits_have_cli_options_with_environment_variables_and_defaults() -> No
     for option, variable, default in (
             ("--index-headroom", "MICTLANX_PEER_INDEX_HEADROOM", "default 8MiB"),
             ("--reserve-timeout", "MICTLANX_PEER_RESERVE_TIMEOUT", "default 30"),
-            ("--max-reserved-per-client", "MICTLANX_PEER_MAX_RESERVED_PER_CLIENT", "default 50%")):
+            ("--max-reserved-per-client", "MICTLANX_PEER_MAX_RESERVED_PER_CLIENT", "default 100%")):
         assert option in flat and variable in flat and default in flat, option
 
 

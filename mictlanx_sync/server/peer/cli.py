@@ -59,10 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds a phase-1 reservation is held while the task's phase 2 has not started; the task "
              "itself lives --task-ttl, and its phase 2 re-checks the capacity [MICTLANX_PEER_RESERVE_TIMEOUT] "
              "(default 30)")
-    add("--max-reserved-per-client", default=_env("MICTLANX_PEER_MAX_RESERVED_PER_CLIENT", "50%"),
+    add("--max-reserved-per-client", default=_env("MICTLANX_PEER_MAX_RESERVED_PER_CLIENT", "100%"),
         help="bytes one client address may hold in reservations of tasks whose phase 2 has not started, a size "
-             "or a percentage of the capacity; a client's first such reservation is always allowed "
-             "[MICTLANX_PEER_MAX_RESERVED_PER_CLIENT] (default 50%%)")
+             "or a percentage of the capacity; a client's first such reservation is always allowed; behind a "
+             "router all clients share the router's address unless it forwards Mictlanx-Client (trusted only "
+             "with --token) [MICTLANX_PEER_MAX_RESERVED_PER_CLIENT] (default 100%%; e.g. 50%% for a peer "
+             "clients reach directly)")
     add("--fsync", dest="fsync", action="store_true", default=_env_bool("MICTLANX_FSYNC", True),
         help="fsync every committed ball [MICTLANX_FSYNC] (default on)")
     add("--no-fsync", dest="fsync", action="store_false", help="do not fsync committed balls")

@@ -19,8 +19,10 @@ DEFAULT_GC_INTERVAL = 30.0
 DEFAULT_INDEX_HEADROOM = 8 * 1024 * 1024
 #: seconds a phase-1 reservation is held for a task whose phase 2 has not started
 DEFAULT_RESERVE_TIMEOUT = 30.0
-#: the bytes one client may hold in reservations of not-yet-streaming tasks, as a fraction of the capacity
-DEFAULT_MAX_RESERVED_FRACTION = 0.5
+#: the bytes one client may hold in reservations of not-yet-streaming tasks, as a fraction of the capacity;
+#: 100% by default because behind a router every request comes from the router's address (one "client"),
+#: so a lower default would throttle every router; set e.g. 50% for peers that clients reach directly
+DEFAULT_MAX_RESERVED_FRACTION = 1.0
 
 
 @dataclass
