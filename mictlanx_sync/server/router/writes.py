@@ -104,8 +104,9 @@ async def _place(st: RouterState, ranking: list[Any], rf: int, group_id: str, pa
     hedged: set[asyncio.Future] = set()
     deadline: Optional[float] = None
     try:
-        while pending and len(ok) < rf and not failures:
-            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+        # After a failure (the write fails), wait for the others to report every error, as before.
+        while pending and (len(ok) < rf or failures):
+            timeout = None if deadline is None or failures else max(0.0, deadline - loop.time())
             done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if not done:  # the grace after a success is over: hedge every silent replica once
                 deadline = None
@@ -123,7 +124,7 @@ async def _place(st: RouterState, ranking: list[Any], rf: int, group_id: str, pa
                         deadline = loop.time() + st.registry.grace
                 elif reply.status is None and task in hedged:
                     pass  # its replacement is already running
-                elif reply.status is None and spares:
+                elif reply.status is None and spares and not failures:
                     hedged.add(task)
                     start(spares.pop(0))
                     pending = {t for t in owner if not t.done()}
