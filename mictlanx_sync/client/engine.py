@@ -19,11 +19,12 @@ import time
 import weakref
 from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar
 
-from ..protocol.errors import CircuitOpenError, MictlanXError, UnknownError, ValidationError
+from ..protocol.errors import CircuitOpenError, MictlanXError, RequestTimeoutError, UnknownError, ValidationError
 from ..protocol.policies import BreakerPolicy, RetryPolicy, is_retryable
 from ..protocol.result import Err, Result
 from ..protocol.retrying import call_with_retry
 from ..protocol.router import Router
+from ..protocol.scopes import CallScope, call_scope
 from .balancer import Balancer
 from .breaker import make_breakers
 from .cache import ChunkCache
@@ -66,6 +67,9 @@ class Engine:
         self.logger = logger
         self.name = name
         self.closing = threading.Event()
+        #: the parent of every call scope of this client: close() aborts it, so no call
+        #: outlives the client (a thread blocked in a read is woken by its socket's shutdown)
+        self.root_scope = CallScope()
         self._forked = False
         self._build_process_state()
         _ENGINES.add(self)
@@ -127,8 +131,14 @@ class Engine:
                 return False
         return True
 
+    def scope(self, seconds: Optional[float] = None) -> Any:
+        """A call scope (``protocol.scopes``) under the current one, else under this client's
+        root: its calls end at its deadline, on ``abort()``, or when the client closes."""
+        return call_scope(seconds, self.root_scope)
+
     def shutdown(self, wait: bool = True) -> None:
         self.closing.set()
+        self.root_scope.abort("closed")  # calls blocked in a read return now
         with self._pool_lock:
             pools = [p for p in (self._bulk_pool, self._transfer_pool) if p is not None]
             self._bulk_pool = self._transfer_pool = None
@@ -163,8 +173,23 @@ class Engine:
             with lease:
                 return self._attempt_on(lease.router, request, failed, lease.breaker, describe=describe)
 
-        return call_with_retry(attempt, policy or self.retry, logger=self.logger, describe=describe_step(describe),
-                               cancel=self.closing)
+        policy = policy or self.retry
+        # One deadline for the whole call, attempts and waits included, enforced on the
+        # sockets themselves: a server that drips its answer cannot hold it longer.
+        with self.scope(policy.deadline) as scope:
+            result = call_with_retry(attempt, policy, logger=self.logger, describe=describe_step(describe),
+                                     cancel=scope.cancelled)
+        if result.is_err and scope.aborted:
+            if scope.expired:
+                cause = result.unwrap_err()
+                expired = RequestTimeoutError(f"{describe_step(describe)}: no answer within the {policy.deadline:g} s "
+                                              "deadline", bucket_id=getattr(cause, "bucket_id", None),
+                                              key=getattr(cause, "key", None), router=getattr(cause, "router", None))
+                expired.__cause__ = cause
+                return Err(expired)
+            if self.closing.is_set():
+                return Err(ValidationError("client is closed"))
+        return result
 
     def _attempt_on(self, router: Router, request: Callable[[Router], Result[T, MictlanXError]],
                     failed: list[Router], breaker: Any = None, describe: str = "") -> Result[T, MictlanXError]:

@@ -180,10 +180,11 @@ class Reader:
             progress: Optional[Callable[[int], None]] = None) -> Result[GetResponse, MictlanXError]:
         started = time.monotonic()
         for attempt in range(_VERSION_ATTEMPTS):
-            try:
-                result = self._get(bucket_id, key, options, single, progress, started, use_index=True)
-            except RestartWithoutIndex:  # the index that sized the object was wrong: dropped
-                result = self._get(bucket_id, key, options, single, progress, started, use_index=False)
+            with self.engine.scope():  # Ctrl-C or close() ends every request of this get at once
+                try:
+                    result = self._get(bucket_id, key, options, single, progress, started, use_index=True)
+                except RestartWithoutIndex:  # the index that sized the object was wrong: dropped
+                    result = self._get(bucket_id, key, options, single, progress, started, use_index=False)
             if not _version_vanished(result) or attempt == _VERSION_ATTEMPTS - 1:
                 return result
             self.logger.info("get %s/%s: the version being read was retired; reading the current one",
@@ -239,7 +240,8 @@ class Reader:
     def get_to_file(self, bucket_id: str, key: str, output_path: str, fullname: str, options: ReadOptions,
                     overwrite: bool, progress: Optional[Callable[[int], None]] = None) -> Result[str, MictlanXError]:
         for attempt in range(_VERSION_ATTEMPTS):
-            result = self._get_to_file(bucket_id, key, output_path, fullname, options, overwrite, progress)
+            with self.engine.scope():  # Ctrl-C or close() ends every request of this read at once
+                result = self._get_to_file(bucket_id, key, output_path, fullname, options, overwrite, progress)
             if not _version_vanished(result) or attempt == _VERSION_ATTEMPTS - 1:
                 return result
         raise AssertionError("unreachable")

@@ -22,6 +22,7 @@ import attrs
 from ..protocol.errors import GetChunkError, IntegrityError, LocalStorageError, MictlanXError, NotFoundError
 from ..protocol.models import Metadata
 from ..protocol.result import Err, Ok, Result
+from ..protocol.scopes import current_scope
 from .cache import ChunkCache
 from .engine import Engine, wait_in_slices
 from .fetch import ChunkFetcher, Fetched, ReadOptions
@@ -387,6 +388,7 @@ class ChunkTransfer:
             # sink after we return (get_to_file closes its file descriptor next, and the
             # number could be reused by another file).
             aborted.set()
+            interrupt_operation()  # chunk reads blocked on a socket return now
             running = {f for f in in_flight if not f.cancel()}
             wait_in_slices(running, cf.ALL_COMPLETED)
             raise
@@ -414,6 +416,14 @@ def _collect(done: set[cf.Future], in_flight: set[cf.Future], failure: list[Base
             if not isinstance(error, (MictlanXError, RestartWithoutIndex)):
                 raise error
             failure.append(error)
+
+
+def interrupt_operation() -> None:
+    """Abort the calling operation's scope (``Engine.scope``): every request its chunk tasks
+    have in flight fails at once, so an interrupt never waits for a slow server."""
+    scope = current_scope()
+    if scope is not None:
+        scope.abort("interrupted")
 
 
 def chunk_error(error: MictlanXError, info: ObjectInfo, index: int) -> MictlanXError:

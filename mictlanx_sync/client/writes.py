@@ -38,6 +38,7 @@ from ..protocol.versions import IF_VERSION_HEADER, STAGE_HEADER, VERSION_HEADER,
 from .engine import Engine, wait_in_slices
 from .layout import chunk_key, chunk_tags, select_chunks
 from .sources import BytesLike, ChunkSource
+from .transfer import interrupt_operation
 
 __all__ = ["WritePlan", "Writer"]
 
@@ -179,6 +180,11 @@ class Writer:
     def put_object(self, plan: WritePlan, source: ChunkSource,
                    progress: Optional[Callable[[int], None]] = None) -> Result[bool, MictlanXError]:
         """The whole put of docs/consistency.md §3.1; ``Ok(True)`` or the first error."""
+        with self.engine.scope():  # Ctrl-C or close() ends every request of this put at once
+            return self._put_object(plan, source, progress)
+
+    def _put_object(self, plan: WritePlan, source: ChunkSource,
+                    progress: Optional[Callable[[int], None]]) -> Result[bool, MictlanXError]:
         started = time.monotonic()
         located = self._locate(plan)
         if located.is_err:
@@ -316,6 +322,7 @@ class Writer:
             while in_flight:
                 collect(wait_in_slices(in_flight)[0])
         except BaseException:
+            interrupt_operation()  # uploads blocked on a socket fail now
             for future in in_flight:
                 future.cancel()
             raise

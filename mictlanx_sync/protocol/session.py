@@ -27,11 +27,13 @@ import time
 from typing import Any, Mapping, Optional, Tuple, Union
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .errors import MictlanXError, ValidationError, error_from_exception, error_from_response
 from .result import Err, Ok, Result
+from .scopes import current_scope
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT", "Transport", "TimeoutArg", "resolve_timeout", "ssl_verify", "BoundedPoolAdapter",
@@ -84,12 +86,31 @@ class _RejectAllCookies(http.cookiejar.CookiePolicy):
 
 
 def _bounded_pool(base: type, pool_timeout: float) -> type:
-    """A urllib3 pool class whose ``_get_conn`` waits at most ``pool_timeout`` seconds."""
+    """A urllib3 pool class whose ``_get_conn`` waits at most ``pool_timeout`` seconds, and
+    whose connections in use belong to the current call scope (:mod:`.scopes`), which can
+    shut them down on a deadline, Ctrl-C or ``close()``."""
 
     def _get_conn(self: Any, timeout: Optional[float] = None) -> Any:
-        return base._get_conn(self, timeout if timeout is not None else pool_timeout)  # type: ignore[attr-defined]
+        conn = base._get_conn(self, timeout if timeout is not None else pool_timeout)  # type: ignore[attr-defined]
+        scope = current_scope()
+        if scope is not None:
+            if scope.aborted:  # a new connection would not be shut down: refuse the request
+                base._put_conn(self, conn)  # type: ignore[attr-defined]
+                raise urllib3.exceptions.ProtocolError(f"call {scope.reason}: no new request")
+            scope.attach(conn)
+            conn.mictlanx_scope = scope
+        return conn
 
-    return type(f"Bounded{base.__name__}", (base,), {"_get_conn": _get_conn})
+    def _put_conn(self: Any, conn: Any) -> None:
+        scope = getattr(conn, "mictlanx_scope", None)
+        if scope is not None:
+            scope.detach(conn)
+            conn.mictlanx_scope = None
+            if scope.aborted:  # its socket was shut down: never reuse it
+                conn.close()
+        base._put_conn(self, conn)  # type: ignore[attr-defined]
+
+    return type(f"Bounded{base.__name__}", (base,), {"_get_conn": _get_conn, "_put_conn": _put_conn})
 
 
 class BoundedPoolAdapter(HTTPAdapter):

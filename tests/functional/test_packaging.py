@@ -41,7 +41,8 @@ def test_license_is_in_the_wheel_metadata(metadata: tuple[dict[str, list[str]], 
     fields, names = metadata
     assert fields["License"] == ["MIT"]
     assert "License :: OSI Approved :: MIT License" in fields["Classifier"]
-    licenses = [n for n in names if n.endswith(".dist-info/LICENSE")]
+    # .dist-info/LICENSE, or .dist-info/licenses/LICENSE with setuptools that write metadata 2.4
+    licenses = [n for n in names if ".dist-info/" in n and n.endswith("/LICENSE")]
     assert licenses, names
     assert "Programming Language :: Python :: 3.10" in fields["Classifier"]
     assert "Typing :: Typed" in fields["Classifier"]
