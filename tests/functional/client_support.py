@@ -212,6 +212,8 @@ class Cluster:
         self.router_delay: Optional[Callable[[str, str], float]] = None
         #: Response headers the routers drop (e.g. ``{b"etag"}``: an upstream-like router).
         self.router_strip_headers: set[bytes] = set()
+        #: Wraps each router's ASGI app when it starts (e.g. to hide an extension).
+        self.router_wrap: Optional[Callable[[Any], Any]] = None
         self.log = RequestLog()
         #: Seconds each peer waits before serving a data request (P3 upload, P5 read): slows
         #: transfers down so a test can act in the middle of one.
@@ -255,7 +257,10 @@ class Cluster:
             config = RouterConfig(router_id=router_id, data_dir=data_dir, peers=peers,
                                   health_interval=self.health_interval, task_ttl=self.router_task_ttl,
                                   faults=self.router_faults)
-            return CountingMiddleware(create_app(config), router_id, self.log, self._router_delay,
+            app = create_app(config)
+            if self.router_wrap is not None:
+                app = self.router_wrap(app)
+            return CountingMiddleware(app, router_id, self.log, self._router_delay,
                                       lambda: self.router_strip_headers)
 
         return _Node("router", router_id, data_dir, make_app)
