@@ -17,7 +17,7 @@ from ..protocol.result import Err, Ok, Result
 from .client_base import ClientBase, Timeout
 from .fetch import ReadOptions
 from .options import merge_alias, piece_size, positive_int, retry_policy
-from .progress import progress_bar
+from .progress import ProgressCallback, check_callback, reporting
 
 __all__ = ["ClientReads"]
 
@@ -46,6 +46,7 @@ class ClientReads(ClientBase):
         delay: Optional[float] = None, backoff_factor: Optional[float] = None, force: bool = False,
         max_backoff: Optional[float] = None, chunk_index: int = 0, max_delay: Optional[float] = None,
         jitter: Optional[bool] = None, *, verify_full: bool = True, max_parallel_gets: Optional[int] = None,
+        progress: Optional[ProgressCallback] = None,
     ) -> Result[GetResponse, MictlanXError]:
         """Read the object ``bucket_id/key`` into memory, every chunk and the whole verified.
 
@@ -57,7 +58,12 @@ class ClientReads(ClientBase):
         ``max_backoff``) and ``jitter``; ``force`` skips the chunk cache. Accepted for
         upstream compatibility and ignored: ``http2`` (always HTTP/1.1) and ``chunk_index``
         values other than 0 and -1.
+
+        ``progress(n)`` is called with the bytes received since its previous call; on
+        success the calls add up to the object's size. It runs in the client's transfer
+        threads, one call at a time (see :mod:`mictlanx_sync.client.progress`).
         """
+        check_callback(progress)
         if (closed := self._ready()) is not None:
             return closed
         try:
@@ -70,8 +76,10 @@ class ClientReads(ClientBase):
                                          force, max_backoff, max_delay, jitter, verify_full)
         except ValidationError as error:
             return Err(error)
-        with progress_bar(self.progress, None, f"get {key}", "B") as advance:
-            result = self._reader.get(bucket_id, key, options, single=chunk_index == -1, progress=advance)
+        with reporting(self.progress, progress, f"get {key}") as reporter:
+            result = self._reader.get(bucket_id, key, options, single=chunk_index == -1, progress=reporter)
+            if result.is_ok and reporter is not None:
+                reporter.finish()
         return self._logged("get", bucket_id, key, result)
 
     def get_to_file(
@@ -80,7 +88,7 @@ class ClientReads(ClientBase):
         timeout: Timeout = None, http2: bool = False, max_retries: Optional[int] = None, delay: Optional[float] = None,
         backoff_factor: Optional[float] = None, force: bool = False, chunk_index: int = 0,
         max_delay: Optional[float] = None, jitter: Optional[bool] = None, *, overwrite: bool = False,
-        verify_full: bool = True, max_parallel_gets: Optional[int] = None,
+        verify_full: bool = True, max_parallel_gets: Optional[int] = None, progress: Optional[ProgressCallback] = None,
     ) -> Result[str, MictlanXError]:
         """Download the object into ``output_path`` through a ``.part`` file; → ``Ok(path)``.
 
@@ -88,7 +96,12 @@ class ClientReads(ClientBase):
         unless ``overwrite=True``. No partial file is ever left behind. Options as in
         :meth:`get`; ``http2`` and ``chunk_index`` are accepted for upstream compatibility
         and ignored (the whole object is always written).
+
+        ``progress(n)``: bytes received since the previous call, adding up to the object's
+        size on success (a same-content file already there counts as one call); called
+        from transfer threads, one call at a time, as in :meth:`get`.
         """
+        check_callback(progress)
         if (closed := self._ready()) is not None:
             return closed
         try:
@@ -101,8 +114,10 @@ class ClientReads(ClientBase):
                                          force, None, max_delay, jitter, verify_full)
         except ValidationError as error:
             return Err(error)
-        with progress_bar(self.progress, None, f"get {ball_id}", "B") as advance:
-            result = self._reader.get_to_file(bucket_id, ball_id, output_path, fullname, options, overwrite, advance)
+        with reporting(self.progress, progress, f"get {ball_id}") as reporter:
+            result = self._reader.get_to_file(bucket_id, ball_id, output_path, fullname, options, overwrite, reporter)
+            if result.is_ok and reporter is not None:
+                reporter.finish()
         return self._logged("get_to_file", bucket_id, ball_id, result)
 
     def get_chunks(

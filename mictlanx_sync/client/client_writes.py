@@ -19,7 +19,7 @@ from .client_base import ClientBase, Timeout
 from .content_types import content_type_for
 from .layout import SINGLE_CHUNK_ALLOWED, validate_object_key, validate_tags
 from .options import chunk_size_bytes, positive_int, retry_policy
-from .progress import progress_bar
+from .progress import ProgressCallback, check_callback, reporting
 from .sources import BytesSource, ChunkSource, FileSource, IterableSource, ListSource, check_chunk_id
 from .writes import CONTENT_TYPE, WritePlan, _Sent
 
@@ -39,13 +39,16 @@ class ClientWrites(ClientBase):
             timeout=self._timeout(timeout), max_concurrency=positive_int("max_concurrency", max_concurrency),
             producer_id=self.client_id, content_type=content_type)
 
-    def _put_source(self, plan: WritePlan, make_source: Any, what: str) -> Result[bool, MictlanXError]:
+    def _put_source(self, plan: WritePlan, make_source: Any, what: str,
+                    progress: Optional[ProgressCallback] = None) -> Result[bool, MictlanXError]:
         source: Optional[ChunkSource] = None
         result: Result[bool, MictlanXError]
         try:
             source = make_source()
-            with progress_bar(self.progress, source.size, f"put {plan.key}", "B") as advance:
-                result = self._writer.put_object(plan, source, advance)
+            with reporting(self.progress, progress, f"put {plan.key}", source.size) as reporter:
+                result = self._writer.put_object(plan, source, reporter)
+                if result.is_ok and reporter is not None:
+                    reporter.finish()
         except MictlanXError as error:
             result = Err(error)
         finally:
@@ -57,14 +60,19 @@ class ClientWrites(ClientBase):
         self, bucket_id: str, key: str, value: Union[bytes, bytearray, memoryview],
         chunk_size: Union[str, int] = "256kb", rf: int = 1, timeout: Timeout = None, max_tries: Optional[int] = None,
         max_concurrency: int = 10, max_backoff: Optional[float] = None, tags: Optional[Dict[str, str]] = None, *,
-        update: bool = False, content_type: Optional[str] = None,
+        update: bool = False, content_type: Optional[str] = None, progress: Optional[ProgressCallback] = None,
     ) -> Result[bool, MictlanXError]:
         """Store ``value`` as the object ``bucket_id/key``, split into ``chunk_size`` chunks.
 
         Idempotent: the same content again uploads nothing; other content under the key is
         ``AlreadyExistsError`` unless ``update=True``. ``content_type`` defaults to a guess
         from the key's extension (``mimetypes``), else ``application/octet-stream``. → ``Ok(True)``
+
+        ``progress(n)`` is called with the bytes sent since its previous call; on success
+        the calls add up to ``len(value)``. It runs in the client's transfer threads, one
+        call at a time (see :mod:`mictlanx_sync.client.progress`).
         """
+        check_callback(progress)
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(f"value must be bytes-like, not {type(value).__name__}")
         if (closed := self._ready()) is not None:
@@ -75,20 +83,24 @@ class ClientWrites(ClientBase):
             size = chunk_size_bytes(chunk_size)
         except ValidationError as error:
             return Err(error)
-        return self._put_source(plan, lambda: BytesSource(value, size), "put")
+        return self._put_source(plan, lambda: BytesSource(value, size), "put", progress)
 
     def put_file(
         self, bucket_id: str, key: str, path: Union[str, os.PathLike], tags: Optional[Dict[str, str]] = None,
         chunk_size: Union[str, int] = "256kb", rf: int = 1, timeout: Timeout = None, max_tries: Optional[int] = None,
         max_concurrency: Optional[int] = None, max_backoff: Optional[float] = None, *, update: bool = False,
-        content_type: Optional[str] = None,
+        content_type: Optional[str] = None, progress: Optional[ProgressCallback] = None,
     ) -> Result[bool, MictlanXError]:
         """Stream a file into the object ``bucket_id/key``; memory stays within the buffer budget.
 
         Adds the tags ``fullname`` and ``extension`` unless given. ``content_type`` defaults
         to a guess from the file's name (``mimetypes``), else ``application/octet-stream``.
         A missing file is ``Err(LocalFileNotFoundError)``, also a ``FileNotFoundError``. → ``Ok(True)``
+
+        ``progress(n)``: bytes sent since the previous call, adding up to the file's size
+        (called from transfer threads, one call at a time), as in :meth:`put`.
         """
+        check_callback(progress)
         if (closed := self._ready()) is not None:
             return closed
         name = os.path.basename(os.fspath(path))
@@ -100,28 +112,33 @@ class ClientWrites(ClientBase):
             size = chunk_size_bytes(chunk_size)
         except ValidationError as error:
             return Err(error)
-        return self._put_source(plan, lambda: FileSource(path, size), "put_file")
+        return self._put_source(plan, lambda: FileSource(path, size), "put_file", progress)
 
     def put_chunks(
         self, bucket_id: str, key: str, chunks: Any, tags: Optional[Dict[str, str]] = None, rf: int = 1,
         timeout: Timeout = None, max_tries: Optional[int] = None, max_concurrency: Optional[int] = None,
-        max_backoff: Optional[float] = None, *, update: bool = False,
+        max_backoff: Optional[float] = None, *, update: bool = False, progress: Optional[ProgressCallback] = None,
     ) -> Result[bool, MictlanXError]:
-        """Store caller-cut chunks (a ``Chunks``, or bytes / ``Chunk`` items) as chunks 0..N-1."""
+        """Store caller-cut chunks (a ``Chunks``, or bytes / ``Chunk`` items) as chunks 0..N-1.
+
+        ``progress(n)``: bytes sent since the previous call, adding up to the chunks' total
+        size (called from transfer threads, one call at a time), as in :meth:`put`.
+        """
+        check_callback(progress)
         if (closed := self._ready()) is not None:
             return closed
         try:
             plan = self._plan(bucket_id, key, rf, tags, update, timeout, max_tries, max_backoff,
                               max_concurrency or self.max_workers)
             if isinstance(chunks, Chunks):  # lazy (from_file): two passes, never all in memory
-                return self._put_source(plan, lambda: IterableSource(chunks, key), "put_chunks")
+                return self._put_source(plan, lambda: IterableSource(chunks, key), "put_chunks", progress)
             items = list(chunks)
             for i, item in enumerate(items):
                 if isinstance(item, Chunk):
                     check_chunk_id(item, key, i)
         except ValidationError as error:
             return Err(error)
-        return self._put_source(plan, lambda: ListSource(items), "put_chunks")
+        return self._put_source(plan, lambda: ListSource(items), "put_chunks", progress)
 
     def put_single_chunk(
         self, bucket_id: str, ball_id: str, chunk: Chunk, chunk_size: Any = None, rf: int = 1, timeout: Timeout = None,

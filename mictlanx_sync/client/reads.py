@@ -34,6 +34,7 @@ from .engine import Engine, wait_in_slices
 from .fetch import ChunkFetcher, Fetched, ReadOptions
 from .files import HASH_PIECE, fd_region, file_sha256, fsync_directory, local_error, target_name
 from .layout import ObjectLayout, chunk_key
+from .progress import announce_total
 from .sinks import BufferSink, FileSink, Progress, Sink, unfilled_bytearray
 from .transfer import ChunkChecksums, ChunkTransfer, FullHash, ObjectInfo, RestartWithoutIndex, chunk_error
 
@@ -199,6 +200,7 @@ class Reader:
         if located.is_err:
             return Err(located.unwrap_err())
         info = located.unwrap()
+        announce_total(progress, info.size)
         options = options.pinned_to(info.object_version)
         # Not zeroed: exposed only after every chunk has landed in full (transfer.run is Ok).
         try:
@@ -252,6 +254,7 @@ class Reader:
         if located.is_err:
             return Err(located.unwrap_err())
         info = located.unwrap()
+        announce_total(progress, info.size)
         options = options.pinned_to(info.object_version)
         directory = os.path.abspath(output_path or ".")
         target = os.path.join(directory, target_name(fullname, info.chunk0.tags, key))

@@ -194,19 +194,23 @@ class Guarded:
 
 
 class Progress:
-    """Reports bytes committed (a retry may report a chunk twice; bars are approximate)."""
+    """Reports bytes committed, once each: a retry refills the chunk from position 0, and
+    only bytes past the furthest point reached before are reported again."""
 
     def __init__(self, sink: Sink, progress: Optional[Callable[[int], None]]) -> None:
         self.sink = sink
         self.progress = progress
+        self._reached = 0  # one chunk, filled by one task at a time
 
     def region(self, position: int, size: int) -> memoryview:
         return self.sink.region(position, size)
 
     def commit(self, position: int, size: int) -> None:
         self.sink.commit(position, size)
-        if self.progress is not None:
-            self.progress(size)
+        end = position + size
+        if self.progress is not None and end > self._reached:
+            self.progress(end - self._reached)
+            self._reached = end
 
     def data(self) -> Optional[memoryview]:
         return self.sink.data()

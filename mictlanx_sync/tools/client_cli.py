@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(command: str, args: argparse.Namespace) -> int:
     from ..client.client import Client
+    from ..client.progress import should_show
     from ..protocol.errors import MictlanXError
     from ..protocol.policies import RetryPolicy
 
@@ -146,7 +147,9 @@ def _run(command: str, args: argparse.Namespace) -> int:
         _check_sizes(args)
         uri = args.uri or os.environ.get("MICTLANX_URI") or DEFAULT_URI
         try:
-            client = Client(uri, progress=False if args.no_progress else None,
+            # On a terminal, a bar for every transfer (even under BAR_MIN_BYTES): the user ran
+            # one command and watches it; --no-progress hides them.
+            client = Client(uri, progress=not args.no_progress and should_show(None),
                             retry=RetryPolicy(retries=args.retries), **({} if args.cache else _NO_CACHE))
         except (MictlanXError, ValueError) as exc:
             raise UsageError(f"invalid URI {uri!r}: {_message(exc)}") from None
