@@ -2,14 +2,15 @@
 
 One-request calls (``get_metadata_by_key``, ``delete``…) go through the engine with
 ``_call``; listings walk keyset pages of 1000 on one router and group chunks into
-``Ball`` / ``Bucket``; ``delete_bucket`` lists, then deletes ball by ball.
+``Ball`` / ``Bucket``; ``iter_objects`` walks the same pages lazily, in bounded memory;
+``delete_bucket`` lists, then deletes ball by ball.
 ``Client`` inherits these methods from :class:`ClientBuckets`.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import attrs
 
@@ -81,6 +82,67 @@ class ClientBuckets(ClientBase):
         for meta in listed.unwrap().balls:
             groups.setdefault(meta.ball_id or meta.key, []).append(meta)
         return Ok(Bucket(bucket_id, {bid: Ball.from_chunks(bucket_id, bid, metas) for bid, metas in groups.items()}))
+
+    def iter_objects(self, bucket_id: str, page_size: int = _LIST_PAGE, timeout: Timeout = None,
+                     headers: Optional[Dict[str, str]] = None) -> Iterator[Ball]:
+        """Every object of the bucket as a ``Ball``, one R2 page of ``page_size`` chunk keys at a time.
+
+        Unlike :meth:`get_bucket_metadata`, which holds the whole bucket, this holds one page
+        plus the few objects that may still have chunks on the next page, so a bucket of
+        millions of objects is walked in bounded memory. Pages are keyset pages
+        (``after`` = the page's last chunk key, sorted as strings) on one router; each object
+        is yielded once, whole, when the walk has passed every key it can have (its chunks
+        ``{key}_{i}`` may span pages, and other objects' keys sort between them). Objects
+        come in the order their keys' ranges close, close to sorted by key. As every listing,
+        it shows committed versions only (docs/consistency.md).
+
+        A lazy iterator: arguments are checked at the call, requests happen as you iterate,
+        and a failed page raises its typed error (``MictlanXError``) from ``next()``. A ball
+        written with ``put_single_chunk`` under keys not starting with ``{ball_id}_`` is
+        yielded per run of adjacent keys. Objects written or deleted during the walk may or
+        may not appear, as with any keyset listing.
+
+        Example::
+
+            for ball in client.iter_objects("photos", page_size=500):
+                print(ball.ball_id, ball.size)
+        """
+        if self._closed:
+            raise ValidationError("client is closed")
+        validate_id(bucket_id, "bucket_id")
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise ValidationError(f"page_size must be a positive int, not {page_size!r}")
+        return self._walk_objects(bucket_id, page_size, self._timeout(timeout), headers)
+
+    def _walk_objects(self, bucket_id: str, page_size: int, timeout: Tuple[float, float],
+                      headers: Optional[Dict[str, str]]) -> Iterator[Ball]:
+        pending: Dict[str, List[Metadata]] = {}  # objects whose key range the walk is still inside
+        seen: set = set()  # chunk keys of the pending objects only (bounded like them)
+        after: Optional[str] = None
+        while True:
+            def list_page(r: Router, a: Optional[str] = after) -> Result[Any, MictlanXError]:
+                return r.get_bucket_metadata(bucket_id, timeout=timeout, headers=headers, end=page_size, after=a)
+
+            page = self._engine.call(f"list {bucket_id}", list_page)
+            if page.is_err:
+                raise page.unwrap_err()
+            metas = page.unwrap().balls
+            for meta in metas:
+                if meta.key in seen:
+                    continue
+                seen.add(meta.key)
+                pending.setdefault(meta.ball_id or meta.key, []).append(meta)
+            last = metas[-1].key if metas else None
+            finished = len(metas) < page_size or last is None or last == after
+            closed = [ball_id for ball_id, chunks in pending.items()
+                      if finished or _range_passed(ball_id, chunks, str(last))]
+            for ball_id in sorted(closed):
+                chunks = pending.pop(ball_id)
+                seen.difference_update(m.key for m in chunks)
+                yield Ball.from_chunks(bucket_id, ball_id, chunks)
+            if finished:
+                return
+            after = last
 
     def _list_bucket(self, bucket_id: str, timeout: Tuple[float, float], headers: Optional[Dict[str, str]],
                      include_disabled: bool) -> Result[GetRouterBucketMetadataResponse, MictlanXError]:
@@ -156,3 +218,15 @@ class ClientBuckets(ClientBase):
         return Ok(DeleteBucketResponse(bucket_id=bucket_id, deleted=len(deleted), failed=total - len(deleted),
                                        total=total, keys=deleted, response_time=time.monotonic() - started))
 
+
+def _range_passed(ball_id: str, chunks: List[Metadata], last: str) -> bool:
+    """Whether a walk at ``last`` (keys sorted as strings) can meet no more chunk of the object.
+
+    Chunk keys ``{ball_id}_{i}`` all start with ``{ball_id}_`` and so sort inside that
+    prefix's range; the walk has left it once ``last`` sorts after the prefix without
+    starting with it. Other keys (raw balls): once past the largest key seen.
+    """
+    prefix = f"{ball_id}_"
+    if all(m.key.startswith(prefix) for m in chunks):
+        return last > prefix and not last.startswith(prefix)
+    return last > max(m.key for m in chunks)
