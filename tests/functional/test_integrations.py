@@ -120,8 +120,8 @@ def test_django_views(django_views: ModuleType, bucket: str) -> None:
     data = os.urandom(2_500_000)  # 3 chunks of 1MB
     put = http.put(f"/buckets/{bucket}/objects/video.bin", data=data, content_type="application/octet-stream")
     assert put.status_code == 201 and put.json() == {"bucket_id": bucket, "key": "video.bin", "size": len(data)}
-    got = http.get(f"/buckets/{bucket}/objects/video.bin")
-    assert got.status_code == 200 and got.content == data
+    got = http.get(f"/buckets/{bucket}/objects/video.bin")  # streamed
+    assert got.status_code == 200 and b"".join(got.streaming_content) == data
     assert django_views.client.get_metadata(bucket, "video.bin").unwrap().chunks[2].size == 500_000
 
     missing = http.get(f"/buckets/{bucket}/objects/missing")
@@ -131,7 +131,9 @@ def test_django_views(django_views: ModuleType, bucket: str) -> None:
     assert http.post(f"/buckets/{bucket}/objects/video.bin").status_code == 405
 
     request = RequestFactory().get(f"/buckets/{bucket}/objects/video.bin")  # the view on its own
-    assert django_views.object_view(request, bucket, "video.bin").content == data
+    response = django_views.object_view(request, bucket, "video.bin")
+    assert b"".join(response.streaming_content) == data
+    response.close()
 
 
 # --- the notebook -------------------------------------------------------------------------------
@@ -159,3 +161,51 @@ def test_quickstart_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "17 keys deleted" in text
     widgets = [out for out in outputs if "application/vnd.jupyter.widget-view+json" in out.get("data", {})]
     assert "put data:" in text or widgets  # the progress bar: text, or a widget with ipywidgets
+    # issue 14 point 5: no bar for the 15-byte put/get, and no tqdm warning without ipywidgets
+    assert "put greeting" not in text and "get greeting" not in text
+    assert "IProgress" not in text and "TqdmWarning" not in text and "TqdmExperimentalWarning" not in text
+
+
+# --- 50 MB through each web example (issue 14 point 4) ----------------------------------------
+BIG = 50_000_000
+
+
+@pytest.mark.timeout(180)
+def test_flask_app_streams_50_mb_both_ways(flask_app: Any, bucket: str) -> None:
+    data = os.urandom(BIG)
+    http = flask_app.test_client()
+    put = http.put(f"/buckets/{bucket}/objects/big.bin", data=data)
+    assert put.status_code == 201 and put.get_json()["size"] == BIG
+    got = http.get(f"/buckets/{bucket}/objects/big.bin", buffered=False)
+    assert got.status_code == 200 and got.headers["Content-Length"] == str(BIG)
+    digest = hashlib.sha256()
+    pieces = 0
+    for piece in got.response:  # the body as the app streams it
+        digest.update(piece)
+        pieces += 1
+    got.close()  # removes the temporary file
+    assert digest.digest() == hashlib.sha256(data).digest()
+    assert pieces >= BIG // 1_000_000  # 1 MB pieces, never one 50 MB body
+
+
+@pytest.mark.timeout(180)
+def test_django_views_stream_50_mb_both_ways(django_views: ModuleType, bucket: str) -> None:
+    from django.conf import settings
+    from django.test import Client as DjangoClient
+    from django.urls import clear_url_caches
+
+    clear_url_caches()
+    assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE < BIG  # Django's default 2.5 MB limit still applies elsewhere
+    data = os.urandom(BIG)
+    http = DjangoClient()
+    put = http.put(f"/buckets/{bucket}/objects/big.bin", data=data, content_type="application/octet-stream")
+    assert put.status_code == 201, put.content[:300]
+    assert put.json()["size"] == BIG
+    got = http.get(f"/buckets/{bucket}/objects/big.bin")
+    assert got.status_code == 200 and got.streaming and got["Content-Length"] == str(BIG)
+    digest = hashlib.sha256()
+    for piece in got.streaming_content:
+        assert len(piece) <= 1_000_000
+        digest.update(piece)
+    got.close()
+    assert digest.digest() == hashlib.sha256(data).digest()
