@@ -383,3 +383,22 @@ def test_router_limits_have_options_environment_variables_and_defaults() -> None
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
                            check=True).stdout.split()
     assert shown == ["0.25", "1.5", "2.0"]
+
+
+def test_a_killed_peer_is_unavailable_for_the_request_not_failed(cluster: Cluster) -> None:
+    """Right after a peer dies, before the health loop notices, its refused connections make
+    a lookup of a missing key 503/666 (not found while a peer is unavailable), not 502/503:
+    nothing listens there, so the client's put may go ahead (it found a race here that refused
+    the first put after a peer stopped)."""
+    victim = PEERS[-1]
+    cluster.peers[victim].kill()
+    try:
+        started = time.monotonic()
+        resp = cluster.r("GET", f"/buckets/{BUCKET}/metadata/never-written-{time.monotonic_ns()}")
+        assert time.monotonic() - started < 2.0  # before the health loop's threshold (3 x 0.5 s)
+        assert resp.status_code == 503, resp.text
+        assert resp.json()["detail"]["code"] == 666, resp.text
+        assert victim in resp.json()["detail"].get("unavailable_peers", []), resp.text
+    finally:
+        cluster.peers[victim].restart()
+        cluster.wait_available(len(PEERS))

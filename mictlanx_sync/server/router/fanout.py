@@ -92,7 +92,10 @@ async def call(registry: Registry, entry: PeerEntry, method: str, path: str, *,
             return Reply(entry.peer_id, None, error=str(exc), late=True)
         if exc.transport:
             registry.mark_failure(entry)
-        return Reply(entry.peer_id, None, error=str(exc))
+        # A refused connection means nothing listens there: the peer is down, and for this
+        # request it is unavailable (503/666, "not found while a peer is unavailable"), not a
+        # peer that failed (502/503). The registry still needs its threshold to mark it down.
+        return Reply(entry.peer_id, None, error=str(exc), late=exc.refused)
     return Reply(entry.peer_id, answer.status, parse_json(answer.content), answer.headers)
 
 

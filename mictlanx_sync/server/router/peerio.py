@@ -27,9 +27,23 @@ _PATH_SAFE = "/:@!$&'()*+,;=%~[]"
 class PeerError(Exception):
     """The peer could not be reached or its answer could not be read."""
 
-    def __init__(self, msg: str, transport: bool = True) -> None:
+    def __init__(self, msg: str, transport: bool = True, refused: bool = False) -> None:
         super().__init__(msg)
         self.transport = transport  # False: the answer was too large, the peer is not at fault
+        #: the connection was refused: nothing listens there (a stopped peer), nothing was sent
+        self.refused = refused
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether ``exc`` or one of its causes is a refused connection."""
+    seen: set[int] = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class SourceError(Exception):
@@ -96,7 +110,7 @@ async def exchange(registry: Registry, entry: PeerEntry, method: str, path: str,
         except ReplyTooLarge as exc:
             raise PeerError(f"{type(exc).__name__}: {exc}", transport=False) from None
         except RawHTTPError as exc:
-            raise PeerError(f"{type(exc).__name__}: {exc}") from None
+            raise PeerError(f"{type(exc).__name__}: {exc}", refused=_refused(exc)) from None
         return Answer(response.status, response.headers, content)
     return await _httpx_exchange(registry, entry, method, url_target, headers, body, length, timeout)
 
@@ -114,5 +128,5 @@ async def _httpx_exchange(registry: Registry, entry: PeerEntry, method: str, url
             method, f"{entry.url}{url_target}", content=body, headers=send_headers,
             timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
     except httpx.HTTPError as exc:
-        raise PeerError(f"{type(exc).__name__}: {exc}") from None
+        raise PeerError(f"{type(exc).__name__}: {exc}", refused=_refused(exc)) from None
     return Answer(response.status_code, response.headers, response.content)
