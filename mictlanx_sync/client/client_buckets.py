@@ -31,6 +31,7 @@ from ..protocol.result import Err, Ok, Result
 from ..protocol.router import Router
 from ..protocol.versions import VERSION_HEADER
 from .client_base import ClientBase, Timeout
+from .layout import chunk_index, chunk_key
 
 __all__ = ["ClientBuckets"]
 
@@ -62,7 +63,38 @@ class ClientBuckets(ClientBase):
         chunks = listed.unwrap().chunks
         if not chunks:
             return Err(NotFoundError(f"{bucket_id}/{ball_id} has no chunks", bucket_id=bucket_id, key=ball_id))
-        return Ok(Ball.from_chunks(bucket_id, ball_id, chunks))
+        return Ok(Ball.from_chunks(bucket_id, ball_id, self._finish_commit(bucket_id, ball_id, chunks, t)))
+
+    def _finish_commit(self, bucket_id: str, ball_id: str, chunks: List[Metadata],
+                       timeout: Tuple[float, float]) -> List[Metadata]:
+        """``chunks`` of one object, after finishing its commit when a writer died between
+        its commit point and R26 (docs/consistency.md §3.1).
+
+        Chunk 0 is then current while the other chunks are still staged, so listings show
+        only chunk 0: the object would be listed and statted as a partial although every
+        chunk is stored and pinned reads return it whole. Chunk 0's commit already happened,
+        so completing it (R26 at chunk 0's version, idempotent, and refused by the peers for
+        anything older than what they hold) is always right; the chunks are then listed again.
+        """
+        chunk0 = _incomplete_chunk0(chunks, ball_id)
+        if chunk0 is None:
+            return chunks
+        found = self._engine.call(f"stat {bucket_id}/{ball_id}",
+                                  lambda r: r.get_metadata(bucket_id, chunk_key(ball_id, 0), timeout=timeout))
+        if found.is_err or not found.unwrap().version or found.unwrap().metadata.checksum != chunk0.checksum:
+            return chunks
+        version = found.unwrap().version
+        committed = self._engine.call(f"commit {bucket_id}/{ball_id}",
+                                      lambda r: r.commit(bucket_id, ball_id, version, timeout=timeout))
+        if committed.is_err:
+            self.logger.warning("finishing the commit of %s/%s at version %s failed: %s", bucket_id, ball_id,
+                                version, committed.unwrap_err())
+            return chunks
+        self.logger.info("finished the commit of %s/%s at version %s (its writer stopped before it)",
+                         bucket_id, ball_id, version)
+        again = self._engine.call(f"chunks {bucket_id}/{ball_id}",
+                                  lambda r: r.get_chunks_metadata(ball_id, bucket_id, timeout=timeout))
+        return list(again.unwrap().chunks) if again.is_ok and again.unwrap().chunks else chunks
 
     def get_chunks_by_bucket_id(self, bucket_id: str, timeout: Timeout = None,
                                 headers: Optional[Dict[str, str]] = None,
@@ -81,7 +113,10 @@ class ClientBuckets(ClientBase):
         groups: Dict[str, List[Metadata]] = {}
         for meta in listed.unwrap().balls:
             groups.setdefault(meta.ball_id or meta.key, []).append(meta)
-        return Ok(Bucket(bucket_id, {bid: Ball.from_chunks(bucket_id, bid, metas) for bid, metas in groups.items()}))
+        t = self._timeout(timeout)
+        balls = {bid: Ball.from_chunks(bucket_id, bid, self._finish_commit(bucket_id, bid, metas, t))
+                 for bid, metas in groups.items()}
+        return Ok(Bucket(bucket_id, balls))
 
     def iter_objects(self, bucket_id: str, page_size: int = _LIST_PAGE, timeout: Timeout = None,
                      headers: Optional[Dict[str, str]] = None) -> Iterator[Ball]:
@@ -139,7 +174,7 @@ class ClientBuckets(ClientBase):
             for ball_id in sorted(closed):
                 chunks = pending.pop(ball_id)
                 seen.difference_update(m.key for m in chunks)
-                yield Ball.from_chunks(bucket_id, ball_id, chunks)
+                yield Ball.from_chunks(bucket_id, ball_id, self._finish_commit(bucket_id, ball_id, chunks, timeout))
             if finished:
                 return
             after = last
@@ -230,3 +265,18 @@ def _range_passed(ball_id: str, chunks: List[Metadata], last: str) -> bool:
     if all(m.key.startswith(prefix) for m in chunks):
         return last > prefix and not last.startswith(prefix)
     return last > max(m.key for m in chunks)
+
+
+def _incomplete_chunk0(chunks: List[Metadata], ball_id: str) -> Optional[Metadata]:
+    """Chunk 0 of a listed object some of whose chunks (by chunk 0's ``num_chunks`` and
+    ``full_checksum``) are not listed; None when the object is complete or not one of ours."""
+    chunk0 = next((m for m in chunks if m.key == chunk_key(ball_id, 0)), None)
+    if chunk0 is None:
+        return None
+    try:
+        n = int(chunk0.tags.get("num_chunks", "1"))
+    except ValueError:
+        return None
+    full = chunk0.tags.get("full_checksum")
+    listed = {chunk_index(m.tags) for m in chunks if m.tags.get("full_checksum") == full}
+    return None if all(i in listed for i in range(n)) else chunk0

@@ -22,7 +22,7 @@ import requests
 from mictlanx_sync import Client
 from mictlanx_sync.protocol.errors import AlreadyExistsError, IntegrityError, NotFoundError
 from mictlanx_sync.protocol.policies import RetryPolicy
-from mictlanx_sync.protocol.versions import VERSION_HEADER
+from mictlanx_sync.protocol.versions import VERSION_HEADER, HybridClock
 
 from .client_support import R5_PUT_METADATA, Cluster, new_client
 
@@ -283,3 +283,31 @@ def test_upstream_wire_flow_still_works(cluster: Cluster, bucket: str) -> None:
     for i in range(len(pieces)):
         assert requests.delete(f"{router}/buckets/{bucket}/up_{i}", timeout=10).status_code == 200
     assert requests.get(f"{router}/buckets/{bucket}/metadata/up_0", timeout=10).status_code == 404
+
+
+def test_listings_finish_the_commit_of_a_writer_that_died_before_r26(cluster: Cluster, pair: tuple[Client, Client],
+                                                                     bucket: str) -> None:
+    """A writer killed between its commit point (chunk 0) and R26 leaves chunks 1..N-1 staged:
+    `get` reads the object whole (pinned), and `stat`/`ls` must not show a partial: they
+    finish the commit (docs/consistency.md §3.1)."""
+    a, _ = pair
+    router = cluster.routers[0].url + "/api/v4"
+    data = os.urandom(4 * CHUNK)
+    full = hashlib.sha256(data).hexdigest()
+    version = HybridClock("dead-writer").next()
+    for i in (1, 2, 3, 0):  # the staged chunks, then chunk 0 unstaged: the commit point; no R26
+        piece = data[i * CHUNK:(i + 1) * CHUNK]
+        headers = {VERSION_HEADER: version, "Update": "1", **({} if i == 0 else {"Mictlanx-Stage": "1"})}
+        body = {"key": f"dead_{i}", "size": len(piece), "checksum": hashlib.sha256(piece).hexdigest(),
+                "ball_id": "dead", "replication_factor": RF,
+                "tags": {"index": str(i), "chunk_size": str(len(piece)), "group_id": "dead", "num_chunks": "4",
+                         "full_checksum": full}}
+        meta = requests.post(f"{router}/buckets/{bucket}/metadata", json=body, headers=headers, timeout=10)
+        assert meta.status_code == 200, meta.text
+        stored = requests.post(f"{router}/buckets/data/{meta.json()['tasks_ids'][0]}/chunked", data=piece, timeout=10)
+        assert stored.status_code == 200, stored.text
+    assert peer_state(cluster, bucket, "dead_1") == {}  # staged: invisible to unpinned reads
+    assert read(a, bucket, "dead") == data  # pinned reads see the committed object whole
+    assert a.get_metadata(bucket, "dead").unwrap().size == len(data)  # not chunk 0 alone
+    assert a.get_bucket_metadata(bucket).unwrap().balls["dead"].size == len(data)
+    assert_replicas_agree(cluster, bucket, "dead", data)  # promoted: every chunk current on rf peers
