@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--fsync", dest="fsync", action="store_true", default=_env_bool("MICTLANX_FSYNC", True),
         help="fsync every committed ball [MICTLANX_FSYNC] (default on)")
     add("--no-fsync", dest="fsync", action="store_false", help="do not fsync committed balls")
+    add("--fsck", action="store_true", default=_env_bool("MICTLANX_PEER_FSCK", False),
+        help="at start, check every version file against the index (removes orphans, drops records of "
+             "missing files); off by default: a start only checks temp files and pending intents [MICTLANX_PEER_FSCK]")
     add("--root-path", default=_env("MICTLANX_ROOT_PATH", ""),
         help="also serve every route under this prefix [MICTLANX_ROOT_PATH]")
     add("--token", default=_env("MICTLANX_PEER_TOKEN", None),
@@ -147,6 +150,7 @@ def config_from_args(args: argparse.Namespace) -> cfg.PeerConfig:
         max_reserved_per_client=per_client,
         max_reserved_fraction=fraction,
         fsync=bool(args.fsync),
+        fsck=bool(args.fsck),
         root_path=args.root_path or "",
         log_level=args.log_level,
         token=args.token or None,

@@ -36,6 +36,9 @@ class PeerConfig:
     task_ttl: float = DEFAULT_TASK_TTL
     exists_ttl: float = DEFAULT_EXISTS_TTL
     fsync: bool = True
+    #: check every file of ``balls/`` against the index at start (the start-up is otherwise
+    #: O(temp files + pending intents); docs/reliability.md "Listings at scale")
+    fsck: bool = False
     #: seconds a superseded version stays readable by pinned reads (docs/consistency.md §1.2)
     version_grace: float = DEFAULT_VERSION_GRACE
     #: seconds a tombstone is kept; must exceed the longest outage a peer returns from with data

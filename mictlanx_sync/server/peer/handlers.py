@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from ...protocol.ids import new_task_id
 from ...protocol.versions import VERSION_HEADER
@@ -20,7 +20,7 @@ from ..common import (
     path_task_id,
 )
 from . import download, lww, replicate, upload, versioned, versionstore
-from .http import Request, Send, send_empty, send_json
+from .http import Request, Send, dumps, send_empty, send_json, send_json_pieces
 from .openapi import openapi_document
 from .state import PeerState
 from .storage import Ball
@@ -50,6 +50,30 @@ def _after_pair(req: Request) -> Optional[tuple[str, str]]:
     if not sep:
         raise bad_request(f"invalid after: {value!r} (expected bucket_id@key)")
     return path_id(bucket_id, "after bucket_id"), path_id(key, "after key")
+
+
+def _limit(start: int, end: int) -> Optional[int]:
+    """The rows of the ``[start:end]`` window (§2.7); None: to the end."""
+    return None if end <= 0 else max(0, end - start)
+
+
+class _Listed:
+    """What a streamed listing has sent so far: the count and the last ball."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: Optional[Ball] = None
+
+
+def _items(peer: PeerState, bucket_id: Optional[str], include: bool, after: Any, start: int,
+           limit: Optional[int], render: Callable[[Ball], bytes], listed: _Listed) -> Iterator[bytes]:
+    """The rendered balls of a listing window, comma-separated, one keyset batch at a time."""
+    sep = b""
+    for batch in peer.storage.scan(bucket_id, include_disabled=include, after=after, start=start, limit=limit):
+        yield sep + b",".join(render(b) for b in batch)
+        sep = b","
+        listed.count += len(batch)
+        listed.last = batch[-1]
 
 
 def _missing(bucket_id: str, key: str) -> HTTPError:
@@ -202,22 +226,28 @@ async def get_size(peer: PeerState, req: Request, send: Send, bucket_id: str, ke
 
 
 async def list_bucket(peer: PeerState, req: Request, send: Send, bucket_id: str) -> None:
-    """P6."""
+    """P6, streamed from keyset batches (a bucket of any size costs one batch of memory)."""
     bucket_id = path_id(bucket_id, "bucket_id")
     after = req.query("after")
     if after is not None:
         after = path_id(after, "after")
     start, end = _window(req)
-    balls = peer.storage.list_bucket(bucket_id, include_disabled=_include_disabled(req), after=after,
-                                     start=start, end=end)
-    body: dict[str, Any] = {"peer_id": peer.config.peer_id, "balls": [b.meta() for b in balls]}
-    if versioned.include_tombstones(req):
-        # The key tombstones of the window these keys came from: after the cursor and, when
-        # the page was cut short by its end, up to its last key (the next page has the rest).
-        limit = end - start if end > 0 else -1
-        upto = balls[-1].key if balls and len(balls) == limit else None
-        body["tombstones"] = versionstore.tombstones_in_bucket(peer.storage, bucket_id, after, upto)
-    await send_json(send, 200, body)
+    include, tombstones = _include_disabled(req), versioned.include_tombstones(req)
+    limit = _limit(start, end)
+    listed = _Listed()
+
+    def pieces() -> Iterator[bytes]:
+        yield b'{"peer_id":' + dumps(peer.config.peer_id) + b',"balls":['
+        yield from _items(peer, bucket_id, include, after, start, limit, lambda b: dumps(b.meta()), listed)
+        yield b"]"
+        if tombstones:
+            # The key tombstones of the window these keys came from: after the cursor and, when
+            # the page was cut short by its end, up to its last key (the next page has the rest).
+            upto = listed.last.key if listed.last is not None and listed.count == limit else None
+            yield b',"tombstones":' + dumps(versionstore.tombstones_in_bucket(peer.storage, bucket_id, after, upto))
+        yield b"}"
+
+    await send_json_pieces(send, 200, pieces())
 
 
 def _group(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> tuple[str, str, list[Ball]]:
@@ -322,15 +352,19 @@ def _disk(peer: PeerState) -> tuple[int, int, float]:
 
 
 async def stats(peer: PeerState, req: Request, send: Send) -> None:
-    """P13: exactly seven keys."""
+    """P13: exactly seven keys; ``balls`` streamed."""
     start, end = _window(req, default_end=100)
-    balls = peer.storage.list_all(include_disabled=_include_disabled(req), after=None, start=start, end=end)
+    include = _include_disabled(req)
     total, used, uf = _disk(peer)
-    await send_json(send, 200, {
-        "peer_id": peer.config.peer_id, "used_disk": used, "total_disk": total,
-        "available_disk": max(0, total - used), "disk_uf": uf, "balls": [b.meta() for b in balls],
-        "peers": [node["id"] for node in peer.storage.nodes()],
-    })
+    head = {"peer_id": peer.config.peer_id, "used_disk": used, "total_disk": total,
+            "available_disk": max(0, total - used), "disk_uf": uf}
+
+    def pieces() -> Iterator[bytes]:
+        yield dumps(head)[:-1] + b',"balls":['
+        yield from _items(peer, None, include, None, start, _limit(start, end), lambda b: dumps(b.meta()), _Listed())
+        yield b'],"peers":' + dumps([node["id"] for node in peer.storage.nodes()]) + b"}"
+
+    await send_json_pieces(send, 200, pieces())
 
 
 async def ufs(peer: PeerState, req: Request, send: Send) -> None:
@@ -339,22 +373,32 @@ async def ufs(peer: PeerState, req: Request, send: Send) -> None:
     await send_json(send, 200, {"total_disk": total, "used_disk": used, "disk_uf": uf})
 
 
-def _inventory(peer: PeerState, req: Request, *, after: bool = True) -> list[Ball]:
+def _inventory(peer: PeerState, req: Request, render: Callable[[Ball], bytes], *, after: bool = True,
+               listed: Optional[_Listed] = None) -> Iterator[bytes]:
+    """The comma-separated rendered balls of an inventory window (P15, P16, P18), streamed.
+    The query is parsed at the call, so a bad one is a 400 before anything is sent."""
     include = _include_disabled(req)
     position = _after_pair(req) if after else None
     start, end = _window(req)
-    return peer.storage.list_all(include_disabled=include, after=position, start=start, end=end)
+    return _items(peer, None, include, position, start, _limit(start, end), render, listed or _Listed())
 
 
 async def xballs(peer: PeerState, req: Request, send: Send) -> None:
     """P15."""
-    await send_json(send, 200, [{"bucket_id": b.bucket_id, "key": b.key, "size": b.size}
-                                for b in _inventory(peer, req)])
+    items = _inventory(peer, req, lambda b: dumps({"bucket_id": b.bucket_id, "key": b.key, "size": b.size}))
+    await send_json_pieces(send, 200, _array(items))
 
 
 async def xballs_size(peer: PeerState, req: Request, send: Send) -> None:
     """P16."""
-    await send_json(send, 200, [[b.bucket_id, b.key, b.size] for b in _inventory(peer, req)])
+    items = _inventory(peer, req, lambda b: dumps([b.bucket_id, b.key, b.size]))
+    await send_json_pieces(send, 200, _array(items))
+
+
+def _array(items: Iterator[bytes]) -> Iterator[bytes]:
+    yield b"["
+    yield from items
+    yield b"]"
 
 
 async def balls_len(peer: PeerState, req: Request, send: Send) -> None:
@@ -363,14 +407,21 @@ async def balls_len(peer: PeerState, req: Request, send: Send) -> None:
 
 
 async def peers_state(peer: PeerState, req: Request, send: Send) -> None:
-    """P18: this peer and the P19 nodes; the balls paginated."""
-    balls = _inventory(peer, req, after=False)
+    """P18: this peer and the P19 nodes; the balls paginated (and streamed)."""
+    me = peer.config.peer_id
+    items = _inventory(peer, req, lambda b: dumps(f"{b.bucket_id}@{b.key}") + b":"
+                       + dumps({"locations": [me], "size": b.size}), after=False)
     server = req.scope.get("server") or (peer.config.host, peer.config.port)
-    nodes = [{"node_id": peer.config.peer_id, "ip_addr": server[0], "port": int(server[1] or 0)}]
+    nodes = [{"node_id": me, "ip_addr": server[0], "port": int(server[1] or 0)}]
     nodes += [{"node_id": n["id"], "ip_addr": n["ip_addr"], "port": n["port"]}
-              for n in peer.storage.nodes() if n["id"] != peer.config.peer_id]
-    await send_json(send, 200, {"nodes": nodes, "balls": {
-        f"{b.bucket_id}@{b.key}": {"locations": [peer.config.peer_id], "size": b.size} for b in balls}})
+              for n in peer.storage.nodes() if n["id"] != me]
+
+    def pieces() -> Iterator[bytes]:
+        yield b'{"nodes":' + dumps(nodes) + b',"balls":{'
+        yield from items
+        yield b"}}"
+
+    await send_json_pieces(send, 200, pieces())
 
 
 # --- nodes, tasks, health ------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Iterable, Optional
 from urllib.parse import parse_qsl
 
 from ..common import MAX_JSON_BODY, HTTPError, read_json_body, unprocessable
@@ -88,6 +88,40 @@ async def send_json(send: Send, status: int, payload: Any, headers: Optional[dic
     await send({"type": "http.response.start", "status": status,
                 "headers": [JSON_TYPE, (b"content-length", str(len(body)).encode()), *_header_list(headers)]})
     await send({"type": "http.response.body", "body": body})
+
+
+def dumps(payload: Any) -> bytes:
+    """The JSON encoding every response uses (compact)."""
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+#: bytes gathered before a streamed response sends a piece
+STREAM_PIECE = 64 * 1024
+
+
+async def send_json_pieces(send: Send, status: int, pieces: Iterable[bytes],
+                           headers: Optional[dict[str, str]] = None) -> None:
+    """Send the JSON text ``pieces`` make, pulling them lazily.
+
+    A text that fits in one ``STREAM_PIECE`` is sent whole with a ``Content-Length``, like
+    ``send_json``; a longer one goes out chunked (ASGI ``more_body``), so memory holds one piece
+    and whatever produced it, never the whole answer. ``send`` waits while the client is slow.
+    """
+    buffer = bytearray()
+    started = False
+    for piece in pieces:
+        buffer += piece
+        if len(buffer) >= STREAM_PIECE:
+            if not started:
+                await send({"type": "http.response.start", "status": status,
+                            "headers": [JSON_TYPE, *_header_list(headers)]})
+                started = True
+            await send({"type": "http.response.body", "body": bytes(buffer), "more_body": True})
+            buffer.clear()
+    if not started:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [JSON_TYPE, (b"content-length", str(len(buffer)).encode()), *_header_list(headers)]})
+    await send({"type": "http.response.body", "body": bytes(buffer)})
 
 
 async def send_empty(send: Send, status: int = 204, headers: Optional[dict[str, str]] = None) -> None:

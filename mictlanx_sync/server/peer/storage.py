@@ -29,7 +29,7 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 
 from ...protocol.ids import new_task_id
 
@@ -83,9 +83,21 @@ CREATE TABLE IF NOT EXISTS tombstones (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tombstones_by_age ON tombstones (created_at);
 CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS intents (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
-#: Created after the migration: ``balls.file`` lets a file's references be counted quickly.
-_LATE_INDEXES = "CREATE INDEX IF NOT EXISTS balls_by_file ON balls (file);"
+#: Created after the migration: ``balls.file`` lets a file's references be counted quickly; the
+#: ``version`` indexes let ``max_version`` (run at every start) avoid scanning every row.
+_LATE_INDEXES = """
+CREATE INDEX IF NOT EXISTS balls_by_file ON balls (file);
+CREATE INDEX IF NOT EXISTS balls_by_version ON balls (version);
+CREATE INDEX IF NOT EXISTS versions_by_version ON versions (version);
+CREATE INDEX IF NOT EXISTS tombstones_by_version ON tombstones (version);
+"""
+#: ``meta`` rows: the persisted ``used`` bytes, and the clean-shutdown mark (the ``balls/`` mtime at close)
+META_USED, META_CLEAN = "used", "clean_close"
+#: rows per keyset batch of a streamed listing
+LIST_BATCH = 1000
 COLUMNS = ("bucket_id, key, size, checksum, tags, content_type, producer_id, ball_id, is_disabled, task_id, file, "
            "version")
 PLACEHOLDERS = ",".join("?" * 12)
@@ -143,9 +155,11 @@ class Change:
         self.released: dict[str, int] = {}
 
     def attach(self, name: str, size: int) -> None:
-        """Call before inserting a row naming ``name``: a file named for the first time counts as used."""
+        """Call before inserting a row naming ``name``: a file named for the first time counts as used
+        (and its rename intent, if any, is settled by this transaction)."""
         if not self.storage.referenced(name):
             self.added += size
+            self.storage.db.execute("DELETE FROM intents WHERE name = ?", (name,))
 
     def release(self, name: str, size: int) -> None:
         """A row naming ``name`` is removed: unlink it after COMMIT if no row names it any more."""
@@ -155,7 +169,7 @@ class Change:
 class Storage:
     """Version files and the SQLite index of one peer."""
 
-    def __init__(self, data_dir: Path, *, fsync: bool = True, reserve: int = 0) -> None:
+    def __init__(self, data_dir: Path, *, fsync: bool = True, reserve: int = 0, fsck: bool = False) -> None:
         self.data_dir = Path(data_dir)
         self.balls_dir = self.data_dir / "balls"
         self.tmp_dir = self.data_dir / "tmp"
@@ -175,7 +189,11 @@ class Storage:
         self._migrate()
         self.db.executescript(_LATE_INDEXES)
         self.used = 0
-        self.reconcile()
+        #: names unlinked after their intent row was committed; cleared in the next transaction
+        self._cleared: list[str] = []
+        #: what the last start-up did: "intents" (the fast path) or "fsck" (a full scan)
+        self.startup = ""
+        self.reconcile(full=fsck)
         self.hold_reserve()
 
     def _migrate(self) -> None:
@@ -185,6 +203,14 @@ class Storage:
             self.db.execute("ALTER TABLE balls ADD COLUMN version TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
+        """Record a clean shutdown: the ``balls/`` mtime, so the next start can tell that nothing
+        touched the directory while the peer was down (else it runs the full scan)."""
+        try:
+            self._clear_intents()
+            self.db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                            (META_CLEAN, str(self.balls_dir.stat().st_mtime_ns)))
+        except (OSError, sqlite3.Error) as exc:  # the next start runs the full scan
+            log.warning("cannot record a clean shutdown: %s", exc)
         self.db.close()
 
     # --- transactions ------------------------------------------------------------------------
@@ -194,7 +220,20 @@ class Storage:
         change = Change(self)
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            cleared = len(self._cleared)
+            if cleared:
+                self.db.executemany("DELETE FROM intents WHERE name = ?", [(n,) for n in self._cleared[:cleared]])
             yield change
+            # The files no row names any more are decided inside the transaction (nothing else
+            # runs on this thread in between): each gets an intent row, so a crash between the
+            # COMMIT and the unlink leaves a name the next start checks, not an orphan to hunt.
+            freed = {name: size for name, size in change.released.items() if not self.referenced(name)}
+            if freed:
+                self.db.executemany("INSERT OR IGNORE INTO intents (name) VALUES (?)", [(n,) for n in freed])
+            delta = change.added - sum(freed.values())
+            if delta:
+                self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE name = ?",
+                                (delta, META_USED))
             # A COMMIT that fails (SQLITE_FULL) leaves the transaction open: roll it back too,
             # or every later BEGIN would fail and the peer would be wedged.
             self.db.execute("COMMIT")
@@ -202,11 +241,10 @@ class Storage:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
             raise
-        self.used += change.added
-        for name, size in change.released.items():
-            if not self.referenced(name):
-                self.used -= size
-                self.unlink(name)
+        del self._cleared[:cleared]
+        self.used += delta
+        for name in freed:
+            self.unlink(name)
 
     # --- the full-disk reserve -----------------------------------------------------------------
     def reserve_held(self) -> int:
@@ -282,30 +320,87 @@ class Storage:
     def temp_path(self) -> Path:
         return self.tmp_dir / f"{new_task_id()}.part"
 
+    def intend(self, name: str) -> None:
+        """Record, before a file is renamed into ``balls/`` as ``name``, that it may exist unnamed.
+
+        The commit that names it (``Change.attach``) or the unlink of a failed upload settles the
+        intent; a crash in between leaves the row, and the next start removes the file unless a
+        record names it. Written with ``synchronous=NORMAL``: a process crash keeps it, and the
+        next committed change (synced) makes it durable with everything before it; only a power
+        loss in that window can leave an orphan file, which ``--fsck`` removes.
+        """
+        if self.fsync:
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self.db.execute("INSERT OR IGNORE INTO intents (name) VALUES (?)", (name,))
+        finally:
+            if self.fsync:
+                self.db.execute("PRAGMA synchronous=FULL")
+
     def unlink(self, name: str) -> None:
         try:
             os.unlink(self.balls_dir / name)
         except FileNotFoundError:
             pass
-        except OSError as exc:  # left for the next start-up reconcile
+        except OSError as exc:  # its intent row stays: the next start-up retries
             log.warning("cannot remove %s: %s", name, exc)
+            return
+        self._cleared.append(name)
 
-    def reconcile(self) -> None:
-        """Drop temp files, files no record names and records whose file is missing; recount ``used``."""
+    def _clear_intents(self) -> None:
+        if self._cleared:
+            self.db.executemany("DELETE FROM intents WHERE name = ?", [(name,) for name in self._cleared])
+            del self._cleared[:]
+
+    def _meta(self, name: str) -> Optional[str]:
+        row = self.db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return str(row[0]) if row is not None else None
+
+    def reconcile(self, full: bool = False) -> None:
+        """Start-up: O(files in ``tmp/`` + pending intents), never a scan of ``balls/``.
+
+        Drops temp files and the intent files no record names. The full scan (:meth:`fsck`)
+        runs only when asked (``full``, the peer's ``--fsck``), when the index has no persisted
+        ``used`` (made by an older version), or when the last shutdown was clean but ``balls/``
+        changed since (someone added or removed files while the peer was down).
+        """
         for entry in os.scandir(self.tmp_dir):
             _remove_quietly(entry.path)
+        pending = [row[0] for row in self.db.execute("SELECT name FROM intents")]
+        for name in pending:
+            if not self.referenced(name):
+                _remove_quietly(str(self.balls_dir / name), missing_ok=True)
+        clean = self._meta(META_CLEAN)
+        used = self._meta(META_USED)
+        touched = clean is not None and clean != str(self.balls_dir.stat().st_mtime_ns)
+        self.db.execute("BEGIN")
+        self.db.execute("DELETE FROM intents")
+        self.db.execute("DELETE FROM meta WHERE name = ?", (META_CLEAN,))  # a crash from now on is unclean
+        self.db.execute("COMMIT")
+        if full or used is None or touched:
+            if touched:
+                log.warning("balls/ changed while the peer was down: checking every file")
+            self.fsck()
+            return
+        self.startup = "intents"
+        self.used = int(used)
+
+    def fsck(self) -> None:
+        """The full check: drop files no record names and records whose file is missing; recount ``used``."""
+        self.startup = "fsck"
         referenced = {row[0] for row in self.db.execute("SELECT file FROM balls UNION SELECT file FROM versions")}
         present = {entry.name for entry in os.scandir(self.balls_dir)}
         for name in present - referenced:
             _remove_quietly(str(self.balls_dir / name))
         missing = referenced - present
+        self.db.execute("BEGIN")
         if missing:
             log.warning("dropping the index records of %d missing files", len(missing))
-            self.db.execute("BEGIN")
             for table in ("balls", "versions"):
                 self.db.executemany(f"DELETE FROM {table} WHERE file = ?", [(name,) for name in missing])
-            self.db.execute("COMMIT")
         self.used = self.count_used()
+        self.db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (META_USED, str(self.used)))
+        self.db.execute("COMMIT")
 
     def count_used(self) -> int:
         """The bytes of every file named by some record, each file counted once."""
@@ -341,6 +436,34 @@ class Storage:
             where.append("(bucket_id, key) > (?, ?)")
             params.extend(after)
         return self._select(where, params, include_disabled, start, end)
+
+    def scan(self, bucket_id: Optional[str], *, include_disabled: bool, after: Any, start: int,
+             limit: Optional[int], batch: int = LIST_BATCH) -> Iterator[list[Ball]]:
+        """The listing window of ``list_bucket`` (``bucket_id``) or ``list_all`` (None) in keyset batches.
+
+        ``start`` rows are skipped once, then each batch continues strictly after the last row
+        sent, so a listing never holds more than ``batch`` rows and each key comes at most once.
+        Writes between batches are not isolated from it (it is no snapshot): a key written
+        behind the cursor is missed, one ahead of it is listed. ``limit`` None: to the end.
+        """
+        offset, position, left = start, after, limit
+        while left is None or left > 0:
+            size = batch if left is None else min(batch, left)
+            if bucket_id is not None:
+                rows = self.list_bucket(bucket_id, include_disabled=include_disabled, after=position,
+                                        start=offset, end=offset + size)
+            else:
+                rows = self.list_all(include_disabled=include_disabled, after=position, start=offset,
+                                     end=offset + size)
+            if rows:
+                yield rows
+            if len(rows) < size:
+                return
+            if left is not None:
+                left -= len(rows)
+            offset = 0
+            last = rows[-1]
+            position = last.key if bucket_id is not None else (last.bucket_id, last.key)
 
     def group(self, bucket_id: str, ball_id: str, *, include_disabled: bool) -> list[Ball]:
         return self._select(["bucket_id = ?", "ball_id = ?"], [bucket_id, ball_id], include_disabled, 0, 0)
@@ -408,6 +531,44 @@ class Storage:
                 change.release(ball.file, ball.size)
         return balls
 
+    # --- bulk loading (benchmarks and tests; not an API path) ---------------------------------
+    def bulk_load(self, items: Iterable[tuple[Ball, bytes]], batch: int = 5000) -> int:
+        """Write new current balls straight through this layer, ``batch`` per transaction.
+
+        For filling a peer to millions of balls (``benchmarks/scale.py``), where the two HTTP
+        phases per ball would take hours. It is *not* what the API does: no task, no capacity,
+        existing-key or version check, no fsync of the files; the keys must be new. Each ball's
+        file is written first and its row committed after, with the same intents as an upload,
+        so a crash during a load leaves no unnamed file behind at the next start.
+        """
+        loaded = 0
+        pending: list[tuple[Ball, bytes]] = []
+        for ball, data in items:
+            digest = hashlib.sha256(f"{ball.bucket_id}@{ball.key}".encode()).hexdigest()
+            ball.task_id = ball.task_id or new_task_id()
+            ball.file = f"{digest}.{ball.task_id}"
+            pending.append((ball, data))
+            if len(pending) >= batch:
+                loaded += self._load(pending)
+                pending = []
+        if pending:
+            loaded += self._load(pending)
+        return loaded
+
+    def _load(self, pending: list[tuple[Ball, bytes]]) -> int:
+        names = [(ball.file,) for ball, _ in pending]
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR IGNORE INTO intents (name) VALUES (?)", names)
+        self.db.execute("COMMIT")
+        for ball, data in pending:
+            _write_file(self.balls_dir / ball.file, data)
+        with self.change() as change:
+            self.db.executemany(f"INSERT INTO balls ({COLUMNS}) VALUES ({PLACEHOLDERS})",
+                                [ball.row() for ball, _ in pending])
+            self.db.executemany("DELETE FROM intents WHERE name = ?", names)
+            change.added += sum(ball.size for ball, _ in pending)
+        return len(pending)
+
     # --- P19 nodes -------------------------------------------------------------------------
     def put_node(self, node: dict[str, Any]) -> None:
         self.db.execute("INSERT OR REPLACE INTO nodes (id, body) VALUES (?, ?)", (node["id"], json.dumps(node)))
@@ -416,13 +577,21 @@ class Storage:
         return [json.loads(row[0]) for row in self.db.execute("SELECT body FROM nodes ORDER BY id")]
 
 
-def _remove_quietly(path: str) -> None:
+def _remove_quietly(path: str, missing_ok: bool = False) -> None:
     try:
         if os.path.isdir(path) and not os.path.islink(path):
             return
         os.unlink(path)
+    except FileNotFoundError:
+        if not missing_ok:
+            log.warning("cannot remove %s: it is gone", path)
     except OSError as exc:
         log.warning("cannot remove %s: %s", path, exc)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
 
 
 def _allocate(fd: int, size: int) -> None:

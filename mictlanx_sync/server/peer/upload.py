@@ -309,6 +309,7 @@ async def handle_phase2(peer: PeerState, req: Request, send: Send, task_id: str,
 async def _commit(peer: PeerState, task: Task, sink: Sink) -> None:
     storage = peer.storage
     name = storage.version_name(task.bucket_id, task.key, task.task_id)
+    storage.intend(name)  # a crash between the rename and the commit leaves a name to check, not an orphan
     try:
         await sink.seal(storage.path(name), peer.config.fsync)
     except OSError:
