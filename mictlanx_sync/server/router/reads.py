@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any, Callable, Optional
 from urllib.parse import quote
 
@@ -14,6 +15,11 @@ from .registry import PeerEntry
 from .state import Request, Response, RouterState, json_response
 from .streaming import ClientGone, Opened, PassThrough, StreamBroken, open_first, relay, watch_disconnect
 from .versions import TOMBSTONE_HEADER, VERSION_HEADER, header_version, observe_meta
+
+#: R2 answers at most this many balls per call; a longer window (an unpaged listing, or a larger
+#: ``end``) is cut with ``extra.truncated`` and ``extra.next_after`` (docs/reliability.md
+#: "Listings at scale"). Settable with MICTLANX_ROUTER_MAX_LISTING (no CLI flag yet).
+MAX_LISTING = max(1, int(os.environ.get("MICTLANX_ROUTER_MAX_LISTING", "100000")))
 
 #: P6/P7 query flag: peers add their tombstones, so a listing can hide stale copies elsewhere
 WITH_TOMBSTONES = {"include_tombstones": "1"}
@@ -62,21 +68,51 @@ async def list_bucket(st: RouterState, req: Request, bucket_id: str) -> Response
     entries = st.registry.available()
     if not entries:
         raise no_peer_available(unavailable_peers=st.registry.unavailable_ids(), bucket_id=bucket_id)
+    capped = end <= 0 or end - start > MAX_LISTING  # else: a page, merged exactly as before
+    fetch = start + MAX_LISTING if capped else end
     params: dict[str, Any] = {"include_disabled": "1" if include else "0", "start": "0", **WITH_TOMBSTONES}
     if after is not None:
         params["after"] = after
-    if end > 0:
-        params["end"] = str(end)
+    if fetch > 0:
+        params["end"] = str(fetch)
     replies = await fan_out_early(st.registry, entries, "GET", f"/buckets/{bucket_id}/metadata", params=params,
                                   decides=reconcile.listing_decides, stream=True)
     visible, answered = reconcile.merge_listings(st, bucket_id, replies)
     # late peers (silent for the grace after a listing showed something) are listed as failed
     failed = [r.peer_id for r in replies if r.peer_id not in answered]
     balls = sorted(visible, key=lambda meta: str(meta["key"]))
-    balls = balls[start:end] if end > 0 else balls[start:]
+    extra: dict[str, Any] = {"failed_peers": sorted(failed)}
+    if capped:
+        balls, next_after = _cap(replies, answered, balls, start, fetch)
+        if next_after is not None:
+            extra.update(truncated=True, next_after=next_after)
+    else:
+        balls = balls[start:end] if end > 0 else balls[start:]
     answered.sort()
     return json_response({"bucket_id": bucket_id, "peers_ids": answered, "peer_ids": answered, "balls": balls,
-                          "extra": {"failed_peers": sorted(failed)}})
+                          "extra": extra})
+
+
+def _cap(replies: list[Reply], answered: list[str], balls: list[dict], start: int,
+         fetch: int) -> tuple[list[dict], Optional[str]]:
+    """``balls[start:]`` cut to ``MAX_LISTING``, and the key to continue ``after`` (None: complete).
+
+    A peer that sent all ``fetch`` rows asked for may hold more: the merge is exact only up to
+    the smallest last key among such peers, so entries beyond it are dropped and the listing
+    continues from it.
+    """
+    bound: Optional[str] = None
+    for reply in replies:
+        rows = reply.body.get("balls") if reply.peer_id in answered and isinstance(reply.body, dict) else None
+        if isinstance(rows, list) and len(rows) >= fetch and rows and isinstance(rows[-1], dict):
+            last = str(rows[-1].get("key"))
+            bound = last if bound is None else min(bound, last)
+    if bound is not None:
+        balls = [meta for meta in balls if str(meta["key"]) <= bound]
+    page = balls[start:start + MAX_LISTING]
+    if len(balls) > start + MAX_LISTING:
+        return page, str(page[-1]["key"])
+    return page, bound
 
 
 # --- R3 ------------------------------------------------------------------------------------
