@@ -140,8 +140,11 @@ async def _inventory(st: RouterState, peers: list[PeerEntry], bucket_id: str,
 
 
 async def _copy(st: RouterState, bucket_id: str, key: str, meta: dict[str, Any], holders: list[PeerEntry],
-                target: PeerEntry) -> Optional[str]:
-    """Push one replica of ``key`` to ``target``; None on success, else why it failed."""
+                target: PeerEntry, *, update: bool = False) -> Optional[str]:
+    """Push one replica of ``key`` to ``target``; None on success, else why it failed.
+
+    ``update`` sends ``Update: 1`` (rebalancing: a versioned writer, so the target's LWW orders
+    the copy against whatever version it holds instead of refusing other content)."""
     size = int(meta.get("size", 0))
     version = observe_meta(meta)
     pin = {VERSION_HEADER: version} if version else {}
@@ -153,20 +156,20 @@ async def _copy(st: RouterState, bucket_id: str, key: str, meta: dict[str, Any],
             continue
         opened: Opened = value
         try:
-            return await _push(st, bucket_id, key, meta, opened, target)
+            return await _push(st, bucket_id, key, meta, opened, target, update=update)
         finally:
             await opened.aclose()
     return why
 
 
 async def _push(st: RouterState, bucket_id: str, key: str, meta: dict[str, Any], opened: Opened,
-                target: PeerEntry) -> Optional[str]:
+                target: PeerEntry, *, update: bool = False) -> Optional[str]:
     body = {"key": key, "size": meta.get("size"), "checksum": meta.get("checksum"), "tags": meta.get("tags", {}),
             "producer_id": meta.get("producer_id", ""), "content_type": meta.get("content_type"),
             "ball_id": meta.get("ball_id", key), "bucket_id": bucket_id,
             "is_disable": bool(meta.get("is_disabled", False))}
     version = observe_meta(meta)
-    headers = {"Update": "0", **({VERSION_HEADER: version} if version else {})}
+    headers = {"Update": "1" if update else "0", **({VERSION_HEADER: version} if version else {})}
     reply = await call(st.registry, target, "POST", f"/buckets/{bucket_id}/metadata", json_body=body,
                        headers=headers)
     if reply.status != 201 or not isinstance(reply.body, dict) or "task_id" not in reply.body:
