@@ -148,6 +148,8 @@ ROUTES = [
      "Re-create missing replicas of every ball of a bucket (extension)"),
     ("R26", "post", "/api/v4/buckets/{bucket_id}/{ball_id}/commit",
      "Commit a version of a ball on every peer (docs/consistency.md §2.4)"),
+    ("R27", "get", "/api/v4/rebalance", "Progress of the current or last rebalancing pass (docs/rebalancing.md)"),
+    ("R28", "post", "/api/v4/rebalance", "Start a rebalancing pass now (docs/rebalancing.md)"),
 ]
 _REPAIR_DOC = (
     "Extension of protocol v4. For every ball of the bucket (listed on every available peer, disabled "

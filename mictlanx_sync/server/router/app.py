@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any, Awaitable, Callable, Optional
 
 from ..common import AccessLogMiddleware, HTTPError, check_raw_path, path_id, raw_path_segments
-from . import admin, commit, reads, repair, writes
+from . import admin, commit, reads, rebalance, repair, writes
 from .state import Request, Response, RouterConfig, RouterState, error_response
 from .streaming import ClientGone, StreamBroken
 
@@ -82,6 +82,7 @@ def resolve(st: RouterState, method: str, segs: list[str]) -> Optional[Callable[
         ("GET", "peers"): admin.list_peers, ("POST", "peers"): admin.add_peer,
         ("GET", "peers", "stats"): reads.stats, ("GET", "cache"): admin.cache_keys,
         ("GET", "cache", "stats"): admin.cache_stats, ("DELETE", "cache", "reset"): admin.cache_reset,
+        ("GET", "rebalance"): rebalance.get_status, ("POST", "rebalance"): rebalance.start,
     }
     handler = simple.get((method, *segs))
     if handler is not None:

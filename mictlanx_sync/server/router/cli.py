@@ -56,6 +56,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--faults", default=_env("MICTLANX_FAULTS"), metavar="SPEC",
         help="enable fault injection: a JSON list of rules or @file (testing only; see "
              "mictlanx_sync.server.faults) [MICTLANX_FAULTS]")
+    add("--rebalance", default=_env("MICTLANX_REBALANCE", "auto"), choices=("auto", "manual"),
+        help="auto: move balls whose placement changed when the peer set changes; manual: only on "
+             "POST /api/v4/rebalance [MICTLANX_REBALANCE] (default auto)")
+    add("--rebalance-grace", type=float, default=float(_env("MICTLANX_REBALANCE_GRACE", "300") or 300),
+        help="an unavailable peer counts as gone after this many seconds [MICTLANX_REBALANCE_GRACE] (default 300)")
+    add("--rebalance-settle", type=float, default=float(_env("MICTLANX_REBALANCE_SETTLE", "2") or 2),
+        help="a peer-set change must last this long before a pass starts, seconds (default 2)")
+    add("--rebalance-rf", type=int, default=int(_env("MICTLANX_REBALANCE_RF", "2") or 2),
+        help="copies of a ball without a mictlanx_rf tag [MICTLANX_REBALANCE_RF] (default 2)")
+    add("--rebalance-bytes-per-second", default=_env("MICTLANX_REBALANCE_BYTES_PER_SECOND", "50MiB"),
+        help="copy throughput limit, a size string per second, 0 = unlimited "
+             "[MICTLANX_REBALANCE_BYTES_PER_SECOND] (default 50MiB)")
+    add("--rebalance-concurrency", type=int, default=int(_env("MICTLANX_REBALANCE_CONCURRENCY", "2") or 2),
+        help="copies at once [MICTLANX_REBALANCE_CONCURRENCY] (default 2)")
     add("--log-level", default=_env("MICTLANX_LOG_LEVEL", "WARNING"))
     add_limit_arguments(parser)
 
@@ -91,6 +105,7 @@ def build_config(args: argparse.Namespace):  # -> RouterConfig
     try:
         piece_size = parse_size(args.piece_size)
         cache_size = parse_size(args.cache_size or "0")
+        rebalance_rate = parse_size(str(args.rebalance_bytes_per_second or "0"))
     except ValidationError as exc:
         raise SystemExit(f"mictlanx-sync router: {exc.message}") from None
     if cache_size:
@@ -105,6 +120,9 @@ def build_config(args: argparse.Namespace):  # -> RouterConfig
         fanout_grace=max(0.0, args.fanout_grace),
         piece_size=max(4096, piece_size), queue_depth=max(1, args.queue_depth), cache_size=0,
         root_path=args.root_path or "", token=args.token or None, peer_token=peer_token, faults=faults,
+        rebalance_auto=args.rebalance == "auto", rebalance_grace=max(0.0, args.rebalance_grace),
+        rebalance_settle=max(0.0, args.rebalance_settle), rebalance_rf=max(1, args.rebalance_rf),
+        rebalance_bytes_per_second=float(rebalance_rate), rebalance_concurrency=max(1, args.rebalance_concurrency),
     )
 
 

@@ -58,6 +58,17 @@ class RouterConfig:
     #: with the lean client too; 0 in ``MICTLANX_ROUTER_RAW_WRITES`` uses httpx (an escape hatch).
     #: https peers always use httpx.
     raw_writes: bool = field(default_factory=lambda: os.environ.get("MICTLANX_ROUTER_RAW_WRITES", "1") != "0")
+    #: issue 16 rebalancing (``rebalance``, docs/rebalancing.md): plan on peer-set changes
+    rebalance_auto: bool = True
+    #: an unavailable peer counts as gone after this many seconds
+    rebalance_grace: float = 300.0
+    #: a peer-set change must be stable this long before a pass starts, seconds
+    rebalance_settle: float = 2.0
+    #: copies per ball when it has no ``mictlanx_rf`` tag
+    rebalance_rf: int = 2
+    #: copied bytes per second (0: unlimited) and copies at once
+    rebalance_bytes_per_second: float = 50 * MIB
+    rebalance_concurrency: int = 2
 
 
 class RouterState:
@@ -76,6 +87,9 @@ class RouterState:
         self.client: Any = None
         self._health_task: Optional[asyncio.Task] = None
         self._background: set[asyncio.Task] = set()
+        from .rebalance import Rebalancer
+
+        self.rebalancer = Rebalancer(self)
 
     async def startup(self) -> None:
         import httpx
@@ -101,6 +115,7 @@ class RouterState:
             self.registry.raw = RawPool(self.config.peer_connect_timeout, self.config.peer_read_timeout)
         await self.registry.check_all(first=True)
         self._health_task = asyncio.ensure_future(self.registry.run())
+        self.spawn(self.rebalancer.run())
 
     async def shutdown(self) -> None:
         tasks = [t for t in [self._health_task, *self._background] if t is not None]
