@@ -26,6 +26,7 @@ _SUBCOMMANDS = (
     ("peers", "mictlanx_sync.tools.client_cli", "list the peers the routers know"),
     ("health", "mictlanx_sync.tools.client_cli", "check that the routers are up"),
     ("repair", "mictlanx_sync.tools.repair_cli", "re-create missing replicas of a bucket's balls"),
+    ("rebalance", "mictlanx_sync.tools.rebalance_cli", "show (or start) the routers' rebalancing"),
 )
 
 
