@@ -57,7 +57,7 @@ from .placement import rank
 from .registry import PeerEntry
 from .repair import _copy, _inventory
 from .state import Request, Response, RouterState, json_response
-from .versions import VERSION_HEADER, observe_meta
+from .versions import VERSION_HEADER, observe_meta, reply_tombstone
 
 log = logging.getLogger("mictlanx_sync.server.router.rebalance")
 
@@ -377,7 +377,7 @@ class Rebalancer:
             self._count("bytes", size)
             return True
         if verdict == "newer":
-            self._count("skipped")  # a newer write reached the target meanwhile: nothing to move
+            self._count("skipped")  # a newer write or a delete reached the target meanwhile: nothing to move
             return True
         self._error(bucket, key, peer_id, why or f"copy not verified on the target: {verdict}")
         return False
@@ -390,7 +390,7 @@ class Rebalancer:
 
     async def _verify(self, bucket: str, key: str, meta: dict[str, Any], version: str, target: PeerEntry) -> str:
         """``ok`` when P4 pinned to ``version`` on ``target`` shows its size and checksum; ``newer``
-        when the target's current version is newer; else why not."""
+        when the target's current version (or a tombstone) is newer; else why not."""
         pin = {VERSION_HEADER: version} if version else {}
         reply = await call(self.st.registry, target, "GET", f"/buckets/{bucket}/metadata/{key}", headers=pin)
         body = reply.body if isinstance(reply.body, dict) else {}
@@ -402,6 +402,9 @@ class Rebalancer:
         cbody = current.body if isinstance(current.body, dict) else {}
         if current.status == 200 and str(cbody.get("version") or "") > version:
             return "newer"
+        stone = reply_tombstone(current, self.st.clock)
+        if stone is not None and stone >= version:
+            return "newer"  # deleted meanwhile: the copy was refused, rightly
         return f"P4 answered {reply.status}"
 
 
