@@ -3,10 +3,26 @@
 Chunk i of object ``key`` is the ball ``{key}_{i}`` with ``ball_id == key`` and the five
 required tags. This module is pure: it names chunks, builds and checks tags, and applies
 the reading rules to a listing. It moves no bytes.
+
+**The chunk manifest** (issue 13, "one hash per byte on verified reads"). Chunk 0 of an
+object of N > 1 chunks written by this client also carries the tag ``chunks_sha256``:
+SHA-256 of the N chunk checksums, lowercase hex, concatenated in index order (64
+characters each, no separator; N itself is fixed by ``num_chunks``). The writer knows every
+chunk's checksum before it writes chunk 0, the commit point (``writes.py``), so the tag
+costs no pass over the data; chunks 1..N-1 keep exactly the tags of §P5. A reader that
+verified each chunk against its own checksum (its bytes hashed once) proves the whole
+object by hashing those N checksums (64·N bytes; with N = 1, c_0 is ``full_checksum``
+itself), instead of hashing the object again
+for ``full_checksum``: if every chunk hashes to c_i and SHA-256(c_0..c_{N-1}) equals the
+manifest chunk 0 was written with, the bytes are the writer's, barring a SHA-256
+collision (see ``transfer.FullHash``). An object without the tag (upstream's writers,
+older clients, one chunk: then c_0 is ``full_checksum``) gets the data pass as before.
+The name is reserved for user tags, like the five required ones.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Iterable, Mapping, Optional, Sequence
 
 import attrs
@@ -16,10 +32,14 @@ from ..protocol.ids import MAX_OBJECT_KEY_LENGTH, validate_id, validate_key
 
 __all__ = [
     "REQUIRED_TAGS", "chunk_key", "validate_object_key", "validate_tags", "chunk_tags", "chunk_index",
-    "ObjectLayout", "select_chunks",
+    "ObjectLayout", "select_chunks", "MANIFEST_TAG", "RESERVED_TAGS", "chunks_manifest",
 ]
 
 REQUIRED_TAGS = ("index", "chunk_size", "group_id", "num_chunks", "full_checksum")
+#: Chunk 0's manifest of the chunk checksums (module docstring); not one of the five.
+MANIFEST_TAG = "chunks_sha256"
+#: Names a user's tags may not use.
+RESERVED_TAGS = (*REQUIRED_TAGS, MANIFEST_TAG)
 #: Tags a raw-ball write (``put_single_chunk``) may set itself.
 SINGLE_CHUNK_ALLOWED = ("num_chunks", "full_checksum")
 
@@ -49,7 +69,7 @@ def validate_tags(tags: Optional[Mapping[str, str]], allow: Sequence[str] = ()) 
             raise ValidationError(f"tag names must be non-empty strings: {name!r}")
         if not isinstance(value, str):
             raise ValidationError(f"tag {name!r} must have a string value, not {type(value).__name__}")
-        if name in REQUIRED_TAGS and name not in allow:
+        if name in RESERVED_TAGS and name not in allow:
             raise ValidationError(f"tag {name!r} is reserved for the object layout")
         clean[name] = value
     return clean
@@ -60,6 +80,19 @@ def chunk_tags(user_tags: Mapping[str, str], key: str, index: int, size: int, nu
     """The user's tags plus the five required tags of chunk ``index``."""
     return {**user_tags, "index": str(index), "chunk_size": str(size), "group_id": key,
             "num_chunks": str(num_chunks), "full_checksum": full_checksum}
+
+
+def chunks_manifest(checksums: Sequence[str]) -> str:
+    """The ``chunks_sha256`` tag of an object whose chunks hash to ``checksums`` (in order)."""
+    return hashlib.sha256("".join(c.lower() for c in checksums).encode("ascii")).hexdigest()
+
+
+def _manifest(tags: Mapping[str, str], num_chunks: int) -> Optional[str]:
+    """Chunk 0's manifest tag when usable: N > 1 and 64 hex digits; else ``None`` (no proof)."""
+    value = str(tags.get(MANIFEST_TAG, "")).lower()
+    if num_chunks < 2 or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        return None
+    return value
 
 
 def chunk_index(tags: Mapping[str, str]) -> Optional[int]:
@@ -77,6 +110,8 @@ class ObjectLayout:
     num_chunks: int
     full_checksum: str
     stride: int  # size of chunk 0: every chunk but the last has it (both splitting layouts)
+    #: chunk 0's ``chunks_sha256`` (module docstring), ``None`` when absent or N == 1
+    manifest: Optional[str] = None
 
     @classmethod
     def from_chunk0(cls, tags: Mapping[str, str], size: int, *, bucket_id: str, key: str) -> ObjectLayout:
@@ -88,10 +123,25 @@ class ObjectLayout:
                                 bucket_id=bucket_id, key=key) from None
         if num_chunks < 1:
             raise IntegrityError(f"{bucket_id}/{key}: num_chunks={num_chunks}", bucket_id=bucket_id, key=key)
-        return cls(num_chunks, full_checksum.lower(), size)
+        return cls(num_chunks, full_checksum.lower(), size, _manifest(tags, num_chunks))
 
     def offset(self, index: int) -> int:
         return index * self.stride
+
+    @property
+    def provable(self) -> bool:
+        """Whether verified chunk checksums can prove the whole object (:meth:`proves`)."""
+        return self.num_chunks == 1 or self.manifest is not None
+
+    def proves(self, checksums: Sequence[str]) -> bool:
+        """Whether chunks that hashed to ``checksums`` (in index order) are this object: one
+        chunk's checksum is ``full_checksum``; N > 1 need chunk 0's manifest (module
+        docstring). ``False`` proves nothing either way: the data pass decides."""
+        if len(checksums) != self.num_chunks:
+            return False
+        if self.num_chunks == 1:
+            return checksums[0].lower() == self.full_checksum
+        return self.manifest is not None and chunks_manifest(checksums) == self.manifest
 
     def check_chunk_size(self, index: int, size: int, *, bucket_id: str, key: str) -> None:
         """A non-last chunk must have chunk 0's size (layout rule); the last at most that."""

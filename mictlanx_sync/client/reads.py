@@ -2,9 +2,11 @@
 
 Chunk i lands at offset i x size(chunk 0) (both splitting layouts guarantee it), in a
 buffer (``get``) or a ``.part`` file (``get_to_file``), in any order, through the transfer
-loop of :mod:`.transfer` (cache first, then R11). The whole object is checked against
-``full_checksum``, hashed in byte order as bytes land, or proven by the cache's verified
-index (:class:`~.transfer.FullHash`); a version's index is stored only after a pass matched.
+loop of :mod:`.transfer` (cache first, then R11). The whole object is proven by chunk 0's
+manifest of the verified chunk checksums (``chunks_sha256``: each byte hashed once), or
+checked against ``full_checksum``, hashed in byte order as bytes land, or proven by the
+cache's verified index (:class:`~.transfer.FullHash`, module docstring of
+:mod:`.transfer`); a version's index is stored only after a pass or the manifest matched.
 """
 
 from __future__ import annotations
@@ -163,16 +165,19 @@ class Reader:
     def _check_full(self, info: ObjectInfo, options: ReadOptions, full: FullHash, fetched: list[Fetched],
                     single: bool = False) -> Optional[IntegrityError]:
         """The verdict on the whole object; stores the version's index after a passed pass."""
+        full.verified_chunks([f.checksum for f in fetched])
         verdict = full.verdict()
         cache = self.cache
         if verdict is False and cache is not None and not single:
             cache.drop_index(info.version)  # if one was used, it named chunks of another object
         if verdict is False and options.verify_full:
-            return IntegrityError(f"{info.bucket_id}/{info.key}: full_checksum mismatch (mixed versions?)",
+            what = "chunks_sha256 and full_checksum mismatch" if full.manifest else "full_checksum mismatch"
+            return IntegrityError(f"{info.bucket_id}/{info.key}: {what} (mixed versions?)",
                                   bucket_id=info.bucket_id, key=info.key)
         if verdict and full.computed and cache is not None and not single:
-            # Only a version whose whole object hashed to full_checksum gets an index: a
-            # later read served entirely by it may skip the pass (FullHash).
+            # Only a version whose whole object hashed to full_checksum (or was proven by
+            # the manifest) gets an index: a later read served entirely by it may skip the
+            # pass (FullHash).
             cache.put_index(info.version, [f.checksum for f in fetched], size=info.size)
         return None
 
@@ -314,11 +319,18 @@ class Reader:
     # --- get_chunks ----------------------------------------------------------------------------
     def iter_chunks(self, bucket_id: str, key: str, options: ReadOptions,
                     order: bool) -> Generator[tuple[Metadata, memoryview], None, None]:
-        """Verified chunks as they complete (or in index order); raises typed errors."""
+        """Verified chunks as they complete (or in index order); raises typed errors.
+
+        With ``verify_full`` the object is checked after the last chunk: by chunk 0's
+        manifest over the verified chunk checksums when it has one, or a single chunk's
+        checksum (in either order; the bytes are not hashed again), else by ``full_checksum`` hashed in order (``order``
+        only). The chunks are yielded already, so a manifest mismatch cannot fall back to
+        a pass here: it is an ``IntegrityError``."""
         info = self.locate(bucket_id, key, options).unwrap()
         options = options.pinned_to(info.object_version)
         n = info.layout.num_chunks
-        full = hashlib.sha256() if (options.verify_full and order) else None
+        proof = options.verify_full and info.layout.provable
+        full = hashlib.sha256() if (options.verify_full and order and not proof) else None
         pending: dict[cf.Future, int] = {}
         ready: dict[int, tuple[Metadata, memoryview]] = {}
         next_submit = 0
@@ -379,7 +391,11 @@ class Reader:
                     yield item
             if full is not None and full.hexdigest() != info.layout.full_checksum:
                 raise IntegrityError(f"{bucket_id}/{key}: full_checksum mismatch", bucket_id=bucket_id, key=key)
-            if full is not None and self.cache is not None and all(sums):
+            if proof and not (all(sums) and info.layout.proves([c for c in sums if c])):
+                what = "chunks_sha256" if info.layout.manifest else "full_checksum"
+                raise IntegrityError(f"{bucket_id}/{key}: {what} mismatch (mixed versions?)",
+                                     bucket_id=bucket_id, key=key)
+            if (full is not None or proof) and self.cache is not None and all(sums):
                 self.cache.put_index(info.version, [c for c in sums if c], size=info.size)  # verified only
         finally:  # closing the generator early cancels what has not started
             for future in pending:

@@ -5,8 +5,26 @@ while it runs; a task never waits on another one (§8.2). A hit is read from the
 straight into the chunk's sink and re-hashed there; a miss is streamed from R11 and
 verified, then stored in the cache.
 
-The whole-object ``full_checksum`` check is fed here, in byte order as bytes land
-(:class:`FullHash`), and may be proven instead of computed: see :class:`FullHash`.
+The whole-object check is done here (:class:`FullHash`): proven from the chunk checksums
+by chunk 0's manifest (``chunks_sha256``, :mod:`.layout`) when the object has one, so each
+byte is hashed once; else ``full_checksum`` hashed in byte order as bytes land, or proven
+by the cache's verified index.
+
+**One hash per byte** (issue 13). Every chunk a read accepts was hashed once, as it landed,
+and matched the checksum something trusted named (the ``ETag``/R3/R12 checksum of a
+fetch, or the cache index's entry for a hit): ``Fetched.checksum`` is that hash of the
+landed bytes, never a checksum taken on trust. When chunk 0 carries the manifest M, the
+object check is SHA-256(c_0 ‖ … ‖ c_{N-1}) == M over those N checksums (64·N bytes):
+chunk 0's checksum, the chunk order, N and each chunk's bytes are all bound by it, so it
+holds only for the chunks the writer hashed (which the writer's source checked against
+``full_checksum``) barring a SHA-256 collision. A chunk read unpinned, another version's
+chunk, or a chunk replaced on the peers by another self-consistent ball all give another
+c_i, hence a mismatch. A mismatch is never trusted alone: the ``full_checksum`` pass then
+runs over the landed bytes and decides (so a foreign tag of that name, e.g. set by an
+upstream writer, can cost a pass but never fail a good read), and ``verify_full`` keeps
+its meaning: the object is checked whole, by proof or by hashing. Objects without the tag
+(upstream's writers, older clients) get the pass as before; a single-chunk object needs
+no tag: its verified c_0 is compared with ``full_checksum``.
 """
 
 from __future__ import annotations
@@ -26,7 +44,7 @@ from ..protocol.scopes import current_scope
 from .cache import ChunkCache
 from .engine import Engine, wait_in_slices
 from .fetch import ChunkFetcher, Fetched, ReadOptions
-from .layout import ObjectLayout, chunk_key, select_chunks
+from .layout import MANIFEST_TAG, ObjectLayout, chunk_key, select_chunks
 from .sinks import Guarded, Sink
 
 __all__ = ["ObjectInfo", "ChunkChecksums", "RestartWithoutIndex", "FullHash", "ChunkTransfer", "chunk_error"]
@@ -51,10 +69,12 @@ class ObjectInfo:
     object_version: str = ""
 
     def chunk_metadata(self, index: int, size: int, checksum: str) -> Metadata:
-        """Chunk 0's metadata with chunk ``index``'s key, size, checksum and index tags."""
+        """Chunk 0's metadata with chunk ``index``'s key, size, checksum and index tags (and
+        without chunk 0's manifest, which only chunk 0 carries)."""
         if index == 0:
             return self.chunk0
         tags = {**self.chunk0.tags, "index": str(index), "chunk_size": str(size)}
+        tags.pop(MANIFEST_TAG, None)
         return attrs.evolve(self.chunk0, key=chunk_key(self.key, index), size=size, checksum=checksum, tags=tags)
 
     def chunk_size(self, index: int) -> int:
@@ -143,12 +163,21 @@ class FullHash:
     and the pass runs from byte 0. The index itself is local state with the trust of the
     cache directory; one that contradicts R3 (first or last chunk checksum) or an
     ``ETag`` is dropped.
+
+    **Proof by the manifest.** When chunk 0 carries ``chunks_sha256`` (module docstring),
+    or the object is one chunk, no pass runs while the chunks land (:meth:`require` is a
+    no-op): :meth:`verdict` hashes the N verified chunk checksums instead (one chunk: its
+    checksum is ``full_checksum``), and runs the pass only when they do not match.
     """
 
     def __init__(self, info: ObjectInfo, region: Callable[[int, int], Any], wanted: bool = True) -> None:
         self.info = info
         self.region = region
         self.wanted = wanted  # False: nobody needs the check (verify_full=False, no index to store)
+        self.manifest = info.layout.manifest  # None: no manifest, or one chunk
+        self.provable = info.layout.provable  # a manifest, or one chunk (its checksum is full_checksum)
+        self.proven = False  # the manifest matched the verified chunk checksums
+        self.touched = False  # a chunk did not come from the verified index
         self._state = threading.Lock()  # guards the fields below; held only briefly
         self._feeding = threading.Lock()  # held by the one thread feeding the hasher
         self._epoch = 0
@@ -158,7 +187,11 @@ class FullHash:
         """A new attempt (no chunk task running): ``lazy`` when every chunk may come from
         the verified index."""
         with self._state:
-            self.required = self.wanted and not lazy
+            self.required = self.wanted and not lazy and not self.provable
+            self.lazy = lazy
+            self.touched = False
+            self._checksums: Optional[list[str]] = None
+            self.proven = False
             self._restart()
             self._landed = [0] * self.info.layout.num_chunks  # bytes landed from each chunk's start
 
@@ -170,8 +203,10 @@ class FullHash:
         self._epoch += 1
 
     def require(self) -> None:
-        """A chunk did not come from the verified index: the pass is needed (any thread)."""
-        if self.wanted:
+        """A chunk did not come from the verified index: the pass is needed (any thread),
+        unless the manifest can prove the object."""
+        self.touched = True
+        if self.wanted and not self.provable:
             self.required = True
             self.pump()
 
@@ -229,11 +264,23 @@ class FullHash:
                     self._offset, self._claimed = end, 0
                 # else: restarted meanwhile (a refill); what was just hashed is dropped
 
+    def verified_chunks(self, checksums: list[str]) -> None:
+        """After the transfer: each chunk's SHA-256 as it was verified when it landed (in
+        index order), for the manifest's proof in :meth:`verdict`."""
+        self._checksums = list(checksums)
+
     def verdict(self) -> Optional[bool]:
         """After the transfer (every chunk landed, no task running): ``True`` verified
         (hashed or proven), ``False`` mismatch, ``None`` not checked (not wanted)."""
         if not self.wanted:
             return None
+        if self.provable and not self.required:
+            checksums = self._checksums
+            if checksums is not None and self.info.layout.proves(checksums):
+                self.proven = True
+                return True
+            # No proof: the data pass decides (module docstring), over the landed bytes.
+            self.required = True
         if not self.required:
             return True  # every chunk from the verified index: see the class docstring
         with self._feeding:
@@ -244,8 +291,10 @@ class FullHash:
 
     @property
     def computed(self) -> bool:
-        """Whether the whole object was hashed (an index may be stored after a match)."""
-        return self.wanted and self.required
+        """Whether the whole object was checked by this read, hashed or proven by the
+        manifest (an index may be stored after a match); ``False`` when the verified
+        index alone served it."""
+        return self.wanted and (self.required or (self.proven and (self.touched or not self.lazy)))
 
 
 class _Tracked:

@@ -10,6 +10,11 @@ chunk 0 names, so two puts racing can never be mixed.
 A chunk upload is one R5 followed by one R7 on the same router (a write group lives on
 the router that created it, protocol §P4.4); a retry starts again from R5, possibly on
 another router, with the same version, so it converges on replicas that missed it.
+
+Chunk 0 of an object of N > 1 chunks also carries ``chunks_sha256``, the manifest of the N
+chunk checksums (:mod:`.layout`): each chunk is hashed once for its R5 anyway, and by the
+commit point every checksum is known, so readers can prove the whole object without a
+second pass over its bytes (``transfer.FullHash``).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from ..protocol.result import Err, Ok, Result
 from ..protocol.router import Router
 from ..protocol.versions import IF_VERSION_HEADER, STAGE_HEADER, VERSION_HEADER, HybridClock
 from .engine import Engine, wait_in_slices
-from .layout import chunk_key, chunk_tags, select_chunks
+from .layout import MANIFEST_TAG, chunk_key, chunk_tags, chunks_manifest, select_chunks
 from .sources import BytesLike, ChunkSource
 from .transfer import interrupt_operation
 
@@ -84,6 +89,8 @@ class _Written:
     exists: bool
     #: the version the router reports (``""``: a router without versions)
     version: str = ""
+    #: SHA-256 of the bytes this call sent
+    checksum: str = ""
 
 
 class _Sent:
@@ -118,14 +125,19 @@ class Writer:
     def upload_chunk(self, plan: WritePlan, index: int, data: BytesLike, *, num_chunks: int,
                      full_checksum: Optional[str], sent: _Sent, update: bool = False,
                      tags: Optional[dict[str, str]] = None, version: Optional[str] = None,
-                     staged: bool = False) -> Result[_Written, MictlanXError]:
-        """R5 then R7 on one router per attempt, retried per the plan's policy."""
-        checksum = hashlib.sha256(data).hexdigest()
+                     staged: bool = False, manifest: Optional[str] = None,
+                     checksum: Optional[str] = None) -> Result[_Written, MictlanXError]:
+        """R5 then R7 on one router per attempt, retried per the plan's policy. ``manifest``
+        is chunk 0's ``chunks_sha256`` tag (module docstring); ``checksum`` the SHA-256 of
+        ``data`` when the caller hashed it already."""
+        checksum = checksum or hashlib.sha256(data).hexdigest()
         size = len(data)
         key_i = chunk_key(plan.key, index) if tags is None else plan.key
         if tags is None:
             assert full_checksum is not None
             tags = chunk_tags(plan.tags, plan.key, index, size, num_chunks, full_checksum)
+            if manifest is not None:
+                tags[MANIFEST_TAG] = manifest
         ball_id = plan.key if full_checksum is not None else tags.get("group_id", plan.key)
         headers: Optional[dict[str, str]] = None
         if version is not None:
@@ -147,13 +159,13 @@ class Writer:
             group_id = answer.tasks_ids[0]
             written_version = str(answer.extra.get("version") or "")
             if bool(answer.extra.get("exists")):
-                return Ok(_Written(index, group_id, True, written_version))
+                return Ok(_Written(index, group_id, True, written_version, checksum))
             sent.add(key_i, group_id)
             stored = router.put_chunked(group_id, data, timeout=plan.timeout, replication_factor=plan.rf)
             if stored.is_err:
                 error = stored.unwrap_err()
                 return Err(_GroupLost(error) if type(error) is NotFoundError else error)
-            return Ok(_Written(index, group_id, False, written_version))
+            return Ok(_Written(index, group_id, False, written_version, checksum))
 
         result = self.engine.call(f"put {plan.bucket_id}/{plan.key}", request, policy=plan.policy)
         if result.is_err:
@@ -197,7 +209,8 @@ class Writer:
             return decision
         self.clock.observe(found.version)
         version = self.clock.next()
-        staged = self._stage_all(plan, source, version, progress)
+        checksums = [""] * source.num_chunks  # filled by the staged uploads, chunk 0 at the commit point
+        staged = self._stage_all(plan, source, version, progress, checksums)
         if staged.is_err:
             error = staged.unwrap_err()
             if isinstance(error, SupersededError):  # a newer delete's tombstone covers the key
@@ -206,7 +219,7 @@ class Writer:
                 return Ok(True)
             self._drop_staged(plan, version)  # nothing was visible: remove what this put wrote
             return Err(error)
-        committed = self._commit_point(plan, source, version, progress)
+        committed = self._commit_point(plan, source, version, progress, checksums)
         if committed.is_err:
             error = committed.unwrap_err()
             if not isinstance(error, SupersededError):
@@ -277,9 +290,10 @@ class Writer:
         return True
 
     def _stage_all(self, plan: WritePlan, source: ChunkSource, version: str,
-                   progress: Optional[Callable[[int], None]]) -> Result[bool, MictlanXError]:
+                   progress: Optional[Callable[[int], None]], checksums: list[str]) -> Result[bool, MictlanXError]:
         """Read chunk 0 (sources read in order), then send chunks 1..N-1 staged, windowed
-        through the shared transfer pool within the client-wide buffer budget."""
+        through the shared transfer pool within the client-wide buffer budget; each sent
+        chunk's checksum lands in ``checksums``."""
         engine = self.engine
         failure: list[MictlanXError] = []
         source.chunk(0)  # read in order; sent last by _commit_point (source.first_chunk)
@@ -295,6 +309,9 @@ class Writer:
                 outcome = future.result()
                 if outcome.is_err:
                     failure.append(outcome.unwrap_err())
+                else:
+                    written = outcome.unwrap()
+                    checksums[written.index] = written.checksum
 
         try:
             for index in range(1, source.num_chunks):
@@ -340,14 +357,20 @@ class Writer:
         return Ok(True)
 
     def _commit_point(self, plan: WritePlan, source: ChunkSource, version: str,
-                      progress: Optional[Callable[[int], None]]) -> Result[_Written, MictlanXError]:
-        """Chunk 0, unstaged, at ``version``: the write that makes the object visible."""
+                      progress: Optional[Callable[[int], None]],
+                      checksums: list[str]) -> Result[_Written, MictlanXError]:
+        """Chunk 0, unstaged, at ``version``: the write that makes the object visible. With
+        N > 1 it carries the manifest of ``checksums`` (chunks 1..N-1 as staged)."""
         if not self.engine.acquire_buffer():
             return Err(PutChunksError("client is closing", bucket_id=plan.bucket_id, key=plan.key))
         try:
             data0 = source.first_chunk()
+            checksum0 = hashlib.sha256(data0).hexdigest()
+            checksums[0] = checksum0
+            manifest = chunks_manifest(checksums) if source.num_chunks > 1 and all(checksums) else None
             result = self.upload_chunk(plan, 0, data0, num_chunks=source.num_chunks,
-                                       full_checksum=source.full_checksum, sent=_Sent(), version=version)
+                                       full_checksum=source.full_checksum, sent=_Sent(), version=version,
+                                       manifest=manifest, checksum=checksum0)
             size0 = len(data0)
             del data0
         except MictlanXError as error:
