@@ -35,7 +35,6 @@ __all__ = ["COMMANDS", "DEFAULT_URI", "add_arguments", "run"]
 DEFAULT_URI = "mictlanx://mictlanx-router-0@localhost:60666/?protocol=http&api_version=4&http2=0"
 DEFAULT_BUCKET = "default"
 COMMANDS = ("put", "get", "ls", "stat", "rm", "rm-bucket", "peers", "health")
-_LAYOUT_TAGS = ("index", "chunk_size", "group_id", "num_chunks", "full_checksum")
 
 
 class Output(NamedTuple):
@@ -247,8 +246,12 @@ def _ball_json(ball: Ball) -> Dict[str, Any]:
 
 
 def _user_tags(ball: Ball) -> Dict[str, str]:
+    """The tags a user gave: without the layout's own (the five required ones and the
+    chunk-checksum manifest)."""
+    from ..client.layout import RESERVED_TAGS
+
     tags = ball.chunks[0].tags if ball.chunks else {}
-    return {k: v for k, v in sorted(tags.items()) if k not in _LAYOUT_TAGS}
+    return {k: v for k, v in sorted(tags.items()) if k not in RESERVED_TAGS}
 
 
 # --- commands ---------------------------------------------------------------------------------------
