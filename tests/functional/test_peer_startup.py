@@ -133,7 +133,7 @@ def test_start_up_does_not_scan_the_balls(tmp_path: Path, scans: list[str]) -> N
         storage = Storage(data_dir, fsync=False)
         storage.bulk_load(_ball(i) for i in range(n))
         storage.close()
-        for run in range(3):
+        for _ in range(3):
             del scans[:]
             started = time.perf_counter()
             storage = Storage(data_dir, fsync=False)

@@ -11,8 +11,13 @@ Layout under ``data_dir``::
 
 Tables: ``balls`` holds the *current* version of each key, ``versions`` the *staged* and
 *superseded* ones, ``tombstones`` the versioned deletes (``versionstore`` implements their
-rules). The index row is the single commit point: a version file becomes visible only when
-a row naming it is written, and a file is unlinked only after the last row naming it is gone.
+rules). ``intents`` names the version files a crash could leave unnamed (renamed in, not yet
+committed; freed, not yet unlinked) and ``meta`` the persisted ``used`` bytes and the
+clean-shutdown mark, so a start checks ``tmp/`` and the intents, never every file of
+``balls/`` (``reconcile``; the full ``fsck`` on request).
+
+The index row is the single commit point: a version file becomes visible only when a row
+naming it is written, and a file is unlinked only after the last row naming it is gone.
 All index access happens on the event-loop thread, so a check followed by a swap is atomic,
 and every multi-row change is one SQLite transaction (``Storage.change``).
 """
