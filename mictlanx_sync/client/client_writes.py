@@ -21,7 +21,7 @@ from .layout import SINGLE_CHUNK_ALLOWED, validate_object_key, validate_tags
 from .options import chunk_size_bytes, positive_int, retry_policy
 from .progress import ProgressCallback, check_callback, reporting
 from .sources import BytesSource, ChunkSource, FileSource, IterableSource, ListSource, check_chunk_id
-from .writes import CONTENT_TYPE, WritePlan, _Sent
+from .writes import CONTENT_TYPE, WritePlan
 
 __all__ = ["ClientWrites"]
 
@@ -160,7 +160,7 @@ class ClientWrites(ClientBase):
         data = chunk.data
         chunk_tags = {**user, "index": str(chunk.index), "chunk_size": str(len(memoryview(data).cast("B"))),
                       "group_id": ball_id}
-        result = self._writer.upload_chunk(plan, chunk.index, data, num_chunks=1, full_checksum=None, sent=_Sent(),
+        result = self._writer.upload_chunk(plan, chunk.index, data, num_chunks=1, full_checksum=None,
                                            tags=chunk_tags)
         return result.map(lambda _written: True)
 

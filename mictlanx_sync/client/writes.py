@@ -93,17 +93,6 @@ class _Written:
     checksum: str = ""
 
 
-class _Sent:
-    """The groups this call created (appended from several threads); kept for callers
-    of :meth:`Writer.upload_chunk` that clean up raw balls themselves."""
-
-    def __init__(self) -> None:
-        self.groups: list[tuple[str, str]] = []  # (chunk key, group id)
-
-    def add(self, key: str, group_id: str) -> None:
-        self.groups.append((key, group_id))
-
-
 @attrs.frozen
 class _Found:
     """What R3 said of chunk 0 before the put."""
@@ -123,7 +112,7 @@ class Writer:
 
     # --- one chunk -------------------------------------------------------------------------
     def upload_chunk(self, plan: WritePlan, index: int, data: BytesLike, *, num_chunks: int,
-                     full_checksum: Optional[str], sent: _Sent, update: bool = False,
+                     full_checksum: Optional[str], update: bool = False,
                      tags: Optional[dict[str, str]] = None, version: Optional[str] = None,
                      staged: bool = False, manifest: Optional[str] = None,
                      checksum: Optional[str] = None) -> Result[_Written, MictlanXError]:
@@ -160,7 +149,6 @@ class Writer:
             written_version = str(answer.extra.get("version") or "")
             if bool(answer.extra.get("exists")):
                 return Ok(_Written(index, group_id, True, written_version, checksum))
-            sent.add(key_i, group_id)
             stored = router.put_chunked(group_id, data, timeout=plan.timeout, replication_factor=plan.rf)
             if stored.is_err:
                 error = stored.unwrap_err()
@@ -301,7 +289,7 @@ class Writer:
 
         def send(index: int, data: BytesLike) -> Result[_Written, MictlanXError]:
             return self.upload_chunk(plan, index, data, num_chunks=source.num_chunks,
-                                     full_checksum=source.full_checksum, sent=_Sent(), version=version, staged=True)
+                                     full_checksum=source.full_checksum, version=version, staged=True)
 
         def collect(done: set[cf.Future]) -> None:
             for future in done:
@@ -369,7 +357,7 @@ class Writer:
             checksums[0] = checksum0
             manifest = chunks_manifest(checksums) if source.num_chunks > 1 and all(checksums) else None
             result = self.upload_chunk(plan, 0, data0, num_chunks=source.num_chunks,
-                                       full_checksum=source.full_checksum, sent=_Sent(), version=version,
+                                       full_checksum=source.full_checksum, version=version,
                                        manifest=manifest, checksum=checksum0)
             size0 = len(data0)
             del data0
