@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import hashlib
 import json
 import logging
 import re
@@ -22,6 +23,7 @@ from urllib.parse import unquote
 
 from ..protocol.errors import ValidationError
 from ..protocol.ids import is_valid_task_id, validate_id, validate_key, validate_task_id
+from ..protocol.inline import INLINE_CAP, INLINE_FIELD, decode_inline
 from ..protocol.sizes import clamp, parse_size
 
 log = logging.getLogger("mictlanx_sync.server")
@@ -86,6 +88,32 @@ def length_mismatch(declared: Optional[int], size: int, checksum: str, multipart
                          expected_size=size, received_size=declared, expected_checksum=checksum,
                          received_checksum="")
     return None
+
+
+def inline_write(body: Any, size: int, checksum: str) -> Optional[bytes]:
+    """The bytes of a one-request write (``data_base64`` in a P1/R5 body, docs/protocol-extensions.md),
+    or None when the body has none. Checked before anything is reserved or stored: not base64
+    is 422, above ``INLINE_CAP`` 413, other bytes than ``size``/``checksum`` declare 400/501
+    (the integrity error of phase 2)."""
+    if not isinstance(body, dict) or INLINE_FIELD not in body:
+        return None
+    raw = body[INLINE_FIELD]
+    if not isinstance(raw, str):
+        raise unprocessable(f"{INLINE_FIELD} must be a base64 string", ["body", INLINE_FIELD], "string_type")
+    too_large = HTTPError(413, 400, f"inline data above {INLINE_CAP} bytes: use the two-phase write")
+    if len(raw) > 4 * -(-INLINE_CAP // 3):  # longer than any encoding of INLINE_CAP bytes: not decoded
+        raise too_large
+    data = decode_inline(body)
+    if data is None:
+        raise unprocessable(f"{INLINE_FIELD} is not valid base64", ["body", INLINE_FIELD])
+    if len(data) > INLINE_CAP:
+        raise too_large
+    received = hashlib.sha256(data).hexdigest()
+    if len(data) != size or received != checksum:
+        raise HTTPError(400, 501, f"integrity check failed: expected {size} bytes with SHA-256 {checksum}, "
+                        f"received {len(data)} bytes with SHA-256 {received}", expected_size=size,
+                        received_size=len(data), expected_checksum=checksum, received_checksum=received)
+    return data
 
 
 def bad_request(msg: str, **extra: Any) -> HTTPError:

@@ -12,10 +12,11 @@ router); several peer answers are passed through by the router unchanged. Every 
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import attrs
 
+from ..inline import INLINE_FIELD, decode_inline
 from .parsing import Model, alias, dict_field, list_field
 
 __all__ = [
@@ -80,6 +81,14 @@ class GetMetadataResponse(Model):
     metadata: Metadata
     #: the version served (docs/consistency.md); ``""`` from servers without versions
     version: str = ""
+    #: the ball's bytes, base64, when asked with ``Mictlanx-Inline-Max`` and small enough
+    #: (:mod:`mictlanx_sync.protocol.inline`); not verified here: see :attr:`inline_data`
+    data_base64: Optional[str] = attrs.field(default=None, repr=False)
+
+    @property
+    def inline_data(self) -> Optional[bytes]:
+        """The inline bytes (unverified: check them against ``metadata.checksum``), or None."""
+        return decode_inline({INLINE_FIELD: self.data_base64}) if self.data_base64 is not None else None
 
 
 @attrs.frozen

@@ -16,9 +16,28 @@ from ..common import MIB, not_found, parse_range
 from . import versioned
 from .http import Request, Send
 from .state import PeerState
+from .storage import Ball
 
 PIECE = MIB
 INLINE = 256 * 1024  # smaller slices are read on the loop: a thread hop costs more
+
+
+def read_inline(peer: PeerState, ball: Ball, limit: int) -> Optional[bytes]:
+    """The bytes of exactly ``ball``'s version when it has at most ``limit`` bytes and is not
+    disabled (P4 with ``Mictlanx-Inline-Max``, :mod:`mictlanx_sync.protocol.inline`); None
+    otherwise, or when its version file is gone (a GC after the lookup): the reader then
+    fetches the data with P5. Read on the loop: it is at most ``INLINE_CAP`` bytes."""
+    if limit <= 0 or ball.size > limit or ball.is_disabled:
+        return None
+    try:
+        fd = os.open(str(peer.storage.path(ball.file)), os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        data = os.pread(fd, ball.size, 0) if ball.size > 0 else b""
+    finally:
+        os.close(fd)
+    return data if len(data) == ball.size else None
 
 
 async def handle_get_data(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:

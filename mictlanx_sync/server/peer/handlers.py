@@ -7,11 +7,13 @@ import time
 from typing import Any, Callable, Iterator, Optional
 
 from ...protocol.ids import new_task_id
+from ...protocol.inline import INLINE_FIELD, INLINE_MAX_HEADER, encode_inline, inline_max
 from ...protocol.versions import VERSION_HEADER
 from ..common import (
     HTTPError,
     bad_request,
     header_task_id,
+    inline_write,
     not_found,
     parse_bool,
     parse_if_match,
@@ -129,8 +131,10 @@ async def put_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str
     update = parse_bool(req.header("update"), "Update")
     version = lww.header_version(req)
     staged = lww.header_stage(req)
-    meta = parse_put_metadata(await req.json(), bucket_id)
+    body = await req.json()
+    meta = parse_put_metadata(body, bucket_id)
     key, size, checksum = meta.pop("key"), meta.pop("size"), meta.pop("checksum")
+    inline = inline_write(body, size, checksum)  # checked before anything is reserved or stored
     config, tasks, storage = peer.config, peer.tasks, peer.storage
     if size > config.max_ball_size:
         raise HTTPError(413, 400, f"size {size} exceeds the peer's max_ball_size {config.max_ball_size}")
@@ -158,12 +162,17 @@ async def put_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str
                                                   file=current.file, version=version, **meta))
     ttl = config.exists_ttl if exists else config.task_ttl
     now = time.monotonic()
-    tasks.add(Task(task_id, bucket_id, key, size, checksum, meta, update, exists, now + ttl,
-                   version=version, staged=staged, versioned=versioned, client=client,
-                   reserve_until=now + config.reserve_timeout))
-    await send_json(send, 201, {"key": key, "service_time": _ms(started), "task_id": task_id,
-                                "node_id": config.peer_id, "exists": exists, "version": version},
-                    headers={VERSION_HEADER: version})
+    task = Task(task_id, bucket_id, key, size, checksum, meta, update, exists, now + ttl, version=version,
+                staged=staged, versioned=versioned, client=client, reserve_until=now + config.reserve_timeout)
+    tasks.add(task)
+    answer: dict[str, Any] = {"key": key, "service_time": _ms(started), "task_id": task_id,
+                              "node_id": config.peer_id, "exists": exists, "version": version}
+    if inline is not None:  # phase 2 now, from the bytes that came with this request
+        claimed = tasks.claim(task_id)
+        assert claimed is task  # added above, with no await in between
+        answer.update(await upload.store_inline(peer, task, inline), committed=True,
+                      service_time=_ms(started))
+    await send_json(send, 201, answer, headers={VERSION_HEADER: version})
 
 
 def _unversioned_write(peer: PeerState, bucket_id: str, key: str, size: int, checksum: str,
@@ -212,9 +221,12 @@ async def get_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str
     bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
     ball = versioned.lookup(peer, req, bucket_id, key)
     peer_id = peer.config.peer_id
-    await send_json(send, 200, {"service_time": _ms(started), "peer_id": peer_id, "local_peer_id": peer_id,
-                                "metadata": ball.meta(), "version": ball.version},
-                    headers={VERSION_HEADER: ball.version})
+    answer = {"service_time": _ms(started), "peer_id": peer_id, "local_peer_id": peer_id,
+              "metadata": ball.meta(), "version": ball.version}
+    inline = download.read_inline(peer, ball, inline_max(req.header(INLINE_MAX_HEADER.lower())))
+    if inline is not None:
+        answer[INLINE_FIELD] = encode_inline(inline)
+    await send_json(send, 200, answer, headers={VERSION_HEADER: ball.version})
 
 
 async def get_size(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:

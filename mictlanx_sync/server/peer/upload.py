@@ -12,7 +12,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -267,6 +267,32 @@ async def handle_phase2(peer: PeerState, req: Request, send: Send, task_id: str,
     if task is None:
         # No phase-1 size to bound a drain: uvicorn discards the unread body after the answer.
         raise not_found(f"unknown, expired or already claimed task: {task_id}", task_id=task_id)
+
+    async def receive(sink: Sink) -> Optional[HTTPError]:
+        return await receive_body(req, task, sink, multipart)
+
+    answer = await run_phase2(peer, task, receive)
+    await send_json(send, 201, answer, headers={VERSION_HEADER: task.version})
+
+
+async def store_inline(peer: PeerState, task: Task, data: bytes) -> dict[str, Any]:
+    """Phase 2 of a claimed task from bytes that came inline with its P1 (docs/protocol-extensions.md):
+    the same checks, temp file, fsync and commit as P3; returns P3's answer."""
+    async def receive(sink: Sink) -> Optional[HTTPError]:
+        if len(data) > task.size:
+            return integrity_error(task, len(data), "")
+        if data:
+            await sink.feed(data)
+        task.written = sink.count
+        return None
+
+    return await run_phase2(peer, task, receive)
+
+
+async def run_phase2(peer: PeerState, task: Task,
+                     receive: Callable[[Sink], Awaitable[Optional[HTTPError]]]) -> dict[str, Any]:
+    """Receive a claimed task's bytes into a temp file, verify, commit; P3's answer. The task
+    ends either way; an error leaves nothing stored."""
     started = time.perf_counter()
     try:
         if not task.exists and task.reserved == 0:  # its reservation timed out: does it still fit?
@@ -281,7 +307,7 @@ async def handle_phase2(peer: PeerState, req: Request, send: Send, task_id: str,
         except OSError as exc:
             raise storage_error(exc) from None
         try:
-            failure = await receive_body(req, task, sink, multipart)
+            failure = await receive(sink)
             if failure is None:
                 digest = await sink.finish()
                 if sink.count != task.size or digest != task.checksum:
@@ -299,11 +325,9 @@ async def handle_phase2(peer: PeerState, req: Request, send: Send, task_id: str,
     finally:
         peer.tasks.finish(task)
     elapsed = max(time.perf_counter() - started, 1e-9)
-    await send_json(send, 201, {
-        "node_id": peer.config.peer_id, "combined_key": f"{task.bucket_id}@{task.key}",
-        "bucket_id": task.bucket_id, "key": task.key, "size": task.size,
-        "throughput": task.size / elapsed, "service_time": elapsed,
-    }, headers={VERSION_HEADER: task.version})
+    return {"node_id": peer.config.peer_id, "combined_key": f"{task.bucket_id}@{task.key}",
+            "bucket_id": task.bucket_id, "key": task.key, "size": task.size,
+            "throughput": task.size / elapsed, "service_time": elapsed}
 
 
 async def _commit(peer: PeerState, task: Task, sink: Sink) -> None:

@@ -67,15 +67,15 @@ class Reply:
 
 async def call(registry: Registry, entry: PeerEntry, method: str, path: str, *,
                params: Any = None, headers: Optional[Mapping[str, str]] = None, json_body: Any = None,
-               timeout: Optional[float] = None, stream: bool = False) -> Reply:
+               content: Optional[bytes] = None, timeout: Optional[float] = None, stream: bool = False) -> Reply:
     """One request to ``entry`` (``path`` under ``/api/v4``); never raises for HTTP trouble.
 
-    ``json_body`` is sent as httpx would (compact, UTF-8). ``timeout`` (seconds, default the
+    ``json_body`` is sent as httpx would (compact, UTF-8); ``content`` as raw bytes. ``timeout`` (seconds, default the
     registry's ``meta_timeout``) bounds the whole call, or with ``stream`` (listings, whose
     answers may be large) the connection and each wait for more of the answer. A timeout marks
     the peer unavailable at once. Plain-http peers go through the lean client (``peerio``).
     """
-    body: Optional[bytes] = None
+    body: Optional[bytes] = content  # raw bytes (``content``) or JSON (``json_body``)
     if json_body is not None:
         body = json.dumps(json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
         headers = {"Content-Type": "application/json", **(headers or {})}

@@ -7,6 +7,7 @@ import os
 from typing import Any, Callable, Optional
 from urllib.parse import quote
 
+from ...protocol.inline import INLINE_MAX_HEADER, inline_max
 from ...protocol.sizes import format_size
 from ..common import HTTPError, not_found, parse_bool, parse_chunk_size, parse_int_query, path_id
 from . import reconcile
@@ -120,7 +121,9 @@ async def get_metadata(st: RouterState, req: Request, bucket_id: str, key: str) 
     """R3: the newest visible version across peers, or exactly the pinned one (consistency §2.2)."""
     version = header_version(req.headers)
     pinned = _pinned(st, req)
-    res = await reconcile.resolve(st, bucket_id, key, version, [pinned] if pinned is not None else None)
+    limit = inline_max(req.headers.get(INLINE_MAX_HEADER.lower()))  # small balls come with their bytes
+    res = await reconcile.resolve(st, bucket_id, key, version, [pinned] if pinned is not None else None,
+                                  extra_headers={INLINE_MAX_HEADER: str(limit)} if limit else None)
     if res.best is None:
         raise _unresolved(st, res, pinned, f"metadata of {bucket_id}@{key}", bucket_id=bucket_id, key=key)
     body = res.best.body

@@ -40,14 +40,16 @@ class Resolution:
 
 
 async def resolve(st: RouterState, bucket_id: str, key: str, pin: Optional[str] = None,
-                  entries: Optional[list[PeerEntry]] = None) -> Resolution:
+                  entries: Optional[list[PeerEntry]] = None,
+                  extra_headers: Optional[dict[str, str]] = None) -> Resolution:
     """Ask ``entries`` (default: every available peer, ranked) for ``key`` in parallel (P4).
 
     Unpinned: the highest version wins unless a tombstone ≥ it was reported. Pinned: the first
-    peer, in ranking order, that answers 200 for exactly ``pin``.
+    peer, in ranking order, that answers 200 for exactly ``pin``. ``extra_headers`` go with
+    every P4 (R3's ``Mictlanx-Inline-Max``).
     """
     ranked = entries if entries is not None else st.ranked_available(bucket_id, key)
-    headers = {VERSION_HEADER: pin} if pin else None
+    headers = {**(extra_headers or {}), **({VERSION_HEADER: pin} if pin else {})} or None
     def decides(reply: Reply) -> bool:  # a holder (of the pinned version, when pinned)
         if reply.status != 200 or not isinstance(reply.body, dict):
             return False

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from ...protocol.inline import INLINE_FIELD
 from ..common import (
     DRAIN_CAP,
     MULTIPART_SLACK,
@@ -14,6 +15,7 @@ from ..common import (
     bad_request,
     declared_length,
     header_task_id,
+    inline_write,
     length_mismatch,
     parse_bool,
     parse_chunk_size,
@@ -23,7 +25,7 @@ from ..common import (
 )
 from . import validation as v
 from .fanout import Reply, call, fan_out, missing, no_peer_available
-from .groups import Group, Replica
+from .groups import Replica
 from .pending import ANY, ball_record, key_record
 from .placement import rank
 from .state import Request, Response, RouterState, empty, error_response, json_response
@@ -46,8 +48,10 @@ async def put_metadata(st: RouterState, req: Request, bucket_id: str) -> Respons
     update = parse_bool(req.headers.get("update"), "Update")
     requested = header_version(req.headers)
     stage = header_stage(req.headers)
-    meta = v.put_metadata_body(await req.json(), bucket_id)
+    body = await req.json()
+    meta = v.put_metadata_body(body, bucket_id)
     key, rf = meta["key"], meta["replication_factor"]
+    inline = inline_write(body, meta["size"], meta["checksum"])  # a one-request write: checked first
     available = st.registry.available_ids()
     if len(available) < rf:
         raise HTTPError(404, 666, "No available peers.", suggestion="Add more peers or delete replicas.",
@@ -58,6 +62,8 @@ async def put_metadata(st: RouterState, req: Request, bucket_id: str) -> Respons
     p1_body = {"key": key, "size": meta["size"], "checksum": meta["checksum"], "tags": meta["tags"],
                "producer_id": meta["producer_id"], "content_type": meta["content_type"],
                "ball_id": meta["ball_id"], "bucket_id": bucket_id, "is_disable": meta["is_disabled"]}
+    if inline is not None:
+        p1_body[INLINE_FIELD] = body[INLINE_FIELD]
     # One version for every replica of the group, so they all order this write the same way.
     version = requested or st.clock.next()
     headers = {"Task-Id": group_id, "Update": "1" if update else "0", VERSION_HEADER: version}
@@ -71,11 +77,45 @@ async def put_metadata(st: RouterState, req: Request, bucket_id: str) -> Respons
         await asyncio.gather(*(call(st.registry, e, "DELETE", f"/tasks/{group_id}") for e in succeeded))
         raise write_failure(failures, bucket_id=bucket_id, key=key, version=version)
     replicas = [Replica(r.peer_id, bool(isinstance(r.body, dict) and r.body.get("exists"))) for r in replies]
+    if inline is not None:
+        return await _finish_inline(st, replies, inline, bucket_id, key, version, update, stage, started)
     group = st.groups.add(group_id, bucket_id, key, meta["size"], meta["checksum"], meta["content_type"],
                           update, replicas, version=version, stage=stage)
     return json_response({"key": key, "service_time": time.perf_counter() - started, "tasks_ids": [group_id],
                           "bucket_id": bucket_id, "replicas": [r.peer_id for r in replicas],
                           "extra": {"exists": group.exists, "version": version}},
+                         headers=[(VERSION_HEADER, version)])
+
+
+async def _finish_inline(st: RouterState, replies: list[Reply], data: bytes, bucket_id: str, key: str,
+                         version: str, update: bool, stage: bool, started: float) -> Response:
+    """The answer of a one-request write whose P1s carried the bytes (docs/protocol-extensions.md).
+
+    Our peers commit at P1 and say ``committed``; a replica that only made a task (a peer
+    without the extension) gets its phase 2 here, a P3 with the bytes. Every replica must
+    have committed, as for R7 (502 otherwise, the others' tasks cancelled).
+    """
+    async def phase2(reply: Reply) -> Reply:
+        body = reply.body if isinstance(reply.body, dict) else {}
+        if body.get("committed") is True or body.get("exists") is True:
+            return reply
+        entry, task_id = st.registry.peers.get(reply.peer_id), body.get("task_id")
+        if entry is None or not isinstance(task_id, str):
+            return Reply(reply.peer_id, None, error="no task to send the data to")
+        return await call(st.registry, entry, "POST", f"/buckets/data/{task_id}/chunked", content=data,
+                          timeout=st.registry.meta_timeout + len(data) / (1024 * 1024))
+    done = await asyncio.gather(*(phase2(r) for r in replies))
+    failures = [r for r in done if not r.ok]
+    if failures:
+        raise write_failure(failures, bucket_id=bucket_id, key=key, version=version)
+    peer_ids = [r.peer_id for r in done]
+    if update and not stage:
+        st.spawn(_update_cleanup(st, bucket_id, key, version, set(peer_ids)))
+    exists = all(isinstance(r.body, dict) and r.body.get("exists") is True for r in replies)
+    return json_response({"key": key, "service_time": time.perf_counter() - started, "tasks_ids": [],
+                          "bucket_id": bucket_id, "replicas": peer_ids, "peer_ids": peer_ids,
+                          "combined_key": f"{bucket_id}@{key}", "size": len(data),
+                          "extra": {"exists": exists, "version": version, "committed": True}},
                          headers=[(VERSION_HEADER, version)])
 
 
@@ -190,32 +230,32 @@ async def put_data(st: RouterState, req: Request, send: Callable[[dict], Any], t
     except HTTPError as exc:
         return error_response(exc, close=not body.done)
     if group.update and not group.stage:
-        st.spawn(_update_cleanup(st, group))
+        st.spawn(_update_cleanup(st, group.bucket_id, group.key, group.version,
+                                 {r.peer_id for r in group.replicas}))
     result = {"peer_ids": [r.peer_id for r in outcome.replies], "combined_key": f"{group.bucket_id}@{group.key}",
               "bucket_id": group.bucket_id, "key": group.key, "size": outcome.size}
     headers = [(VERSION_HEADER, group.version)] if group.version else []
     return json_response(result, 201 if multipart else 200, headers=headers)
 
 
-async def _update_cleanup(st: RouterState, group: Group) -> None:
+async def _update_cleanup(st: RouterState, bucket_id: str, key: str, version: str, replicas: set[str]) -> None:
     """After an ``Update: 1`` commit, delete stale copies outside the replicas (§P4.4).
 
     A versioned group removes an older copy with a tombstone just below its own version
     (:func:`tombstone_below`): it supersedes that copy and anything older, and can never hide
     this write or a newer one, as an unversioned delete (a tombstone at the peer's clock) could.
     """
-    replicas = {r.peer_id for r in group.replicas}
     others = [e for e in st.registry.available() if e.peer_id not in replicas]
     if not others:
         return
-    replies = await fan_out(st.registry, others, "GET", f"/buckets/{group.bucket_id}/metadata/{group.key}")
+    replies = await fan_out(st.registry, others, "GET", f"/buckets/{bucket_id}/metadata/{key}")
     for entry, reply in zip(others, replies, strict=True):
         if reply.status != 200 or not isinstance(reply.body, dict):
             continue
-        path = f"/buckets/{group.bucket_id}/{group.key}"
-        if group.version:
+        path = f"/buckets/{bucket_id}/{key}"
+        if version:
             stale_version = reply_version(reply, st.clock)
-            below = tombstone_below(group.version, st.clock.writer_id)
+            below = tombstone_below(version, st.clock.writer_id)
             if below is not None and stale_version < below:
                 await call(st.registry, entry, "DELETE", path, headers={VERSION_HEADER: below})
             continue
