@@ -38,7 +38,7 @@ from .client_writes import ClientWrites
 from .delete_order import guard_delete_order
 from .engine import Engine
 from .operation import named_operation
-from .options import positive_int
+from .options import inline_limit, positive_int
 from .reads import Reader
 from .writes import Writer
 
@@ -60,6 +60,11 @@ class Client(ClientWrites, ClientReads, ClientBuckets):
     **Errors.** Every I/O method returns ``Ok(value)`` or ``Err(MictlanXError)``; ``unwrap()``
     raises the typed error. Only constructor arguments and ``get_chunks`` raise.
 
+    **Small objects.** Chunks of at most ``inline_max`` bytes (keyword-only, a size string or
+    int, default 64 KiB, at most 512 KiB; 0 turns it off) travel inside their metadata
+    request: a small object is read in one request and written in two instead of three or
+    four (docs/protocol-extensions.md). Servers without the extension get the plain protocol.
+
     **Authentication.** ``token`` (keyword-only) is sent as ``Authorization: Bearer <token>``
     on every request to every router; without it, the URI's ``token=`` query is used. A
     missing or wrong token gives ``AuthenticationError`` (401, never retried).
@@ -78,7 +83,7 @@ class Client(ClientWrites, ClientReads, ClientBuckets):
         cache_path: Optional[str] = None, timeout: Tuple[float, float] = (5.0, 120.0),
         retry: Optional[RetryPolicy] = None, breaker: Optional[BreakerPolicy] = _DEFAULT_BREAKER,
         progress: Optional[bool] = None, load_balancing: str = "LEAST_INFLIGHT", log_backup_count: int = 7,
-        max_bulk_workers: int = 4, token: Optional[str] = None,
+        max_bulk_workers: int = 4, token: Optional[str] = None, inline_max: Union[str, int] = "64KiB",
     ) -> None:
         self.client_id = client_id if client_id is not None else f"client-{uuid.uuid4().hex[:8]}"
         self.max_workers = positive_int("max_workers", max_workers)
@@ -99,7 +104,8 @@ class Client(ClientWrites, ClientReads, ClientBuckets):
             self.routers, retry=retry or RetryPolicy(), breaker=breaker, load_balancing=load_balancing,
             max_workers=self.max_workers, max_bulk_workers=self.max_bulk_workers, cache=self._cache,
             logger=self.logger, name=self.client_id)
-        self._writer = Writer(self._engine, self.logger)
+        self.inline_max = inline_limit(inline_max)
+        self._writer = Writer(self._engine, self.logger, inline_max=self.inline_max)
         self._reader = Reader(self._engine, self.logger)
         self._bulk = BulkRunner(self._engine, self)
         self._closed = False

@@ -47,6 +47,8 @@ class ClientBase:
     verify: Any
     timeout: Tuple[float, float]
     progress: Optional[bool]
+    #: chunks up to this many bytes travel inside their metadata request (0: never)
+    inline_max: int
     logger: logging.Logger
     routers: List[Router]
     _engine: Engine

@@ -37,7 +37,7 @@ class ClientReads(ClientBase):
                               max_delay=max_delay, max_backoff=max_backoff, jitter=jitter)
         return ReadOptions(policy=policy, timeout=self._timeout(timeout), piece_size=piece_size(chunk_size),
                            headers=dict(headers or {}), max_parallel=positive_int("max_paralell_gets", max_parallel),
-                           force=bool(force), verify_full=bool(verify_full))
+                           force=bool(force), verify_full=bool(verify_full), inline_max=self.inline_max)
 
     def get(
         self, bucket_id: str, key: str, max_paralell_gets: Optional[int] = None,

@@ -26,6 +26,7 @@ from ..protocol.errors import (
     UpstreamProtocolError,
     error_from_exception,
 )
+from ..protocol.inline import INLINE_MAX_HEADER
 from ..protocol.policies import RetryPolicy
 from ..protocol.result import Err, Ok, Result
 from ..protocol.router import Router
@@ -47,6 +48,9 @@ class ReadOptions:
     max_parallel: int
     force: bool = False
     verify_full: bool = True
+    #: objects of one chunk up to this many bytes come inline with chunk 0's R3, in one
+    #: request (:mod:`mictlanx_sync.protocol.inline`); 0 turns it off
+    inline_max: int = 0
 
     def pinned_to(self, version: str) -> ReadOptions:
         """These options with every request pinned to ``version`` (docs/consistency.md §3.2);
@@ -62,6 +66,12 @@ class ReadOptions:
     def unpinned(self) -> ReadOptions:
         """These options without the version pin."""
         return attrs.evolve(self, headers={k: v for k, v in self.headers.items() if k != VERSION_HEADER})
+
+    def metadata_headers(self, inline: bool = False) -> dict[str, str]:
+        """R3's headers; with ``inline``, asking for the ball's bytes when it is small."""
+        if inline and self.inline_max > 0:
+            return {**self.headers, INLINE_MAX_HEADER: str(self.inline_max)}
+        return self.headers
 
     def request_headers(self, peer_id: Optional[str] = None) -> dict[str, str]:
         headers = {**self.headers, "Accept-Encoding": "identity", "Chunk-Size": str(self.piece_size),

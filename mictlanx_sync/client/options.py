@@ -6,9 +6,10 @@ spellings with different values are a ``ValidationError``.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from ..protocol.errors import ValidationError
+from ..protocol.inline import INLINE_CAP
 from ..protocol.policies import RetryPolicy
 from ..protocol.sizes import clamp, parse_size
 
@@ -55,3 +56,14 @@ def positive_int(name: str, value: Any, default: Optional[int] = None) -> int:
     if value < 1:
         raise ValidationError(f"{name} must be >= 1, got {value}")
     return value
+
+
+def inline_limit(value: Union[str, int]) -> int:
+    """``Client(inline_max=...)``: bytes, 0 to turn the one-request paths off; at most the
+    servers' ``INLINE_CAP`` (a larger limit would only be declined by them)."""
+    limit = parse_size(value) if isinstance(value, str) else value
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValidationError(f"inline_max must be a size of 0 or more, not {value!r}")
+    if limit > INLINE_CAP:
+        raise ValidationError(f"inline_max is at most {INLINE_CAP} bytes (512 KiB), not {value!r}")
+    return limit

@@ -75,9 +75,16 @@ class Reader:
 
     def _stat(self, bucket_id: str, key: str, options: ReadOptions) -> Result[tuple[Metadata, str], MictlanXError]:
         """R3 → the metadata and the version it belongs to (``""`` without versions)."""
+        return self._stat_inline(bucket_id, key, options, inline=False).map(lambda found: found[:2])
+
+    def _stat_inline(self, bucket_id: str, key: str, options: ReadOptions,
+                     inline: bool) -> Result[tuple[Metadata, str, Optional[bytes]], MictlanXError]:
+        """R3 → the metadata, its version and, with ``inline``, the ball's bytes when the
+        router sent them (small enough; unverified)."""
+        headers = options.metadata_headers(inline)
         found = self.engine.call(
             f"stat {bucket_id}/{key}",
-            lambda router: router.get_metadata(bucket_id, key, timeout=options.timeout, headers=options.headers),
+            lambda router: router.get_metadata(bucket_id, key, timeout=options.timeout, headers=headers),
             policy=options.policy)
         if found.is_err:
             return Err(found.unwrap_err())
@@ -85,19 +92,19 @@ class Reader:
         metadata = answer.metadata
         if metadata.is_disabled:
             return Err(NotFoundError(f"{bucket_id}/{key} is disabled", bucket_id=bucket_id, key=key))
-        return Ok((metadata, answer.version))
+        return Ok((metadata, answer.version, answer.inline_data if inline else None))
 
     def locate(self, bucket_id: str, key: str, options: ReadOptions,
                use_index: bool = False) -> Result[ObjectInfo, MictlanXError]:
         """R3 on chunk 0, then on the last chunk for the size, unless (``use_index``) the
         cache's index of this version, agreeing with chunk 0, gives the size."""
-        first = self._stat(bucket_id, chunk_key(key, 0), options)
+        first = self._stat_inline(bucket_id, chunk_key(key, 0), options, inline=True)
         if first.is_err:
             error = first.unwrap_err()
             if isinstance(error, NotFoundError):
                 error.key = key
             return Err(error)
-        chunk0, version = first.unwrap()
+        chunk0, version, inline0 = first.unwrap()
         options = options.pinned_to(version)  # the last chunk's R3 names the same version
         try:
             layout = ObjectLayout.from_chunk0(chunk0.tags, chunk0.size, bucket_id=bucket_id, key=key)
@@ -105,6 +112,9 @@ class Reader:
             return Err(error)
         size = chunk0.size
         last_checksum = chunk0.checksum
+        if layout.num_chunks == 1 and inline0 is not None:  # the whole object came with R3
+            return Ok(ObjectInfo(bucket_id, key, chunk0, layout, size, last_checksum, object_version=version,
+                                 inline0=inline0))
         indexed = self._indexed(bucket_id, key, chunk0, layout, options) if use_index else None
         if indexed is not None:
             return Ok(attrs.evolve(indexed, object_version=version))
@@ -147,12 +157,26 @@ class Reader:
 
     def locate_single(self, bucket_id: str, key: str, options: ReadOptions) -> Result[ObjectInfo, MictlanXError]:
         """A raw ball read as an object of one chunk, checked against its own checksum."""
-        found = self._stat(bucket_id, key, options)
+        found = self._stat_inline(bucket_id, key, options, inline=True)
         if found.is_err:
             return Err(found.unwrap_err())
-        meta, version = found.unwrap()
+        meta, version, inline = found.unwrap()
         layout = ObjectLayout(1, meta.checksum.lower(), meta.size)
-        return Ok(ObjectInfo(bucket_id, key, meta, layout, meta.size, object_version=version))
+        return Ok(ObjectInfo(bucket_id, key, meta, layout, meta.size, object_version=version, inline0=inline))
+
+    @staticmethod
+    def _inline_verified(info: ObjectInfo) -> Optional[bytes]:
+        """The object's bytes when R3 sent them inline and they hash to chunk 0's checksum,
+        which for one chunk is the object's ``full_checksum`` too (checked as well); None
+        otherwise, and the read goes on through R11, whose replica failover then finds a
+        good copy (an inline copy of other bytes is a bad copy like any other)."""
+        data = info.inline0
+        if data is None or info.layout.num_chunks != 1 or len(data) != info.size:
+            return None
+        checksum = hashlib.sha256(data).hexdigest()
+        if checksum != info.chunk0.checksum.lower() or checksum != info.layout.full_checksum:
+            return None
+        return data
 
     # --- the whole-object check and the index ---------------------------------------------------
     def _full_hash(self, info: ObjectInfo, options: ReadOptions, single: bool,
@@ -206,6 +230,14 @@ class Reader:
             return Err(located.unwrap_err())
         info = located.unwrap()
         announce_total(progress, info.size)
+        inline = self._inline_verified(info)
+        if inline is not None:  # one request in all: nothing to fetch
+            if progress is not None:
+                progress(len(inline))
+            metadatas = [info.chunk_metadata(0, info.size, info.chunk0.checksum.lower())]
+            self.logger.info("get bucket=%s key=%s bytes=%d chunks=1 inline s=%.3f", bucket_id, key, info.size,
+                             time.monotonic() - started)
+            return Ok(GetResponse(data=memoryview(inline), metadatas=metadatas))
         options = options.pinned_to(info.object_version)
         # Not zeroed: exposed only after every chunk has landed in full (transfer.run is Ok).
         try:
@@ -281,23 +313,9 @@ class Reader:
         committed = False
         try:
             os.ftruncate(fd, info.size)
-            caching = self.cache is not None
-
-            def sink_for(i: int, size: int) -> Sink:
-                # With the cache on, the chunk is read into a buffer of its own (it fills
-                # the cache after); else through one staging buffer of a piece.
-                keep = bytearray(size) if caching else None
-                return Progress(FileSink(fd, info.layout.offset(i), keep, options.piece_size), progress)
-
-            hash_buffer = bytearray(min(HASH_PIECE, max(info.size, 1)))
-            full = self._full_hash(info, options, False,
-                                   lambda start, size: fd_region(fd, start, size, hash_buffer))
-            transferred = self.transfer.run(info, options, sink_for, full)
-            if transferred.is_err:
-                return Err(transferred.unwrap_err())
-            mismatch = self._check_full(info, options, full, transferred.unwrap())
-            if mismatch is not None:
-                return Err(mismatch)
+            failed = self._fill_file(info, options, fd, progress)
+            if failed is not None:
+                return Err(failed)
             os.fsync(fd)
             os.close(fd)
             fd = -1
@@ -315,6 +333,32 @@ class Reader:
                     os.unlink(part)
                 except FileNotFoundError:
                     pass
+
+    def _fill_file(self, info: ObjectInfo, options: ReadOptions, fd: int,
+                   progress: Optional[Callable[[int], None]]) -> Optional[MictlanXError]:
+        """Every verified byte of the object into ``fd`` (sized already); the error, or None."""
+        inline = self._inline_verified(info)
+        if inline is not None:
+            written = 0
+            while written < len(inline):
+                written += os.pwrite(fd, memoryview(inline)[written:], written)
+            if progress is not None:
+                progress(len(inline))
+            return None
+        caching = self.cache is not None
+
+        def sink_for(i: int, size: int) -> Sink:
+            # With the cache on, the chunk is read into a buffer of its own (it fills
+            # the cache after); else through one staging buffer of a piece.
+            keep = bytearray(size) if caching else None
+            return Progress(FileSink(fd, info.layout.offset(i), keep, options.piece_size), progress)
+
+        hash_buffer = bytearray(min(HASH_PIECE, max(info.size, 1)))
+        full = self._full_hash(info, options, False, lambda start, size: fd_region(fd, start, size, hash_buffer))
+        transferred = self.transfer.run(info, options, sink_for, full)
+        if transferred.is_err:
+            return transferred.unwrap_err()
+        return self._check_full(info, options, full, transferred.unwrap())
 
     # --- get_chunks ----------------------------------------------------------------------------
     def iter_chunks(self, bucket_id: str, key: str, options: ReadOptions,

@@ -67,6 +67,8 @@ class ObjectInfo:
     #: the version chunk 0 was read at; every further request is pinned to it (``""``: a
     #: router without versions, reads are not pinned)
     object_version: str = ""
+    #: chunk 0's bytes as R3 sent them inline (unverified), for an object of one small chunk
+    inline0: Optional[bytes] = attrs.field(default=None, repr=False, eq=False)
 
     def chunk_metadata(self, index: int, size: int, checksum: str) -> Metadata:
         """Chunk 0's metadata with chunk ``index``'s key, size, checksum and index tags (and

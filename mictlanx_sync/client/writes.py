@@ -48,6 +48,10 @@ from .transfer import interrupt_operation
 __all__ = ["WritePlan", "Writer"]
 
 CONTENT_TYPE = "application/octet-stream"
+#: The default ``inline_max``: chunks up to this size are written with one request (R5
+#: carrying the bytes) instead of R5 + R7. Above it, base64 in a JSON body costs more than
+#: the request it saves.
+INLINE_WRITE_MAX = 64 * 1024
 _CLEANUP_POLICY = RetryPolicy(retries=3, initial_delay=0.2, max_delay=1.0, deadline=30.0)
 #: Observing a version before a delete is an optimisation of the order, not a requirement.
 _OBSERVE_POLICY = RetryPolicy(retries=1, initial_delay=0.1, max_delay=0.2, deadline=10.0)
@@ -105,10 +109,13 @@ class Writer:
     """The write operations of one client. Thread-safe: state lives in each call and in
     the thread-safe clock."""
 
-    def __init__(self, engine: Engine, logger: logging.Logger, clock: Optional[HybridClock] = None) -> None:
+    def __init__(self, engine: Engine, logger: logging.Logger, clock: Optional[HybridClock] = None,
+                 inline_max: int = INLINE_WRITE_MAX) -> None:
         self.engine = engine
         self.logger = logger
         self.clock = clock or HybridClock()
+        #: chunks up to this size go with their R5 (0: never)
+        self.inline_max = inline_max
 
     # --- one chunk -------------------------------------------------------------------------
     def upload_chunk(self, plan: WritePlan, index: int, data: BytesLike, *, num_chunks: int,
@@ -132,21 +139,27 @@ class Writer:
         if version is not None:
             headers = {VERSION_HEADER: version, **({STAGE_HEADER: "1"} if staged else {})}
 
+        # A small chunk goes with its R5: one request (docs/protocol-extensions.md); a router
+        # without the extension ignores it and R7 follows as before.
+        inline = data if size <= self.inline_max else None
+
         def request(router: Router) -> Result[_Written, MictlanXError]:
             metadata = router.put_metadata(
                 key_i, size, checksum, plan.producer_id, plan.content_type, ball_id, plan.bucket_id, tags,
                 timeout=plan.timeout, is_disabled=False, replication_factor=plan.rf,
                 # A versioned write is ordered by its version; create-only was checked by
                 # the put itself (docs/consistency.md §3.1), never per chunk.
-                update=plan.update or update or version is not None, headers=headers)
+                update=plan.update or update or version is not None, headers=headers, inline=inline)
             if metadata.is_err:
                 return Err(metadata.unwrap_err())
             answer = metadata.unwrap()
+            written_version = str(answer.extra.get("version") or "")
+            if inline is not None and answer.extra.get("committed") is True:
+                return Ok(_Written(index, "", bool(answer.extra.get("exists")), written_version, checksum))
             if not answer.tasks_ids:
                 return Err(PutChunksError(f"R5 for {key_i} returned no group id", bucket_id=plan.bucket_id,
                                           key=key_i))
             group_id = answer.tasks_ids[0]
-            written_version = str(answer.extra.get("version") or "")
             if bool(answer.extra.get("exists")):
                 return Ok(_Written(index, group_id, True, written_version, checksum))
             stored = router.put_chunked(group_id, data, timeout=plan.timeout, replication_factor=plan.rf)
@@ -221,7 +234,10 @@ class Writer:
                              error.superseded_by)
             return Ok(True)
         written = committed.unwrap()
-        if written.version and (source.num_chunks > 1 or found.metadata is not None):
+        if written.version and (source.num_chunks > 1 or _chunks_of(found.metadata) > 1):
+            # Staged chunks to promote, or the chunks of the replaced object to retire. One
+            # chunk replacing one chunk needs neither: the peers' last-writer-wins commit
+            # retires the older version, and the router removes copies outside the replicas.
             self._promote(plan, version)
         self.logger.info("put bucket=%s key=%s bytes=%d chunks=%d version=%s s=%.3f", plan.bucket_id, plan.key,
                          source.size, source.num_chunks, version, time.monotonic() - started)
@@ -391,6 +407,16 @@ class Writer:
         if outcome.is_err and not isinstance(outcome.unwrap_err(), NotFoundError):
             self.logger.warning("cleanup of %s/%s (version %s) failed: %s", plan.bucket_id, plan.key, version,
                                 outcome.unwrap_err())
+
+
+def _chunks_of(meta: Optional[Metadata]) -> int:
+    """The chunk count chunk 0's metadata names (0: no object; 1 if unreadable: a raw ball)."""
+    if meta is None:
+        return 0
+    try:
+        return max(1, int(str(meta.tags.get("num_chunks", "1"))))
+    except ValueError:
+        return 1
 
 
 def _same_content(meta: Metadata, full_checksum: str) -> bool:

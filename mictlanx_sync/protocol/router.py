@@ -26,6 +26,7 @@ from .errors import (
     ValidationError,
 )
 from .ids import validate_id, validate_key, validate_task_id
+from .inline import INLINE_FIELD, encode_inline
 from .models import (
     BallMetadata,
     CacheKeysResponse,
@@ -161,8 +162,15 @@ class Router(ServiceClient):
         self, key: str, size: int, checksum: str, producer_id: str, content_type: str, ball_id: str, bucket_id: str,
         tags: Optional[Dict[str, str]] = None, timeout: TimeoutArg = 120, is_disabled: bool = False,
         replication_factor: int = 1, headers: Headers = None, verify: Any = None, *, update: bool = False,
+        inline: Union[bytes, bytearray, memoryview, None] = None,
     ) -> Result[PutMetadataResponse, MictlanXError]:
-        """R5: phase 1 → ``PutMetadataResponse`` (``tasks_ids[0]`` is the group id)."""
+        """R5: phase 1 → ``PutMetadataResponse`` (``tasks_ids[0]`` is the group id).
+
+        ``inline`` (at most ``INLINE_CAP`` bytes, matching ``size`` and ``checksum``) makes it a
+        one-request write (:mod:`~mictlanx_sync.protocol.inline`): a router that knows the
+        extension stores the bytes and answers ``extra["committed"] = True``, with no group to
+        send R7 to; one that does not answers a plain R5, and phase 2 follows as usual.
+        """
         bad = validated(lambda: (validate_id(bucket_id, "bucket_id"), validate_key(key, "key"),
                                  ball_id and validate_key(ball_id, "ball_id")))
         if bad is not None:
@@ -172,6 +180,8 @@ class Router(ServiceClient):
             "content_type": content_type, "ball_id": ball_id or key, "bucket_id": bucket_id,
             "is_disabled": is_disabled, "replication_factor": replication_factor,
         }
+        if inline is not None:
+            body[INLINE_FIELD] = encode_inline(bytes(inline))
         ctx = {"bucket_id": bucket_id, "key": key}
         result = self._send("POST", f"/buckets/{bucket_id}/metadata", PutMetadataResponse, json_body=body,
                             headers=copy_headers(headers, Update="1" if update else None), timeout=timeout,

@@ -214,6 +214,8 @@ class Cluster:
         self.router_strip_headers: set[bytes] = set()
         #: Wraps each router's ASGI app when it starts (e.g. to hide an extension).
         self.router_wrap: Optional[Callable[[Any], Any]] = None
+        #: Wraps each peer's ASGI app when it starts, likewise.
+        self.peer_wrap: Optional[Callable[[Any], Any]] = None
         self.log = RequestLog()
         #: Seconds each peer waits before serving a data request (P3 upload, P5 read): slows
         #: transfers down so a test can act in the middle of one.
@@ -229,7 +231,10 @@ class Cluster:
 
         def make_app() -> Any:
             config = PeerConfig(peer_id=peer_id, host=HOST, port=node.port, data_dir=data_dir, fsync=False)
-            return CountingMiddleware(create_app(config), peer_id, self.log, self._peer_delay)
+            app = create_app(config)
+            if self.peer_wrap is not None:
+                app = self.peer_wrap(app)
+            return CountingMiddleware(app, peer_id, self.log, self._peer_delay)
 
         node = _Node("peer", peer_id, data_dir, make_app)
         return node

@@ -123,7 +123,8 @@ def _sqlite_bytes(path: Path) -> int:
 
 
 def test_cache_disabled(cluster: Cluster, tmp_path: Path, bucket: str) -> None:
-    with new_client(cluster.uri(), tmp_path, capacity_storage="0") as c:
+    # inline_max=0: a 3-byte object would otherwise come with its R3, never through P5
+    with new_client(cluster.uri(), tmp_path, capacity_storage="0", inline_max=0) as c:
         assert c.cache is None
         assert c.put(bucket, "nocache", b"abc").unwrap()
         cluster.log.clear()

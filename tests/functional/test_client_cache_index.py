@@ -278,10 +278,16 @@ def test_an_index_with_an_absurd_size_is_a_miss_not_a_crash(cluster: Cluster, cl
     assert got.unwrap().data.tobytes() == data
 
 
-def test_an_empty_object_is_proven_by_its_index(cluster: Cluster, client: Client, bucket: str,
+def test_an_empty_object_is_proven_by_its_index(cluster: Cluster, tmp_path: Path, bucket: str,
                                                 verdicts: list[tuple[Optional[bool], bool]]) -> None:
     """The index of an empty object (one empty chunk) is valid: a hit uses it, it is not
-    dropped and stored again on every read."""
+    dropped and stored again on every read. (``inline_max=0``: else it comes with its R3.)"""
+    with new_client(cluster.uri(), tmp_path, inline_max=0) as client:
+        _empty_object_index(cluster, client, bucket, verdicts)
+
+
+def _empty_object_index(cluster: Cluster, client: Client, bucket: str,
+                        verdicts: list[tuple[Optional[bool], bool]]) -> None:
     assert client.put(bucket, "empty", b"").unwrap()
     assert client.get(bucket, "empty").unwrap().data.tobytes() == b""
     assert verdicts[-1] == (True, True)

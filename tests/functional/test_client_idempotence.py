@@ -35,7 +35,8 @@ def test_same_put_twice_sends_no_data_the_second_time(cluster: Cluster, client: 
     data = os.urandom(10 * 1000 + 7)
     cluster.log.clear()
     assert client.put(bucket, "twice", data, chunk_size=1000, rf=2).unwrap() is True
-    assert _r7(cluster) == 11 and _r5(cluster) == 11  # one R5 + one R7 per chunk the first time
+    # One request per chunk the first time: chunks this small go inline with their R5.
+    assert _r5(cluster) == 11 and _r7(cluster) == 0
     cluster.log.clear()
     assert client.put(bucket, "twice", data, chunk_size=1000, rf=2).unwrap() is True
     assert _r7(cluster) == 0
@@ -63,10 +64,10 @@ def test_incomplete_object_is_repaired_by_the_same_put(
     cluster.log.clear()
     assert client.put(bucket, "holey", data, chunk_size=1000, rf=1).unwrap() is True
     # Chunk 0 is there with the same content, but the listing shows a hole: the put writes
-    # a whole new version instead of calling the object stored (docs/consistency.md §3.1).
-    # Chunks 1-3 are staged with their bytes; chunk 0's new version shares the stored file
-    # (same content: R5 answers exists), so three uploads.
-    assert _r7(cluster) == 3
+    # a whole new version instead of calling the object stored (docs/consistency.md §3.1):
+    # chunks 1-3 staged, then chunk 0, each one R5 carrying its bytes (chunks this small go
+    # inline), and no R7.
+    assert _r5(cluster) == 4 and _r7(cluster) == 0
     assert client.get(bucket, "holey").unwrap().data.tobytes() == data
 
 

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -120,8 +121,16 @@ def test_client_from_router_objects_and_one_worker(cluster: Cluster, tmp_path: P
             router.close()
 
 
-def test_put_file_changed_during_upload_is_cleaned_up(cluster: Cluster, client: Client, bucket: str,
+@pytest.fixture()
+def two_phase(cluster: Cluster, tmp_path: Path) -> Iterator[Client]:
+    """A client that writes every chunk with R5 + R7 (``inline_max=0``)."""
+    with new_client(cluster.uri(), tmp_path, inline_max=0) as instance:
+        yield instance
+
+
+def test_put_file_changed_during_upload_is_cleaned_up(cluster: Cluster, two_phase: Client, bucket: str,
                                                       tmp_path: Path) -> None:
+    client = two_phase  # the test waits for (and delays) R7s, which inline chunks would not use
     source = tmp_path / "moving.bin"
     source.write_bytes(os.urandom(8 * CHUNK))
     cluster.data_delay = 0.05
@@ -181,9 +190,10 @@ def test_get_to_file_interrupted_leaves_no_part_file(cluster: Cluster, client: C
     assert (out / "i.bin").read_bytes() == data
 
 
-def test_source_read_error_mid_put_is_cleaned_up(cluster: Cluster, client: Client, bucket: str,
+def test_source_read_error_mid_put_is_cleaned_up(cluster: Cluster, two_phase: Client, bucket: str,
                                                  tmp_path: Path) -> None:
     """A lazy ``Chunks.from_file`` whose file shrinks mid-upload: a typed error, nothing left."""
+    client = two_phase  # the test waits for (and delays) R7s, which inline chunks would not use
     from mictlanx_sync.protocol.errors import LocalStorageError
     from mictlanx_sync.protocol.models import Chunks
 

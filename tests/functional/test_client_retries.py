@@ -155,7 +155,7 @@ def test_lost_write_group_restarts_the_chunk_from_r5(tmp_path: Path, bucket: str
 
         short.router_delay = first_r7_late
         data = os.urandom(3 * 1000)
-        with new_client(short.uri(), tmp_path, retry=POLICY, breaker=None) as c:
+        with new_client(short.uri(), tmp_path, retry=POLICY, breaker=None, inline_max=0) as c:  # R5 + R7
             assert c.put(bucket, "regroup", data, chunk_size=1000).unwrap() is True
             assert c.get(bucket, "regroup").unwrap().data.tobytes() == data
         r7 = short.log.select(server="mictlanx-router", method="POST", path=R7_PUT_DATA)
