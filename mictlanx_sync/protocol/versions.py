@@ -23,7 +23,8 @@ from typing import Callable, Optional
 from .errors import ValidationError
 
 __all__ = [
-    "VERSION_HEADER", "STAGE_HEADER", "IF_VERSION_HEADER", "TOMBSTONE_HEADER", "VERSION_PATTERN", "LEGACY",
+    "VERSION_HEADER", "STAGE_HEADER", "IF_VERSION_HEADER", "DROP_CURRENT_HEADER", "TOMBSTONE_HEADER",
+    "VERSION_PATTERN", "LEGACY",
     "HybridClock", "is_valid_version", "parse_version", "validate_version", "version_time", "new_writer_id",
 ]
 
@@ -33,6 +34,9 @@ VERSION_HEADER = "Mictlanx-Version"
 STAGE_HEADER = "Mictlanx-Stage"
 #: On P8/P9/R13/R14: remove exactly this version of the ball(s), record no tombstone.
 IF_VERSION_HEADER = "Mictlanx-If-Version"
+#: ``1`` on P8 with ``Mictlanx-If-Version: V``: remove V even though it is the *current* version
+#: (only when it still is), without a tombstone: a rebalancer moving a copy away (docs/rebalancing.md §4).
+DROP_CURRENT_HEADER = "Mictlanx-Drop-Current"
 #: On a 404 from P4/P5: the version of the tombstone that hides the ball, if any.
 TOMBSTONE_HEADER = "Mictlanx-Tombstone"
 

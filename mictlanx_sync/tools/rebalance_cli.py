@@ -37,7 +37,8 @@ def _line(name: str, st: dict[str, Any]) -> str:
     return (f"{name}: {st.get('state')} epoch {st.get('epoch')} ({st.get('reason') or '-'}): "
             f"checked {st.get('checked')}, planned {st.get('planned')}, moved {st.get('moved')}, "
             f"in place {st.get('in_place')}, skipped {st.get('skipped')}, deferred {st.get('deferred')}, "
-            f"failed {st.get('failed')}, surplus {st.get('surplus')}, {st.get('bytes')} bytes"
+            f"failed {st.get('failed')}, removed {st.get('removed', 0)}, surplus {st.get('surplus')}, "
+            f"{st.get('bytes')} bytes"
             f"{' [running]' if st.get('running') else ''}")
 
 

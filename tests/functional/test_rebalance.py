@@ -3,9 +3,13 @@
 One module cluster, tests in order (each builds on the previous placement):
 
 1. a 7th peer joins router A: exactly the balls whose top-2 changed are copied to it (counted
-   with ``placement.rank``), while reader and writer threads see zero failures;
-2. two more peers join both routers at once: both rebalance concurrently, nothing is lost;
-3. router A is SIGKILLed mid-pass and restarted: it resumes its epoch from the journal;
+   with ``placement.rank``) and their displaced copies dropped, so every ball ends on exactly
+   its top-2, while reader and writer threads see zero failures;
+2. two more peers join, router A learns both while router B learns only one, and both
+   rebalance at once on different peer sets: every ball keeps at least 2 copies and reads
+   through both; once B learns the other one too, every ball is on exactly its top-2;
+3. router A is SIGKILLed mid-pass and restarted: it resumes its epoch from the journal and
+   still ends with every ball on exactly its top-2;
 4. a peer stopped for good: after the grace every ball is back at 2 copies on its top-2.
 """
 
@@ -103,13 +107,27 @@ def top(peers: list[str], ball: tuple[str, str], rf: int = 2) -> list[str]:
     return rank(peers, ball[0], ball[1])[:rf]
 
 
-def assert_at_top2(rc: Cluster, peers: list[str]) -> None:
+def holders_of(rc: Cluster, peers: list[str]) -> dict[tuple[str, str], set[str]]:
+    """The peers (of ``peers``) listing each ball as current."""
     holders: dict[tuple[str, str], set[str]] = {}
     for peer_id in peers:
         for ball in rc.inventory(peer_id):
             holders.setdefault(ball, set()).add(peer_id)
+    return holders
+
+
+def assert_at_top2(rc: Cluster, peers: list[str]) -> None:
+    holders = holders_of(rc, peers)
     short = [b for b in rc.balls() if not set(top(peers, b)) <= holders.get(b, set())]
     assert short == [], f"{len(short)} balls not on their top-2: {short[:5]}"
+
+
+def assert_exactly_at_top2(rc: Cluster, peers: list[str]) -> None:
+    """Every ball has exactly 2 copies, on its top-2 of ``peers``: moved, and the extra copies dropped."""
+    holders = holders_of(rc, peers)
+    wrong = {b: sorted(holders.get(b, set())) for b in rc.balls() if holders.get(b, set()) != set(top(peers, b))}
+    assert wrong == {}, f"{len(wrong)} balls not on exactly their top-2: {list(wrong.items())[:5]}"
+    assert all(len(holders[b]) == 2 for b in rc.balls())
 
 
 def read_all(client: Client, objects: dict[tuple[str, str], bytes]) -> list[str]:
@@ -194,15 +212,18 @@ def test_join_moves_exactly_the_balls_whose_top2_changed(rc: Cluster, tmp_path: 
         assert seen_running, "the pass ended before the concurrent load could overlap it"
         st = rc.wait_done("a", new)
         print(f"\njoin: moved {st['moved']} (expected {expected_moves}), planned {st['planned']}, "
-              f"checked {st['checked']}, in_place {st['in_place']}, surplus {st['surplus']}, bytes {st['bytes']}, "
-              f"reads {reads[0]}, writes {len(written)}, failures {len(failures)}")
+              f"checked {st['checked']}, in_place {st['in_place']}, removed {st['removed']}, "
+              f"surplus {st['surplus']}, bytes {st['bytes']}, reads {reads[0]}, writes {len(written)}, "
+              f"failures {len(failures)}")
         assert failures == []
         assert reads[0] > 0 and len(written) > 0
         assert st["moved"] == st["planned"] == expected_moves
         assert st["failed"] == 0 and st["bytes"] == expected_moves * SIZE
-        assert st["surplus"] == expected_moves  # the displaced copies are left in place
+        # each moved ball had one displaced copy (the old second of its top-2): dropped, none left
+        assert st["removed"] == expected_moves and st["surplus"] == 0
         rc.objects.update(written)
         assert rc.inventory("rp-6") == {b for b in rc.balls() if "rp-6" in top(new, b)}
+        assert_exactly_at_top2(rc, new)
         assert read_all(client, rc.objects) == []
         again = rc.http.post(f"{rc.routers['a'].url}/api/v4/rebalance", timeout=10)
         assert again.status_code == 202
@@ -227,21 +248,33 @@ def test_cli_shows_and_starts_a_pass(rc: Cluster) -> None:
 def test_two_routers_rebalancing_at_once_lose_nothing(rc: Cluster, tmp_path: Path) -> None:
     rc.add_peer_process("rp-7")
     peers = sorted(rc.peers)
-    threads = [threading.Thread(target=rc.register, args=(name, ["rp-6", "rp-7"])) for name in ("a", "b")]
+    # A learns rp-6 (it has since test 1) and rp-7; B, which never heard of rp-6, learns only rp-7:
+    # both rebalance at the same time on different peer sets, each dropping what its own plan
+    # calls extra (docs/rebalancing.md §4 on why that never leaves fewer than rf copies).
+    b_peers = sorted(p for p in peers if p != "rp-6")
+    threads = [threading.Thread(target=rc.register, args=("a", ["rp-6", "rp-7"])),
+               threading.Thread(target=rc.register, args=("b", ["rp-7"]))]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
-    a, b = rc.wait_done("a", peers), rc.wait_done("b", peers)
-    print(f"\ntwo routers: a moved {a['moved']}, b moved {b['moved']}, failed {a['failed']}+{b['failed']}")
+    a, b = rc.wait_done("a", peers), rc.wait_done("b", b_peers)
+    print(f"\ntwo routers: a moved {a['moved']} removed {a['removed']}, b moved {b['moved']} removed "
+          f"{b['removed']}, failed {a['failed']}+{b['failed']}")
     assert a["failed"] == b["failed"] == 0
-    # rp-7 holds exactly its top-2 balls; rp-6 keeps the copies rp-7 displaced (surplus)
-    assert rc.inventory("rp-7") == {x for x in rc.balls() if "rp-7" in top(peers, x)}
-    assert rc.inventory("rp-6") >= {x for x in rc.balls() if "rp-6" in top(peers, x)}
-    assert_at_top2(rc, peers)
+    holders = holders_of(rc, peers)
+    short = {x: sorted(holders.get(x, set())) for x in rc.balls() if len(holders.get(x, set())) < 2}
+    assert short == {}, f"{len(short)} balls below 2 copies: {list(short.items())[:5]}"
+    assert_at_top2(rc, peers)  # the targets of the router with the larger set are never dropped
     for name in ("a", "b"):
         with Client(rc.uri(name), capacity_storage="0", progress=False, cache_path=str(tmp_path / name)) as client:
             assert read_all(client, rc.objects) == []
+    # Once B learns rp-6 its plan is A's: it drops what it had kept for its old plan.
+    rc.register("b", ["rp-6"])
+    b = rc.wait_done("b", peers)
+    print(f"then b, knowing rp-6: moved {b['moved']}, removed {b['removed']}")
+    assert b["failed"] == 0
+    assert_exactly_at_top2(rc, peers)
 
 
 def test_router_killed_mid_pass_resumes_from_its_journal(rc: Cluster, tmp_path: Path) -> None:
@@ -266,9 +299,11 @@ def test_router_killed_mid_pass_resumes_from_its_journal(rc: Cluster, tmp_path: 
           f"of {len(expected)}")
     assert st["epoch"] == epoch and st["failed"] == 0 and st["moved"] <= len(expected)
     assert rc.inventory("rp-8") == expected
-    assert_at_top2(rc, peers)
+    assert_exactly_at_top2(rc, peers)  # the drops of the batch cut short by the kill were done on resuming
     rc.register("b", ["rp-8"])
-    rc.wait_done("b", peers)
+    b = rc.wait_done("b", peers)
+    assert b["moved"] == b["removed"] == 0  # A left nothing to do
+    assert_exactly_at_top2(rc, peers)
     with Client(rc.uri("a"), capacity_storage="0", progress=False, cache_path=str(tmp_path / "c")) as client:
         assert read_all(client, rc.objects) == []
 
@@ -284,7 +319,7 @@ def test_peer_gone_for_good_every_ball_back_at_rf(rc: Cluster, tmp_path: Path) -
     elapsed = time.monotonic() - started
     print(f"\ngone: back at rf after {elapsed:.1f} s (grace {GRACE} s); a moved {rc.status('a')['moved']}, "
           f"b moved {rc.status('b')['moved']}")
-    assert_at_top2(rc, present)
+    assert_exactly_at_top2(rc, present)
     assert elapsed < GRACE + 60
     with Client(rc.uri("b"), capacity_storage="0", progress=False, cache_path=str(tmp_path / "c")) as client:
         assert read_all(client, rc.objects) == []

@@ -337,6 +337,10 @@ def test_commit_errors(vc: Cluster, bucket: str) -> None:
     ("DELETE", "/buckets/{b}/k", {V: "x"}),
     ("DELETE", "/buckets/{b}/k", {"Mictlanx-If-Version": "x"}),
     ("DELETE", "/buckets/{b}/bid/k", {V: "0000000000000001-w", "Mictlanx-If-Version": "0000000000000001-w"}),
+    # the rebalancer's peer-level drop is never fanned out to every peer by a router delete
+    ("DELETE", "/buckets/{b}/k", {"Mictlanx-If-Version": "0000000000000001-w", "Mictlanx-Drop-Current": "1"}),
+    ("DELETE", "/buckets/{b}/bid/k", {"Mictlanx-If-Version": "0000000000000001-w", "Mictlanx-Drop-Current": "1"}),
+    ("DELETE", "/buckets/{b}/k", {"Mictlanx-Drop-Current": "maybe"}),
     ("POST", "/buckets/{b}/k/commit", {V: "0000000000000001-"}),
 ])
 def test_invalid_version_headers_are_400_before_any_peer(vc: Cluster, bucket: str, method: str, path: str,

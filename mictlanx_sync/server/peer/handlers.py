@@ -289,12 +289,14 @@ async def get_chunks(peer: PeerState, req: Request, send: Send, bucket_id: str, 
 
 # --- changes -------------------------------------------------------------------------------------
 async def delete_key(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
-    """P8: the optional If-Match and Task-Id preconditions; or a tombstone, or one exact version."""
+    """P8: the optional If-Match and Task-Id preconditions; or a tombstone, or one exact version
+    (with ``Mictlanx-Drop-Current``, the current one: docs/rebalancing.md §4)."""
     bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
     parse_bool(req.header("force"), "Force")
     if_match = parse_if_match(req.header("if-match"))
     task_id = header_task_id(req.header("task-id"))
     version, if_version = versioned.delete_headers(req)
+    drop_current = versioned.drop_current_requested(req, if_version)
 
     def preconditions(ball: Ball) -> None:
         if if_match is not None and if_match != ball.checksum:
@@ -306,6 +308,9 @@ async def delete_key(peer: PeerState, req: Request, send: Send, bucket_id: str, 
 
     if version is not None:
         await versioned.tombstone_key(peer, send, bucket_id, key, version, preconditions)
+        return
+    if if_version is not None and drop_current:
+        await versioned.drop_current_version(peer, send, bucket_id, key, if_version, preconditions)
         return
     if if_version is not None:
         await versioned.drop_key_version(peer, send, bucket_id, key, if_version)
@@ -325,6 +330,7 @@ async def delete_ball_id(peer: PeerState, req: Request, send: Send, bucket_id: s
     bucket_id, ball_id = path_id(bucket_id, "bucket_id"), path_id(ball_id, "ball_id", key=True)
     parse_bool(req.header("force"), "Force")
     version, if_version = versioned.delete_headers(req)
+    versioned.refuse_drop_current_of_ball_id(req)
     if version is not None:
         await versioned.tombstone_ball_id(peer, send, bucket_id, ball_id, version)
         return

@@ -1,14 +1,15 @@
 """The version-aware parts of the peer endpoints (docs/consistency.md §2.2-§2.4).
 
-Pinned lookups for P4/P5/P11, versioned and exact-version deletes for P8/P9, the
-tombstones of P6/P7, and P24 (commit a ball_id at a version).
+Pinned lookups for P4/P5/P11, versioned and exact-version deletes for P8/P9 (and the
+rebalancer's drop of exactly the current version, docs/rebalancing.md §4), the tombstones
+of P6/P7, and P24 (commit a ball_id at a version).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from ...protocol.versions import TOMBSTONE_HEADER, VERSION_HEADER
+from ...protocol.versions import DROP_CURRENT_HEADER, IF_VERSION_HEADER, TOMBSTONE_HEADER, VERSION_HEADER
 from ..common import HTTPError, not_found, parse_bool, path_id
 from . import lww, versionstore
 from .http import Request, Send, send_json
@@ -54,6 +55,21 @@ def delete_headers(req: Request) -> tuple[Optional[str], Optional[str]]:
     if version is not None and if_version is not None:
         raise HTTPError(400, 400, "Mictlanx-Version and Mictlanx-If-Version cannot be combined")
     return version, if_version
+
+
+def drop_current_requested(req: Request, if_version: Optional[str]) -> bool:
+    """``Mictlanx-Drop-Current`` of P8; it only qualifies ``Mictlanx-If-Version`` (400/400 without it)."""
+    drop = parse_bool(req.header(DROP_CURRENT_HEADER.lower()), DROP_CURRENT_HEADER)
+    if drop and if_version is None:
+        raise HTTPError(400, 400, f"{DROP_CURRENT_HEADER} needs {IF_VERSION_HEADER}: the version to drop")
+    return drop
+
+
+def refuse_drop_current_of_ball_id(req: Request) -> None:
+    """P9 has no Drop-Current: a rebalancer moves one chunk key at a time (400/400, nothing changed)."""
+    if parse_bool(req.header(DROP_CURRENT_HEADER.lower()), DROP_CURRENT_HEADER):
+        raise HTTPError(400, 400, f"{DROP_CURRENT_HEADER} applies to one key (DELETE /buckets/{{bucket_id}}/{{key}}), "
+                                  "not to a ball_id")
 
 
 def _deleted(name_field: str, name: str, headers: dict[str, str], **extra: Any) -> HTTPError:
@@ -102,6 +118,37 @@ async def drop_key_version(peer: PeerState, send: Send, bucket_id: str, key: str
         raise _deleted("key", key, {}, bucket_id=bucket_id, version=version)
     peer.storage.essential(versionstore.remove_versions, peer.storage, [record])
     await send_json(send, 200, {"n_deletes": 1, "key": key, "version": version}, headers={"n-deletes": "1"})
+
+
+def _not_current(bucket_id: str, key: str, version: str, current: str) -> HTTPError:
+    return HTTPError(409, 409, f"version {version} of {bucket_id}@{key} is not the current one "
+                               f"({current or 'a legacy version'} is): nothing dropped",
+                     bucket_id=bucket_id, key=key, version=version, current=current)
+
+
+async def drop_current_version(peer: PeerState, send: Send, bucket_id: str, key: str, version: str,
+                               preconditions: Callable[[Ball], None]) -> None:
+    """P8 with ``Mictlanx-If-Version: V`` and ``Mictlanx-Drop-Current: 1``: a rebalancer moving a copy away.
+
+    Removes the key's current version only while it is exactly V, and records no tombstone:
+    the object is not deleted, this peer just stops holding it (a copy of V may come back).
+    409/409 when another version is current (a newer write landed: keep it), 404 when nothing
+    is current; both change nothing. The check and the change run in one event-loop step, so a
+    write committing V+1 lands wholly before (409) or after (V+1 becomes current over nothing).
+    The dropped V becomes superseded: pinned reads that chose this peer still get it for
+    ``version_grace``, then the GC frees it.
+    """
+    current = peer.storage.get(bucket_id, key)
+    if current is None:
+        raise _deleted("key", key, {}, bucket_id=bucket_id, version=version)
+    if current.version != version:
+        raise _not_current(bucket_id, key, version, current.version)
+    preconditions(current)  # If-Match / Task-Id still guard what would be removed
+    dropped = peer.storage.essential(versionstore.drop_current, peer.storage, bucket_id, key, version)
+    if dropped is None:  # cannot happen (nothing runs between the check and the change): never claim a drop
+        raise _not_current(bucket_id, key, version, "another version")
+    await send_json(send, 200, {"n_deletes": 1, "key": key, "version": version},
+                    headers={"n-deletes": "1", "ETag": f'"{dropped.checksum}"', VERSION_HEADER: version})
 
 
 async def drop_ball_id_version(peer: PeerState, send: Send, bucket_id: str, ball_id: str, version: str) -> None:

@@ -195,6 +195,22 @@ def delete_ball_id(storage: Storage, bucket_id: str, ball_id: str, version: str)
                      records_of(storage, bucket_id, ball_id, STAGED), version, now)
 
 
+def drop_current(storage: Storage, bucket_id: str, key: str, version: str) -> Optional[Ball]:
+    """Drop-Current: the current version becomes superseded if it is exactly ``version``; no tombstone.
+
+    The dropped record (None when ``version`` is not current, and then nothing changed). It stays
+    readable by pinned reads for ``version_grace``, like any superseded version, so a read that
+    chose this peer before the drop finishes; its file is freed by the GC after that.
+    """
+    now = time.time()
+    with storage.change() as change:
+        current = storage.get(bucket_id, key)
+        if current is None or current.version != version:
+            return None
+        _supersede_current(storage, change, current, now)
+        return current
+
+
 def remove_versions(storage: Storage, records: list[Ball]) -> None:
     """Drop exactly these non-current records (Mictlanx-If-Version)."""
     with storage.change() as change:

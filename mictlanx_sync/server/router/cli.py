@@ -70,6 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "[MICTLANX_REBALANCE_BYTES_PER_SECOND] (default 50MiB)")
     add("--rebalance-concurrency", type=int, default=int(_env("MICTLANX_REBALANCE_CONCURRENCY", "2") or 2),
         help="copies at once [MICTLANX_REBALANCE_CONCURRENCY] (default 2)")
+    add("--rebalance-drop-surplus", default=_env("MICTLANX_REBALANCE_DROP_SURPLUS", "on"), choices=("on", "off"),
+        help="on: once every new holder of a ball verified its copy, remove the copies left on holders outside "
+             "its top-rf (needs peers that know Mictlanx-Drop-Current); off: leave them as surplus "
+             "[MICTLANX_REBALANCE_DROP_SURPLUS] (default on)")
     add("--log-level", default=_env("MICTLANX_LOG_LEVEL", "WARNING"))
     add_limit_arguments(parser)
 
@@ -110,6 +114,9 @@ def build_config(args: argparse.Namespace):  # -> RouterConfig
         raise SystemExit(f"mictlanx-sync router: {exc.message}") from None
     if cache_size:
         print("mictlanx-sync router: the router cache is not implemented; running without it", file=sys.stderr)
+    if args.rebalance_drop_surplus not in ("on", "off"):  # argparse leaves a default from the environment unchecked
+        raise SystemExit(f"mictlanx-sync router: invalid --rebalance-drop-surplus / MICTLANX_REBALANCE_DROP_SURPLUS: "
+                         f"{args.rebalance_drop_surplus!r} (use on or off)")
     data_dir = Path(args.data_dir) if args.data_dir else Path("mictlanx-data") / args.router_id
     return RouterConfig(
         router_id=args.router_id, data_dir=data_dir, peers=peers, health_interval=args.health_interval,
@@ -123,6 +130,7 @@ def build_config(args: argparse.Namespace):  # -> RouterConfig
         rebalance_auto=args.rebalance == "auto", rebalance_grace=max(0.0, args.rebalance_grace),
         rebalance_settle=max(0.0, args.rebalance_settle), rebalance_rf=max(1, args.rebalance_rf),
         rebalance_bytes_per_second=float(rebalance_rate), rebalance_concurrency=max(1, args.rebalance_concurrency),
+        rebalance_drop_surplus=args.rebalance_drop_surplus == "on",
     )
 
 

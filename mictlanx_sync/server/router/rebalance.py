@@ -16,20 +16,21 @@ Design (docs/rebalancing.md has the long form):
   Its target set is the top ``rf`` of its ranking over the present peers; ``rf`` is the tag
   ``mictlanx_rf`` when the ball has a valid one, else ``rebalance_rf`` (default 2). The number
   of copies it has now is *not* used: extra copies left on old holders would ratchet it up.
-* **Move = copy, verify, (keep the surplus).** Each target without that exact version gets a
+* **Move = copy, verify, drop the surplus.** Each target without that exact version gets a
   copy streamed by the router from a holder (R25's ``_copy``: P5 pinned to the version into P1
   with ``Mictlanx-Version`` and ``Update: 1`` + P3; the peer verifies SHA-256 at phase 2). The
   target's LWW makes a copy of an older version harmless (409 superseded) and a double copy
   idempotent (``exists:true``). Then P4 pinned to the version on the target must show the same
   size and checksum: only then the move counts (``moved``). A target briefly unavailable
   (within the grace) is ``deferred`` and the pass ends ``incomplete`` (retried).
-* **Extra copies are not removed** (``surplus`` counts them). The peer offers no removal of
-  exactly one *current* version: P8 with ``Mictlanx-If-Version`` refuses a current version
-  (412), a versioned P8 writes a tombstone that would hide the key everywhere, and P8 with
-  ``If-Match`` removes whatever current version has that checksum. Removing a copy is also
-  the only step that can lose data when two routers with different registries rebalance at
-  once (each may count the copy the other removes). An extra copy never loses data; the peer
-  change that would make removal safe is described in docs/rebalancing.md.
+* **Extra copies go only after every target holds the version.** When every target verified
+  exactly the version (moved, or in place) and, asked again now, holds it as its *current*
+  version, each holder outside the targets gets P8 with ``Mictlanx-If-Version: V`` and
+  ``Mictlanx-Drop-Current: 1``: the peer removes V only while V is its current version (409 if
+  a newer write landed, 404 if already gone), records no tombstone, and keeps V readable by
+  pinned reads for its ``version_grace``. ``removed`` counts them; ``surplus`` counts copies left
+  (dropping off, a target with a newer version, a refused or failed drop). A ball with a target
+  deferred or failed keeps every copy.
 * **Throttle.** ``rebalance_bytes_per_second`` (pacing of copied bytes, 0 = unlimited) and
   ``rebalance_concurrency`` copies at once.
 * **Journal.** ``{data_dir}/rebalance.json``: epoch, state, the plan's peer set, the cursor
@@ -37,8 +38,13 @@ Design (docs/rebalancing.md has the long form):
   router restarted while a pass runs resumes it from the cursor (same epoch) when its present
   set is the plan's, else plans again. Keys before the cursor are done; keys after it that were
   copied before the crash are found in place and not copied again.
-* **Several routers.** Each plans independently; copies of the same version are idempotent and
-  nothing is removed, so concurrent passes can only duplicate work, never lose data.
+* **Several routers.** Each plans independently; copies of the same version are idempotent. A
+  router drops a copy only from a peer of its own plan that is outside that plan's top ``rf``,
+  after its own top ``rf`` verified the version. Whatever peer sets the routers plan on, the
+  top ``rf`` (by the ball's ranking) of the union of the targets of the routers that drop are
+  never dropped by any of them (each dropper's ``rf`` targets rank above whatever it drops), so
+  at least ``rf`` verified copies stay (docs/rebalancing.md §4.3,
+  ``tests/unit/test_rebalance_drop_rule.py``).
 * **Progress.** ``GET /api/v4/rebalance`` (and ``mictlanx-sync rebalance``).
 """
 
@@ -57,7 +63,7 @@ from .placement import rank
 from .registry import PeerEntry
 from .repair import _copy, _inventory
 from .state import Request, Response, RouterState, json_response
-from .versions import VERSION_HEADER, observe_meta, reply_tombstone
+from .versions import DROP_CURRENT_HEADER, IF_VERSION_HEADER, VERSION_HEADER, observe_meta, reply_tombstone
 
 log = logging.getLogger("mictlanx_sync.server.router.rebalance")
 
@@ -66,7 +72,27 @@ MAX_ERRORS = 100
 RETRY_AFTER = 5.0  # first retry of a failed or incomplete pass, doubled per retry up to RETRY_MAX
 RETRY_MAX = 300.0
 RF_TAG = "mictlanx_rf"
-COUNTERS = ("checked", "planned", "moved", "in_place", "skipped", "deferred", "failed", "bytes", "surplus")
+COUNTERS = ("checked", "planned", "moved", "in_place", "skipped", "deferred", "failed", "bytes", "surplus",
+            "removed")
+#: verdicts of one target after a move: it holds exactly the version / a newer version or a
+#: tombstone got there first / it does not hold it (deferred or failed)
+HOLDS, NEWER, LACKS = "holds", "newer", "lacks"
+
+
+BallPlan = tuple[list[str], list[str], list[str]]
+
+
+def plan_ball(present: list[str], bucket: str, key: str, holders: list[str], rf: int) -> BallPlan:
+    """One ball's plan: ``(targets, missing, extra)``.
+
+    ``targets`` is the top ``rf`` of its ranking over ``present``, ``missing`` the targets not in
+    ``holders`` (to copy to), ``extra`` the holders outside the targets (to drop once every target
+    holds the version). Only peers of ``present`` can be targets or, as holders, extra.
+    """
+    targets = rank(present, bucket, key)[:rf]
+    missing = [p for p in targets if p not in holders]
+    extra = [p for p in holders if p not in targets and p in present]
+    return targets, missing, extra
 
 
 class PassAborted(Exception):
@@ -103,6 +129,7 @@ class Rebalancer:
         self.rf = max(1, int(cfg.rebalance_rf))
         self.concurrency = max(1, int(cfg.rebalance_concurrency))
         self.throttle = Throttle(cfg.rebalance_bytes_per_second)
+        self.drop_surplus = bool(cfg.rebalance_drop_surplus)
         self.journal: dict[str, Any] = self._load()
         self.errors: list[dict[str, Any]] = []
         self.resumed = False
@@ -141,7 +168,8 @@ class Rebalancer:
                 "resumed": self.resumed, "running": self._task is not None and not self._task.done(),
                 "present_peers": self.present(), "last_error": j.get("last_error"), "errors": self.errors[-20:],
                 "config": {"auto": self.auto, "grace": self.grace, "settle": self.settle, "rf": self.rf,
-                           "concurrency": self.concurrency, "bytes_per_second": self.throttle.rate}}
+                           "concurrency": self.concurrency, "bytes_per_second": self.throttle.rate,
+                           "drop_surplus": self.drop_surplus}}
 
     # --- membership ---------------------------------------------------------------------------
     def present(self) -> list[str]:
@@ -315,8 +343,10 @@ class Rebalancer:
         counters = self.journal["counters"]
         counters[name] = counters.get(name, 0) + n
 
-    def _error(self, bucket: str, key: str, peer_id: Optional[str], msg: str) -> None:
-        self._count("failed")
+    def _error(self, bucket: str, key: str, peer_id: Optional[str], msg: str, *, failed: bool = True) -> None:
+        """Record an error; ``failed`` (a copy that did not happen) makes the pass ``incomplete``."""
+        if failed:
+            self._count("failed")
         if len(self.errors) < MAX_ERRORS:
             self.errors.append({"bucket_id": bucket, "key": key, "peer_id": peer_id, "msg": msg})
 
@@ -332,7 +362,6 @@ class Rebalancer:
     async def _ball(self, bucket: str, key: str, copies: dict[str, dict[str, Any]], stones: Any,
                     present: list[str]) -> None:
         self._count("checked")
-        ranking = rank(present, bucket, key)
         order = rank(set(present) | set(copies), bucket, key)
         newest = max(observe_meta(meta, self.st.clock) for meta in copies.values())
         best = next(copies[p] for p in order if p in copies and observe_meta(copies[p]) == newest)
@@ -342,28 +371,83 @@ class Rebalancer:
         signature = (newest, best.get("size"), best.get("checksum"))
         holders = [p for p in order if p in copies
                    and (observe_meta(copies[p]), copies[p].get("size"), copies[p].get("checksum")) == signature]
-        targets = ranking[:self._rf(best)]
-        missing = [p for p in targets if p not in holders]
+        rf = self._rf(best)
+        targets, missing, extra = plan_ball(present, bucket, key, holders, rf)
         if not missing:
             self._count("in_place")
-            self._count("surplus", len([p for p in holders if p not in targets]))
+            exact = True
+        else:
+            self._count("planned", len(missing))
+            sources = [e for e in (self.st.registry.get(p) for p in holders) if e is not None and e.available]
+            verdicts = await asyncio.gather(*(self._move(bucket, key, best, newest, sources, t) for t in missing))
+            if LACKS in verdicts:
+                return  # a target lacks its copy (deferred or failed): every other copy stays, the retry goes on
+            exact = NEWER not in verdicts
+        if extra:
+            await self._surplus(bucket, key, best, newest, targets, rf, extra, exact=exact)
+
+    async def _surplus(self, bucket: str, key: str, meta: dict[str, Any], version: str, targets: list[str],
+                       rf: int, extra: list[str], *, exact: bool) -> None:
+        """The copies of ``version`` on holders outside ``targets``: dropped, or counted as ``surplus``.
+
+        Dropped only when every target holds exactly this version as its current one, checked
+        now (a listing or a pinned P4 says it held it once; a pinned read also serves a version
+        that was superseded since). Why this never leaves fewer than ``rf`` copies, even with
+        several routers planning on different peer sets: docs/rebalancing.md §4.
+        """
+        if not (self.drop_surplus and exact and version and len(targets) >= rf):
+            # off, a newer version reached a target (the write path places that one), or a legacy
+            # version (no version id to name in Mictlanx-If-Version): leave the copies
+            self._count("surplus", len(extra))
             return
-        self._count("planned", len(missing))
-        sources = [e for e in (self.st.registry.get(p) for p in holders) if e is not None and e.available]
-        results = await asyncio.gather(*(self._move(bucket, key, best, newest, sources, t) for t in missing))
-        if all(results):
-            self._count("surplus", len([p for p in holders if p not in targets]))
+        held = await asyncio.gather(*(self._holds_current(bucket, key, meta, version, t) for t in targets))
+        if not all(held):  # a target lost it since (a newer write, a delete, a drop by a stale plan)
+            self._count("surplus", len(extra))
+            return
+        await asyncio.gather(*(self._drop(bucket, key, version, peer_id) for peer_id in extra))
+
+    async def _holds_current(self, bucket: str, key: str, meta: dict[str, Any], version: str, peer_id: str) -> bool:
+        """True when ``peer_id`` answers P4 (unpinned) with ``version`` as its current, enabled version."""
+        entry = self.st.registry.get(peer_id)
+        if entry is None or not entry.available:
+            return False
+        reply = await call(self.st.registry, entry, "GET", f"/buckets/{bucket}/metadata/{key}")
+        body = reply.body if isinstance(reply.body, dict) else {}
+        raw = body.get("metadata")
+        got: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        return (reply.status == 200 and observe_meta(got, self.st.clock) == version and not got.get("is_disabled")
+                and (got.get("size"), got.get("checksum")) == (meta.get("size"), meta.get("checksum")))
+
+    async def _drop(self, bucket: str, key: str, version: str, peer_id: str) -> None:
+        """P8 ``Mictlanx-If-Version: version`` + ``Mictlanx-Drop-Current: 1`` on a holder outside the targets."""
+        entry = self.st.registry.get(peer_id)
+        if entry is None or not entry.available:
+            self._count("surplus")
+            return
+        reply = await call(self.st.registry, entry, "DELETE", f"/buckets/{bucket}/{key}",
+                           headers={IF_VERSION_HEADER: version, DROP_CURRENT_HEADER: "1"})
+        if reply.status == 200:
+            self._count("removed")
+        elif reply.status in (404, 409):
+            # the copy is no longer current there: another router dropped it (404), or a newer write
+            # or a delete replaced it (409/404); nothing of this version is left to count
+            log.debug("drop of %s@%s %s on %s: %s", bucket, key, version, peer_id, reply.msg)
+        else:
+            # a peer without Drop-Current refuses a current version (412), a failure changes nothing:
+            # the copy stays, harmless, and a later pass drops it
+            self._count("surplus")
+            self._error(bucket, key, peer_id, f"surplus copy not dropped: {reply.msg}", failed=False)
 
     async def _move(self, bucket: str, key: str, meta: dict[str, Any], version: str, sources: list[PeerEntry],
-                    peer_id: str) -> bool:
-        """Copy, then verify on the target; True when the target holds the version afterwards."""
+                    peer_id: str) -> str:
+        """Copy, then verify on the target: ``HOLDS`` (verified), ``NEWER`` or ``LACKS``."""
         target = self.st.registry.get(peer_id)
         if target is None or not target.available:
             self._count("deferred")  # briefly down (within the grace): the next pass copies it
-            return False
+            return LACKS
         if not sources:
             self._error(bucket, key, peer_id, "no available holder to copy from")
-            return False
+            return LACKS
         size = int(meta.get("size", 0) or 0)
         async with self._slots():
             await self.throttle.take(size)
@@ -375,12 +459,12 @@ class Rebalancer:
         if verdict == "ok":
             self._count("moved")
             self._count("bytes", size)
-            return True
+            return HOLDS
         if verdict == "newer":
             self._count("skipped")  # a newer write or a delete reached the target meanwhile: nothing to move
-            return True
+            return NEWER
         self._error(bucket, key, peer_id, why or f"copy not verified on the target: {verdict}")
-        return False
+        return LACKS
 
     def _slots(self) -> asyncio.Semaphore:
         sem = getattr(self, "_sem", None)

@@ -69,6 +69,9 @@ class RouterConfig:
     #: copied bytes per second (0: unlimited) and copies at once
     rebalance_bytes_per_second: float = 50 * MIB
     rebalance_concurrency: int = 2
+    #: once every target of a ball verified its version, remove that version from the holders
+    #: outside the targets (peer P8 with Mictlanx-Drop-Current); False leaves them as ``surplus``
+    rebalance_drop_surplus: bool = True
 
 
 class RouterState:

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Optional
 
 from ...protocol.errors import ValidationError
 from ...protocol.versions import (
+    DROP_CURRENT_HEADER,
     IF_VERSION_HEADER,
     LEGACY,
     STAGE_HEADER,
@@ -21,12 +22,12 @@ from ...protocol.versions import (
     is_valid_version,
     parse_version,
 )
-from ..common import bad_request
+from ..common import bad_request, parse_bool
 from .fanout import Reply
 
-__all__ = ["VERSION_HEADER", "STAGE_HEADER", "IF_VERSION_HEADER", "TOMBSTONE_HEADER", "LEGACY",
-           "router_clock", "header_version", "header_if_version", "header_stage", "reply_version",
-           "reply_tombstone", "newest", "observe_meta"]
+__all__ = ["VERSION_HEADER", "STAGE_HEADER", "IF_VERSION_HEADER", "DROP_CURRENT_HEADER", "TOMBSTONE_HEADER",
+           "LEGACY", "router_clock", "header_version", "header_if_version", "header_stage", "refuse_drop_current",
+           "reply_version", "reply_tombstone", "newest", "observe_meta"]
 
 
 def router_clock(router_id: str) -> HybridClock:
@@ -62,6 +63,15 @@ def header_stage(headers: Mapping[str, str]) -> bool:
     if normalized in ("0", "false"):
         return False
     raise bad_request(f"invalid {STAGE_HEADER}: {value!r} (expected 0 or 1)")
+
+
+def refuse_drop_current(headers: Mapping[str, str]) -> None:
+    """400/400 for ``Mictlanx-Drop-Current`` on R13/R14: it is the rebalancer's peer-level move of
+    one copy (docs/rebalancing.md §4); fanned out to every peer it would remove the object from all
+    of them without a tombstone, so the router never forwards it (nor ignores it silently)."""
+    if parse_bool(_header(headers, DROP_CURRENT_HEADER), DROP_CURRENT_HEADER):
+        raise bad_request(f"{DROP_CURRENT_HEADER} is a peer operation of rebalancing; a router delete removes "
+                          "a key from every peer (use Mictlanx-Version for a delete)")
 
 
 def _clean(value: Any) -> Optional[str]:

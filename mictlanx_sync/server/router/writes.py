@@ -38,6 +38,7 @@ from .versions import (
     header_if_version,
     header_stage,
     header_version,
+    refuse_drop_current,
     reply_version,
 )
 
@@ -425,6 +426,7 @@ def _delete_versions(st: RouterState, req: Request, *, preconditioned: bool) -> 
     """The tombstone version of a delete: the client's, else one from the router's clock, except
     for a precondition delete (``If-Match``, ``Task-Id``, ``Mictlanx-If-Version``), which removes
     exactly one copy and must not hide anything else behind a tombstone."""
+    refuse_drop_current(req.headers)
     version = header_version(req.headers)
     if_version = header_if_version(req.headers)
     if version is not None and if_version is not None:
