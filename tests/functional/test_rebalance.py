@@ -323,3 +323,24 @@ def test_peer_gone_for_good_every_ball_back_at_rf(rc: Cluster, tmp_path: Path) -
     assert elapsed < GRACE + 60
     with Client(rc.uri("b"), capacity_storage="0", progress=False, cache_path=str(tmp_path / "c")) as client:
         assert read_all(client, rc.objects) == []
+
+
+def test_a_ball_written_with_more_copies_keeps_them(rc: Cluster, tmp_path: Path) -> None:
+    """R5 records ``mictlanx_rf`` when a write asks for more than ``--rebalance-rf`` copies, so a
+    pass that drops extra copies keeps all three (docs/rebalancing.md §4.4)."""
+    present = rc.running_peers()
+    assert len(present) >= 3
+    data = os.urandom(5000)
+    with Client(rc.uri("a"), capacity_storage="0", progress=False, cache_path=str(tmp_path / "c")) as client:
+        assert client.put("rf3", "kept", data, rf=3).unwrap()
+        assert client.put("rf3", "default", data, rf=2).unwrap()
+        tags = client.routers[0].get_metadata("rf3", "kept_0").unwrap().metadata.tags
+        assert tags.get("mictlanx_rf") == "3"
+        assert "mictlanx_rf" not in client.routers[0].get_metadata("rf3", "default_0").unwrap().metadata.tags
+        resp = rc.http.post(f"{rc.routers['a'].url}/api/v4/rebalance", timeout=10)
+        assert resp.status_code == 202, resp.text
+        rc.wait_done("a", present)
+        copies = [p for p in present
+                  if rc.http.get(f"{rc.peers[p].url}/api/v4/buckets/rf3/metadata/kept_0", timeout=10).status_code == 200]
+        assert sorted(copies) == sorted(top(present, ("rf3", "kept_0"), rf=3))
+        assert client.get("rf3", "kept").unwrap().data.tobytes() == data

@@ -17,6 +17,11 @@ from typing import Iterable
 __all__ = ["score", "rank", "choose"]
 
 
+#: Tag naming a ball's replication factor, read by the rebalancer (docs/rebalancing.md §4.4);
+#: R5 records it when a write asks for more copies than the rebalancer's default.
+RF_TAG = "mictlanx_rf"
+
+
 def score(peer_id: str, bucket_id: str, key: str) -> int:
     """The rendezvous score of ``peer_id`` for the object ``(bucket_id, key)``."""
     digest = hashlib.sha256(f"{peer_id}|{bucket_id}@{key}".encode()).digest()

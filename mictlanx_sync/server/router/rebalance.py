@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .fanout import call
-from .placement import rank
+from .placement import RF_TAG, rank
 from .registry import PeerEntry
 from .repair import _copy, _inventory
 from .state import Request, Response, RouterState, json_response
@@ -71,7 +71,6 @@ PAGE = 1000
 MAX_ERRORS = 100
 RETRY_AFTER = 5.0  # first retry of a failed or incomplete pass, doubled per retry up to RETRY_MAX
 RETRY_MAX = 300.0
-RF_TAG = "mictlanx_rf"
 COUNTERS = ("checked", "planned", "moved", "in_place", "skipped", "deferred", "failed", "bytes", "surplus",
             "removed")
 #: verdicts of one target after a move: it holds exactly the version / a newer version or a

@@ -27,7 +27,7 @@ from . import validation as v
 from .fanout import Reply, call, fan_out, missing, no_peer_available
 from .groups import Replica
 from .pending import ANY, ball_record, key_record
-from .placement import rank
+from .placement import RF_TAG, rank
 from .state import Request, Response, RouterState, empty, error_response, json_response
 from .streaming import ClientBody, ClientGone, MultipartData, cleanup, stream_to_replicas
 from .superseded import tombstone_below, write_failure
@@ -65,6 +65,10 @@ async def put_metadata(st: RouterState, req: Request, bucket_id: str) -> Respons
                "ball_id": meta["ball_id"], "bucket_id": bucket_id, "is_disable": meta["is_disabled"]}
     if inline is not None:
         p1_body[INLINE_FIELD] = body[INLINE_FIELD]
+    if rf > st.config.rebalance_rf and RF_TAG not in meta["tags"]:
+        # The peers store no replication factor: without the tag, the rebalancer would keep
+        # only its default number of copies of this ball and drop the others (§4.4).
+        p1_body["tags"] = {**meta["tags"], RF_TAG: str(rf)}
     # One version for every replica of the group, so they all order this write the same way.
     version = requested or st.clock.next()
     headers = {"Task-Id": group_id, "Update": "1" if update else "0", VERSION_HEADER: version}
