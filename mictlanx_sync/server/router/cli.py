@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..limits import add_limit_arguments, limits_from_args
+from ..tls import add_server_tls_arguments, server_tls_from_args
 
 
 def _env(name: str, default: Optional[str] = None) -> Optional[str]:
@@ -71,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--rebalance-concurrency", type=int, default=int(_env("MICTLANX_REBALANCE_CONCURRENCY", "2") or 2),
         help="copies at once [MICTLANX_REBALANCE_CONCURRENCY] (default 2)")
     add("--log-level", default=_env("MICTLANX_LOG_LEVEL", "WARNING"))
+    add_server_tls_arguments(parser, "MICTLANX_ROUTER")
     add_limit_arguments(parser)
 
 
@@ -132,10 +134,11 @@ def run(args: argparse.Namespace) -> int:
 
     tune_malloc()
     configure_logging(args.log_level)
+    tls = server_tls_from_args(args, "mictlanx-sync router")
     try:
         config = build_config(args)
     except ValueError as exc:
         print(f"mictlanx-sync router: invalid --peers: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
     return serve_forever(create_app(config), args.host, args.port, log_level=args.log_level,
-                         limits=limits_from_args(args))
+                         limits=limits_from_args(args), tls=tls)
