@@ -23,7 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--port", type=int, default=int(_env("MICTLANX_ROUTER_PORT", "60666") or 60666),
         help="0 lets the OS pick a free port")
     add("--data-dir", default=_env("MICTLANX_ROUTER_DATA_DIR"), help="default ./mictlanx-data/{router_id}")
-    add("--peers", default=_env("MICTLANX_PEERS"), help="a MictlanX URI of peers, e.g. mictlanx://p0@127.0.0.1:24000")
+    add("--peers", default=_env("MICTLANX_PEERS"),
+        help="a MictlanX URI of peers, e.g. mictlanx://p0@127.0.0.1:24000 (plain http); "
+             "mictlanx://p0@host:24000/?protocol=https reaches them over TLS [MICTLANX_PEERS]")
+    add("--peer-ca-file", default=_env("MICTLANX_ROUTER_PEER_CA_FILE") or None, metavar="PEM",
+        help="CA bundle the certificates of https peers are verified with [MICTLANX_ROUTER_PEER_CA_FILE] "
+             "(default: the system's trusted CAs)")
     add("--health-interval", type=float, default=float(_env("MICTLANX_HEALTH_INTERVAL", "2") or 2))
     add("--unhealthy-threshold", type=int, default=int(_env("MICTLANX_UNHEALTHY_THRESHOLD", "3") or 3))
     add("--task-ttl", type=float, default=float(_env("MICTLANX_TASK_TTL", "600") or 600))
@@ -112,6 +117,14 @@ def build_config(args: argparse.Namespace):  # -> RouterConfig
         raise SystemExit(f"mictlanx-sync router: {exc.message}") from None
     if cache_size:
         print("mictlanx-sync router: the router cache is not implemented; running without it", file=sys.stderr)
+    peer_ca_file = args.peer_ca_file or None
+    if peer_ca_file is not None:
+        from ..tls import TLSSetupError, peer_ssl_context
+
+        try:
+            peer_ssl_context(peer_ca_file)
+        except TLSSetupError as exc:
+            raise SystemExit(f"mictlanx-sync router: invalid --peer-ca-file: {exc}") from None
     data_dir = Path(args.data_dir) if args.data_dir else Path("mictlanx-data") / args.router_id
     return RouterConfig(
         router_id=args.router_id, data_dir=data_dir, peers=peers, health_interval=args.health_interval,
@@ -125,6 +138,7 @@ def build_config(args: argparse.Namespace):  # -> RouterConfig
         rebalance_auto=args.rebalance == "auto", rebalance_grace=max(0.0, args.rebalance_grace),
         rebalance_settle=max(0.0, args.rebalance_settle), rebalance_rf=max(1, args.rebalance_rf),
         rebalance_bytes_per_second=float(rebalance_rate), rebalance_concurrency=max(1, args.rebalance_concurrency),
+        peer_ca_file=peer_ca_file,
     )
 
 
