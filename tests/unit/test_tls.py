@@ -35,14 +35,6 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> ServerTLS:
     return make_self_signed(tmp_path_factory.mktemp("certificate"), ("127.0.0.1", "localhost", "::1", "peer.example"))
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Callable[[Awaitable[Any]], Any]:
-    if request.param == "uvloop":
-        uvloop = pytest.importorskip("uvloop")
-        return lambda coro: uvloop.run(coro)  # type: ignore[no-any-return]
-    return lambda coro: asyncio.run(coro)  # type: ignore[arg-type]
-
-
 # --- certificates and files ---------------------------------------------------------------------
 def test_self_signed_certificate_names_its_hosts_and_keeps_its_key_private(certificate: ServerTLS) -> None:
     assert certificate.keyfile is not None
@@ -171,31 +163,27 @@ def test_tls_pool_verifies_and_reuses_connections(run: Callable[[Awaitable[Any]]
     run(scenario())
 
 
-def test_tls_pool_refuses_an_untrusted_certificate(run: Callable[[Awaitable[Any]], Any],
-                                                   certificate: ServerTLS, tmp_path: Path) -> None:
-    other = make_self_signed(tmp_path)
-
+def _expect_tls_error(run: Callable[[Awaitable[Any]], Any], server_context: Optional[ssl.SSLContext],
+                      client_ca: str, match: str) -> None:
+    """A TLS pool trusting ``client_ca`` fails to reach the server with :class:`PeerTLSError`."""
     async def scenario() -> None:
-        async with Server(_server_context(certificate)) as server:
-            pool = RawPool(5.0, 5.0, ssl_context=peer_ssl_context(other.certfile))
+        async with Server(server_context) as server:
+            pool = RawPool(2.0, 2.0, ssl_context=peer_ssl_context(client_ca))
             try:
-                with pytest.raises(PeerTLSError, match="did not verify.*--peer-ca-file"):
+                with pytest.raises(PeerTLSError, match=match):
                     await _get(pool, server.port)
             finally:
                 pool.close()
 
     run(scenario())
+
+
+def test_tls_pool_refuses_an_untrusted_certificate(run: Callable[[Awaitable[Any]], Any],
+                                                   certificate: ServerTLS, tmp_path: Path) -> None:
+    other = make_self_signed(tmp_path)
+    _expect_tls_error(run, _server_context(certificate), other.certfile, "did not verify.*--peer-ca-file")
 
 
 def test_tls_pool_against_a_plain_http_server_fails_in_the_handshake(run: Callable[[Awaitable[Any]], Any],
                                                                      certificate: ServerTLS) -> None:
-    async def scenario() -> None:
-        async with Server(None) as server:
-            pool = RawPool(2.0, 2.0, ssl_context=peer_ssl_context(certificate.certfile))
-            try:
-                with pytest.raises(PeerTLSError, match="TLS handshake with .* failed"):
-                    await _get(pool, server.port)
-            finally:
-                pool.close()
-
-    run(scenario())
+    _expect_tls_error(run, None, certificate.certfile, "TLS handshake with .* failed")
