@@ -6,6 +6,7 @@ right trust or with the wrong scheme. Real servers on loopback, free ports, boun
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,10 +22,11 @@ from mictlanx_sync.cli import main
 from mictlanx_sync.protocol.errors import ConnectFailedError
 from mictlanx_sync.protocol.policies import RetryPolicy
 from mictlanx_sync.protocol.result import Err
+from mictlanx_sync.protocol.uri import parse
 from mictlanx_sync.server.local import LocalVSS
 from mictlanx_sync.server.tls import ServerTLS, make_self_signed
 from tests.functional.conftest import RouterAPI
-from tests.support.servers import REPO_ROOT, ServerProcess
+from tests.support.servers import REPO_ROOT, ServerProcess, read_lines_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -142,6 +144,29 @@ def test_client_commands_take_a_ca_file(tls_vss: LocalVSS, capsys: pytest.Captur
     captured = capsys.readouterr()  # the report on stdout, the verdict on stderr
     assert "ConnectFailedError" in captured.out and "did not verify" in captured.out
     assert "Traceback" not in captured.out + captured.err
+
+
+def test_vss_command_with_tls_prints_its_ca_file(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    command = [sys.executable, "-m", "mictlanx_sync", "vss", "--tls", "--peers", "1", "--router-port", "0",
+               "--peer-ports", "0", "--data-dir", str(tmp_path)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        lines = read_lines_until(proc, "press Ctrl-C")
+        uri = next(line.split(": ", 1)[1] for line in lines if line.startswith("client URI: "))
+        ca_file = next(line.split(": ", 1)[1].split(" ")[0] for line in lines if line.startswith("CA file: "))
+        (router,) = parse(uri)
+        assert router.protocol == "https"
+        health = requests.get(f"https://127.0.0.1:{router.port}/health", timeout=5, verify=ca_file).json()
+        assert health == {"status": "ok", "available_peers": 1}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
 
 
 # --- router -> https peers (processes, CLI options) ---------------------------------------------
