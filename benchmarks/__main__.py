@@ -16,7 +16,7 @@ from typing import Any
 
 from .common import MiB, loadavg, local_vss, log
 
-SECTIONS = ("large", "small", "baseline", "cache", "budget", "memory", "malloc")
+SECTIONS = ("large", "small", "baseline", "tls", "cache", "budget", "memory", "malloc")
 
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
@@ -25,6 +25,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "large": [(64 * MiB, [1, 4, 16], [1]), (64 * MiB, [4, 16], [2])],
         "small": {"sizes": [1024, 64 * 1024], "threads": [1, 4, 16], "ops": 40},
         "baseline": {"threads": [1], "ops": 40, "large_size": 32 * MiB, "large_chunk": 4},
+        "tls": {"sizes": [1024], "threads": [1, 16], "ops": 40},
         "cache": {"size": 64 * MiB, "chunk": 4},
         "budget": {"size": 64 * MiB, "chunk": 16},
         "memory": {"size": 256 * MiB, "chunk": 8},
@@ -35,6 +36,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "large": [(64 * MiB, [1, 4, 8, 16], [1, 2]), (256 * MiB, [1, 4, 8, 16], [1, 2])],
         "small": {"sizes": [1024, 64 * 1024], "threads": [1, 4, 16], "ops": 150},
         "baseline": {"threads": [1, 16], "ops": 100, "large_size": 64 * MiB, "large_chunk": 4},
+        "tls": {"sizes": [1024], "threads": [1, 16], "ops": 150},
         "cache": {"size": 64 * MiB, "chunk": 4},
         "budget": {"size": 256 * MiB, "chunk": 16},
         "memory": {"size": 1024 * MiB, "chunk": 8},
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                    f"{platform.platform()}",
         "load_start": loadavg(), "profile_settings": profile}}
     log(f"profile {profile_name}, sections {only}, load {loadavg()}")
-    from . import budget, cache, large, malloc, memory, small
+    from . import budget, cache, large, malloc, memory, small, tls
 
     if any(s in only for s in ("large", "small", "baseline", "cache", "budget")):
         with local_vss() as vss:
@@ -92,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             if "budget" in only:
                 p = profile["budget"]
                 results["budget"] = budget.run(vss, p["size"], p["chunk"], reps)
+    if "tls" in only:  # its own LocalVSS: HTTPS everywhere
+        p = profile["tls"]
+        results["tls"] = tls.run(p["sizes"], p["threads"], p["ops"], reps)
     if "memory" in only:
         p = profile["memory"]
         with local_vss() as vss:

@@ -138,11 +138,12 @@ def malloc_env(variant: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def local_vss(peers: int = 2, variant: str = "mallopt") -> Iterator[Any]:
-    """A process-mode LocalVSS (1 router) whose servers get the environment of ``variant``."""
+def local_vss(peers: int = 2, variant: str = "mallopt", *, tls: bool = False) -> Iterator[Any]:
+    """A process-mode LocalVSS (1 router) whose servers get the environment of ``variant``;
+    ``tls``: HTTPS everywhere with a self-signed certificate (``vss.ca_file``)."""
     from mictlanx_sync import LocalVSS
 
-    vss = LocalVSS(peers=peers, routers=1, mode="process", log_level="WARNING")
+    vss = LocalVSS(peers=peers, routers=1, mode="process", log_level="WARNING", tls=tls)
     with patched_env(malloc_env(variant)):
         vss.start()
     try:

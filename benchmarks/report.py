@@ -60,6 +60,7 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 bbest = max(r[op]["median"] for r in brows)
                 targets.append({"target": f"small {size} B {op.upper()} >= 5x unpooled baseline", "value":
                                 f"{value / bbest:.1f}x ({value:.0f} vs {bbest:.0f}/s)", "met": value / bbest >= 5})
+    targets += _tls_targets(results.get("tls"))
     cache = results.get("cache")
     if cache:
         targets.append({"target": "cache hit >= 5x faster than a miss (64 MiB get)",
@@ -76,6 +77,67 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             targets.append({"target": f"router RSS growth {op} <= 150 MB", "value": f"{growth:.0f} MB", "met":
                             growth <= 150})
     return targets
+
+
+def _best(rows: list[dict[str, Any]], client: str, size: int, op: str) -> dict[str, Any]:
+    return max((r for r in rows if r["client"] == client and r["size"] == size), key=lambda r: r[op]["median"])
+
+
+def _tls_targets(tls_result: Any) -> list[dict[str, Any]]:
+    """pooled/unpooled over TLS >= 5x for 1 KiB GET: best pooled vs best unpooled (as the plain-HTTP
+    target), with the same-threads ratios alongside."""
+    if not tls_result:
+        return []
+    from .tls import ratios
+
+    rows = tls_result["rows"]
+    targets = []
+    for size in sorted({r["size"] for r in rows} & {1024}):
+        pooled, unpooled = _best(rows, "pooled", size, "get"), _best(rows, "unpooled", size, "get")
+        ratio = pooled["get"]["median"] / unpooled["get"]["median"]
+        same = ", ".join(f"{threads} thread{'s' if threads > 1 else ''} {value:.1f}x"
+                         for threads, value in ratios(tls_result, size, "get").items())
+        targets.append({"target": f"pooled/unpooled over TLS >= 5x for {size // 1024} KiB GET",
+                        "value": f"{ratio:.1f}x best vs best ({pooled['get']['median']:.0f}/s at {pooled['threads']} "
+                                 f"threads vs {unpooled['get']['median']:.0f}/s at {unpooled['threads']}); "
+                                 f"same threads: {same}", "met": ratio >= 5})
+    return targets
+
+
+def _tls_markdown(tls_result: Any) -> list[str]:
+    if not tls_result:
+        return []
+    from .tls import ratios
+
+    rows = tls_result["rows"]
+    handshake = tls_result["tls"]
+    out = ["## Small objects over TLS (ops/s, one shared Client)", "",
+           f"A process-mode `LocalVSS(tls=True)`: router and peers serve HTTPS ({handshake['version']}, "
+           f"{handshake['cipher']}, a {tls_result['certificate']} certificate made with openssl), the router reaches "
+           "the peers over "
+           "TLS with its own pool. `pooled` = the Client as shipped; `unpooled` = a new `requests.Session` per "
+           "request, so every request pays a TCP connect and a full TLS handshake (no session resumption), chunks "
+           "one after another (`max_workers=1`). Runs alternate (pooled, unpooled, pooled, ...) so both see the same "
+           "load. Ratio = pooled / unpooled median at the same thread count. "
+           f"Load average before {tls_result['load_before']}, after {tls_result['load_after']}.", "",
+           "| object | threads | PUT pooled | PUT unpooled | PUT ratio | GET pooled | GET unpooled | GET ratio |",
+           "|---|---|---|---|---|---|---|---|"]
+    for size in sorted({r["size"] for r in rows}):
+        put_ratios, get_ratios = ratios(tls_result, size, "put"), ratios(tls_result, size, "get")
+        for threads in sorted(put_ratios):
+            pooled = next(r for r in rows if r["client"] == "pooled" and r["size"] == size and r["threads"] == threads)
+            unpooled = next(r for r in rows
+                            if r["client"] == "unpooled" and r["size"] == size and r["threads"] == threads)
+            out.append(f"| {size // 1024} KiB | {threads} | {cell(pooled['put'])} | {cell(unpooled['put'])} | "
+                       f"{put_ratios[threads]:.1f}x | {cell(pooled['get'])} | {cell(unpooled['get'])} | "
+                       f"{get_ratios[threads]:.1f}x |")
+    raw = tls_result.get("raw_get")
+    if raw:
+        out += ["", f"Without the Client (plain `requests`, one thread, R11 GET of one 1 KiB ball, runs interleaved): "
+                    f"one session {cell(raw['pooled'])}/s, a new session per request {cell(raw['unpooled'])}/s, "
+                    f"ratio {raw['pooled']['median'] / raw['unpooled']['median']:.1f}x: what the TCP connect and "
+                    "the handshake cost next to one request on this machine."]
+    return [*out, ""]
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -118,6 +180,7 @@ def markdown(results: dict[str, Any]) -> str:
         lg = base["large"]
         out += [f"Unpooled baseline, {lg['size'] >> 20} MiB object, chunk {lg['chunk_mb']} MB, rf 1, chunks one at "
                 f"a time: PUT {cell(lg['put'])} MB/s, GET {cell(lg['get'])} MB/s.", ""]
+    out += _tls_markdown(results.get("tls"))
     cache = results.get("cache")
     if cache:
         out += ["## Chunk cache (64 MiB get, MB/s)", "", "| miss | hit | no cache | hit speed-up |",

@@ -1,6 +1,6 @@
 """What the peer and the router servers share: error bodies (§P2.6), header and query
 parsing (§P2.5), raw-path id checks (§P2.2), request logging and the uvicorn bootstrap
-that prints ``listening on http://HOST:PORT`` once bound (§P7).
+that prints ``listening on http://HOST:PORT`` (``https://`` when serving TLS) once bound (§P7).
 
 Imports only the pure protocol modules.
 """
@@ -25,6 +25,7 @@ from ..protocol.errors import ValidationError
 from ..protocol.ids import is_valid_task_id, validate_id, validate_key, validate_task_id
 from ..protocol.inline import INLINE_CAP, INLINE_FIELD, decode_inline
 from ..protocol.sizes import clamp, parse_size
+from .tls import ServerTLS, TLSSetupError
 
 log = logging.getLogger("mictlanx_sync.server")
 
@@ -307,14 +308,17 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def display_url(host: str, port: int) -> str:
+def display_url(host: str, port: int, scheme: str = "http") -> str:
+    """``scheme://host:port`` with an IPv6 host in brackets."""
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    return f"{scheme}://{shown}:{port}"
 
 
-def uvicorn_config(app: Any, log_level: str = "warning", root_path: str = "", limits: Any = None) -> Any:
+def uvicorn_config(app: Any, log_level: str = "warning", root_path: str = "", limits: Any = None,
+                   tls: Optional[ServerTLS] = None) -> Any:
     """uvicorn settings shared by both servers; ``limits`` is an :class:`~.limits.HttpLimits`
-    (default: from the ``MICTLANX_*`` environment), enforced by the guarded protocol."""
+    (default: from the ``MICTLANX_*`` environment), enforced by the guarded protocol;
+    ``tls`` (a :class:`~.tls.ServerTLS`) makes the server speak HTTPS only."""
     import uvicorn
 
     from .guarded_protocol import GuardedHttpToolsProtocol
@@ -324,23 +328,32 @@ def uvicorn_config(app: Any, log_level: str = "warning", root_path: str = "", li
         app, loop="uvloop", http=GuardedHttpToolsProtocol, lifespan="on", log_level=log_level.lower(),
         access_log=False, timeout_graceful_shutdown=5, root_path=root_path, server_header=False,
         date_header=False, h11_max_incomplete_event_size=64 * KIB,
+        ssl_certfile=tls.certfile if tls is not None else None, ssl_keyfile=tls.keyfile if tls is not None else None,
     )
     config.mictlanx_limits = limits if limits is not None else HttpLimits.from_env()  # type: ignore[attr-defined]
     return config
 
 
-def serve_forever(app: Any, host: str, port: int, *, log_level: str = "warning", limits: Any = None) -> int:
+def serve_forever(app: Any, host: str, port: int, *, log_level: str = "warning", limits: Any = None,
+                  tls: Optional[ServerTLS] = None) -> int:
     """Run ``app`` in the foreground until SIGTERM/SIGINT; prints the ``listening on`` line.
-    ``limits``: the connection limits (:class:`~.limits.HttpLimits`; default from the environment)."""
+    ``limits``: the connection limits (:class:`~.limits.HttpLimits`; default from the environment);
+    ``tls``: serve HTTPS with this certificate and key (default: plain HTTP)."""
     import uvicorn
 
+    if tls is not None:
+        try:
+            tls.check()
+        except TLSSetupError as exc:
+            print(f"mictlanx-sync: {exc}", file=sys.stderr)
+            return 1
     try:
         sock = bind_socket(host, port)
     except OSError as exc:
         print(f"mictlanx-sync: cannot bind {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     bound_port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(app, log_level, limits=limits))
+    server = uvicorn.Server(uvicorn_config(app, log_level, limits=limits, tls=tls))
 
     async def _main() -> None:
         sock.listen(2048)
@@ -356,7 +369,7 @@ def serve_forever(app: Any, host: str, port: int, *, log_level: str = "warning",
             # Our own handlers: uvicorn's capture_signals re-raises SIGTERM after shutdown,
             # which would turn a clean stop into exit status -15.
             loop.add_signal_handler(signum, _request_exit, server)
-        print(f"listening on {display_url(host, bound_port)}", flush=True)
+        print(f"listening on {display_url(host, bound_port, 'https' if tls is not None else 'http')}", flush=True)
         await server.main_loop()
         await server.shutdown(sockets=[sock])
 
@@ -380,15 +393,18 @@ def _run_uvloop(main: Callable[[], Awaitable[None]]) -> None:
 
 
 class ThreadedServer:
-    """A uvicorn server in a daemon thread on an already bound port (``LocalVSS`` thread mode)."""
+    """A uvicorn server in a daemon thread on an already bound port (``LocalVSS`` thread mode);
+    ``tls`` makes it serve HTTPS."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
+                 tls: Optional[ServerTLS] = None) -> None:
         import uvicorn
 
         self.host = host
+        self.scheme = "https" if tls is not None else "http"
         self.sock = bind_socket(host, port)
         self.port: int = self.sock.getsockname()[1]
-        config = uvicorn_config(app, log_level)
+        config = uvicorn_config(app, log_level, tls=tls)
         config.loop = "asyncio"  # uvloop's policy is process-wide; threads get their own loops
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, name=f"mictlanx-server-{self.port}", daemon=True)
@@ -396,7 +412,7 @@ class ThreadedServer:
 
     @property
     def url(self) -> str:
-        return display_url(self.host, self.port)
+        return display_url(self.host, self.port, self.scheme)
 
     def _run(self) -> None:
         try:

@@ -7,6 +7,13 @@
 ``mode="process"`` runs ``python -m mictlanx_sync peer|router --port 0 ...`` subprocesses
 and reads the port from their ``listening on http://HOST:PORT`` line. Every server binds
 port 0, so several instances can run at once.
+
+``tls=True`` makes a self-signed certificate at start (``openssl``; docs/tls.md) and every
+server speaks HTTPS with it; the routers verify the peers with it, and clients pass
+``verify=vss.ca_file``:
+
+>>> with LocalVSS(tls=True) as vss:         # doctest: +SKIP
+...     client = Client(vss.uri, verify=vss.ca_file)
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import os
 import selectors
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -29,6 +37,7 @@ from typing import Any, Optional, Sequence, Union
 
 from ..protocol.errors import ConnectFailedError
 from ..protocol.uri import Endpoint, build
+from .tls import ServerTLS, make_self_signed
 
 __all__ = ["LocalVSS"]
 
@@ -72,9 +81,19 @@ class _Server:
         return self._proc is not None and self._proc.poll() is None
 
     @property
+    def tls(self) -> Optional[ServerTLS]:
+        """The certificate this server serves HTTPS with (None: plain HTTP)."""
+        tls: Optional[ServerTLS] = self.options.get("tls")
+        return tls
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    @property
     def url(self) -> str:
         shown = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{shown}:{self.port}"
+        return f"{self.scheme}://{shown}:{self.port}"
 
     def start(self) -> None:
         if self.running:
@@ -89,7 +108,7 @@ class _Server:
 
         app = self._build_app()
         try:
-            server = ThreadedServer(app, self.host, self.port, log_level=self.log_level.lower())
+            server = ThreadedServer(app, self.host, self.port, log_level=self.log_level.lower(), tls=self.tls)
         except OSError as exc:
             raise OSError(exc.errno, f"cannot bind {self.host}:{self.port} for {self.server_id}: "
                                      f"{exc.strerror or exc}") from None
@@ -106,36 +125,46 @@ class _Server:
                                           data_dir=self.data_dir, fsync=self.options.get("fsync", False),
                                           task_ttl=self.options.get("task_ttl", 600.0),
                                           log_level=self.log_level.lower(), token=self.options.get("token"),
-                                          faults=self.options.get("faults")))
+                                          faults=self.options.get("faults"),
+                                          ssl_certfile=self.tls.certfile if self.tls else None,
+                                          ssl_keyfile=self.tls.keyfile if self.tls else None))
         from .router.app import create_app as create_router
         from .router.registry import PeerEntry
         from .router.state import RouterConfig
 
-        peers = [PeerEntry(pid, host, port) for pid, host, port in self.options["peers"]]
+        peers = [PeerEntry(pid, host, port, self.scheme) for pid, host, port in self.options["peers"]]
         return create_router(RouterConfig(
             router_id=self.server_id, data_dir=self.data_dir, peers=peers,
             health_interval=self.options["health_interval"], task_ttl=self.options.get("task_ttl", 600.0),
             token=self.options.get("token"), peer_token=self.options.get("token"),
-            faults=self.options.get("faults")))
+            faults=self.options.get("faults"), peer_ca_file=self.tls.certfile if self.tls else None))
 
     def _command(self) -> list[str]:
         cmd = [sys.executable, "-m", "mictlanx_sync", self.kind, "--host", self.host, "--port", str(self.port),
                "--data-dir", str(self.data_dir), "--task-ttl", str(self.options.get("task_ttl", 600.0))]
+        if self.tls is not None:
+            cmd += ["--ssl-certfile", self.tls.certfile]
+            if self.tls.keyfile is not None:
+                cmd += ["--ssl-keyfile", self.tls.keyfile]
         if self.kind == "peer":
             cmd += ["--peer-id", self.server_id]
             if not self.options.get("fsync", False):
                 cmd.append("--no-fsync")
         else:
-            peers = [Endpoint(pid, host, port, protocol="http") for pid, host, port in self.options["peers"]]
+            peers = [Endpoint(pid, host, port, protocol=self.scheme) for pid, host, port in self.options["peers"]]
             cmd += ["--router-id", self.server_id, "--health-interval", str(self.options["health_interval"]),
                     "--log-level", self.log_level]
             if peers:
                 cmd += ["--peers", build(peers)]
+            if self.tls is not None:
+                cmd += ["--peer-ca-file", self.tls.certfile]
         return cmd
 
     def _start_process(self) -> None:
         env = dict(os.environ)
-        for name in ("MICTLANX_PEER_TOKEN", "MICTLANX_ROUTER_TOKEN", "MICTLANX_FAULTS"):
+        for name in ("MICTLANX_PEER_TOKEN", "MICTLANX_ROUTER_TOKEN", "MICTLANX_FAULTS", "MICTLANX_PEER_SSL_CERTFILE",
+                     "MICTLANX_PEER_SSL_KEYFILE", "MICTLANX_ROUTER_SSL_CERTFILE", "MICTLANX_ROUTER_SSL_KEYFILE",
+                     "MICTLANX_ROUTER_PEER_CA_FILE"):
             env.pop(name, None)
         token = self.options.get("token")
         if token:  # through the environment: never on a command line other users can read
@@ -195,8 +224,8 @@ def _close_pipes(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
-def _get_json(url: str, timeout: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback URL we built)
+def _get_json(url: str, timeout: float = 2.0, context: Optional[ssl.SSLContext] = None) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310 (loopback URL we built)
         return json.loads(response.read())
 
 
@@ -207,10 +236,11 @@ class LocalVSS:
                  host: str = "127.0.0.1", mode: str = "thread", health_interval: float = 0.5,
                  task_ttl: float = 600, log_level: str = "WARNING", *, fsync: bool = False,
                  peer_ports: Sequence[int] = (), router_ports: Sequence[int] = (), token: Optional[str] = None,
-                 faults: Optional[str] = None) -> None:
+                 faults: Optional[str] = None, tls: bool = False) -> None:
         """See the class docstring; ``token`` protects every server (and goes into ``uri``),
         ``faults`` enables fault injection on every server (``server.faults``; ``"[]"``
-        enables only the ``/_faults`` admin route)."""
+        enables only the ``/_faults`` admin route); ``tls`` serves every server over HTTPS with a
+        self-signed certificate made at start (``ca_file``; ``uri`` says ``protocol=https``)."""
         if peers < 0 or routers < 1:
             raise ValueError("LocalVSS needs peers >= 0 and routers >= 1")
         if mode not in ("thread", "process"):
@@ -229,6 +259,10 @@ class LocalVSS:
             raise ValueError("token must be a non-empty str")
         self.token = token
         self.faults = faults
+        self.tls = bool(tls)
+        #: the self-signed certificate (PEM) clients must trust with ``tls=True``, set by ``start()``
+        self.ca_file: Optional[str] = None
+        self._server_tls: Optional[ServerTLS] = None
         self._given_dir = Path(data_dir) if data_dir is not None else None
         self.data_dir: Optional[Path] = self._given_dir
         self._peers: list[_Server] = []
@@ -250,6 +284,9 @@ class LocalVSS:
                 self.data_dir = self._given_dir
             self._started = True
             try:
+                if self.tls:
+                    self._server_tls = make_self_signed(self.data_dir / "tls", ("127.0.0.1", "localhost", self.host))
+                    self.ca_file = self._server_tls.certfile
                 for index in range(self.n_peers):
                     peer = self._new_peer(f"{PEER_PREFIX}{index}")
                     if index < len(self.peer_ports):
@@ -261,7 +298,7 @@ class LocalVSS:
                                      self.log_level, {"peers": self._peer_specs(),
                                                       "health_interval": self.health_interval,
                                                       "task_ttl": float(self.task_ttl), "token": self.token,
-                                                      "faults": self.faults})
+                                                      "faults": self.faults, "tls": self._server_tls})
                     if index < len(self.router_ports):
                         router.port = self.router_ports[index]
                     self._routers.append(router)
@@ -276,12 +313,21 @@ class LocalVSS:
         assert self.data_dir is not None
         server = _Server("peer", peer_id, self.host, self.mode, self.data_dir / peer_id, self.log_level,
                          {"fsync": self.fsync, "task_ttl": float(self.task_ttl), "token": self.token,
-                          "faults": self.faults})
+                          "faults": self.faults, "tls": self._server_tls})
         self._peers.append(server)
         return server
 
     def _peer_specs(self) -> list[tuple[str, str, int]]:
         return [(p.server_id, self.host, p.port) for p in self._peers]
+
+    @property
+    def scheme(self) -> str:
+        """``https`` with ``tls=True``, else ``http``."""
+        return "https" if self.tls else "http"
+
+    def _client_ssl_context(self) -> Optional[ssl.SSLContext]:
+        """What this object's own requests (readiness, R15) verify the servers with."""
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file is not None else None
 
     def wait_ready(self, timeout: Optional[float] = None) -> None:
         """Wait until every router reports every running peer available (R24), else ``ConnectFailedError``."""
@@ -289,9 +335,10 @@ class LocalVSS:
         expected = sum(1 for p in self._peers if p.running)
         deadline = time.monotonic() + timeout
         last: Any = None
+        context = self._client_ssl_context()
         while True:
             try:
-                counts = [_get_json(f"{r.url}/health")["available_peers"] for r in self._routers]
+                counts = [_get_json(f"{r.url}/health", context=context)["available_peers"] for r in self._routers]
                 if all(c == expected for c in counts):
                     return
                 last = counts
@@ -321,6 +368,7 @@ class LocalVSS:
                 except Exception:  # keep stopping the others
                     log.exception("stopping %s failed", server.server_id)
             self._routers, self._peers = [], []
+            self._server_tls = self.ca_file = None
             if self._given_dir is None and self.data_dir is not None:
                 shutil.rmtree(self.data_dir, ignore_errors=True)
                 self.data_dir = None
@@ -354,21 +402,22 @@ class LocalVSS:
             server = self._new_peer(f"{PEER_PREFIX}{len(self._peers)}")
             server.start()
             body = json.dumps([{"peer_id": server.server_id, "hostname": self.host, "port": server.port,
-                                "protocol": "http"}]).encode()
+                                "protocol": self.scheme}]).encode()
+            context = self._client_ssl_context()
             for router in self._routers:
                 headers = {"Content-Type": "application/json"}
                 if self.token:
                     headers["Authorization"] = f"Bearer {self.token}"
                 request = urllib.request.Request(f"{router.url}/api/v4/xpeers", data=body, method="POST",
                                                  headers=headers)
-                with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+                with urllib.request.urlopen(request, timeout=10, context=context):  # noqa: S310
                     pass
             return self._endpoint_object("peer", server)
 
     # --- attributes -----------------------------------------------------------------------
     @property
     def uri(self) -> str:
-        return build([Endpoint(r.server_id, self.host, r.port, protocol="http", token=self.token)
+        return build([Endpoint(r.server_id, self.host, r.port, protocol=self.scheme, token=self.token)
                       for r in self._routers])
 
     @property
@@ -395,15 +444,16 @@ class LocalVSS:
         try:
             cls: Any = getattr(importlib.import_module(f"mictlanx_sync.protocol.{module_name}"), class_name)
         except (ImportError, AttributeError):
-            return Endpoint(server.server_id, self.host, server.port, protocol="http")
+            return Endpoint(server.server_id, self.host, server.port, protocol=self.scheme)
         cache_key = (kind, server.server_id, server.port)
         obj = self._objects.get(cache_key)
         if obj is None:
-            obj = self._objects[cache_key] = cls(server.server_id, self.host, server.port, "http",
-                                                 token=self.token)
+            obj = self._objects[cache_key] = cls(server.server_id, self.host, server.port, self.scheme,
+                                                 token=self.token, verify=self.ca_file or True)
         return obj
 
     def __repr__(self) -> str:
         state = "started" if self._started else "stopped"
         count = len(self._peers) or self.n_peers
-        return f"LocalVSS(peers={count}, routers={self.n_routers}, mode={self.mode!r}, {state})"
+        tls = ", tls=True" if self.tls else ""
+        return f"LocalVSS(peers={count}, routers={self.n_routers}, mode={self.mode!r}{tls}, {state})"

@@ -3,7 +3,9 @@
 Defaults follow the seed's Docker stack: router ``mictlanx-router-0`` on 60666, peers
 ``mictlanx-peer-0``/``-1`` on 24000/24001, data under ``./mictlanx-data/``, all on
 127.0.0.1. Runs until Ctrl-C or SIGTERM (exit 0); a port already in use is a one-line
-error and a non-zero exit. Port 0 lets the OS pick.
+error and a non-zero exit. Port 0 lets the OS pick. ``--tls`` serves everything over HTTPS
+with a self-signed certificate made at start (its path is printed: clients pass it as
+``verify=``, the client commands as ``--ca-file``; docs/tls.md).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--health-interval", type=float, default=2.0, help="router health interval (s)")
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve the router and the peers over HTTPS with a self-signed certificate for "
+                             "127.0.0.1/localhost made at start with openssl (its path is printed; clients "
+                             "trust it with verify=PATH)")
 
 
 def _peer_ports(args: argparse.Namespace) -> list[int]:
@@ -61,15 +67,18 @@ def run(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     vss = LocalVSS(peers=args.peers, routers=1, data_dir=args.data_dir, host=args.host, mode="thread",
                    health_interval=args.health_interval, log_level=args.log_level, fsync=True,
-                   peer_ports=ports, router_ports=[args.router_port])
+                   peer_ports=ports, router_ports=[args.router_port], tls=args.tls)
     try:
         try:
             vss.start()
-        except (OSError, MictlanXError, RuntimeError, TimeoutError) as exc:
+        except (OSError, MictlanXError, RuntimeError, TimeoutError, ValueError) as exc:  # ValueError: TLS set-up
             print(f"mictlanx-sync vss: {exc}", file=sys.stderr)
             return 1
         print("MictlanX VSS is ready", flush=True)
         print(f"client URI: {vss.uri}", flush=True)
+        if vss.ca_file is not None:
+            print(f"CA file: {vss.ca_file} (self-signed; Client(uri, verify=PATH), or --ca-file PATH / "
+                  f"MICTLANX_CA_FILE for the client commands)", flush=True)
         for url in vss.router_urls:
             print(f"router health: {url}/health", flush=True)
         for peer_id, url in vss.peer_urls.items():

@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_argument("--uri", default=None,
                         help="MictlanX URI of the routers (default: $MICTLANX_URI, else the local VSS "
                              "on localhost:60666)")
+    common.add_argument("--ca-file", default=None, metavar="PEM",
+                        help="CA bundle that verifies https routers, e.g. the one `mictlanx-sync vss --tls` "
+                             "prints (default: $MICTLANX_CA_FILE, else the trusted CAs of requests/certifi)")
     if command not in ("peers", "health"):
         common.add_argument("-b", "--bucket", default=DEFAULT_BUCKET, help="bucket (default: default)")
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
@@ -148,8 +151,10 @@ def _run(command: str, args: argparse.Namespace) -> int:
         try:
             # On a terminal, a bar for every transfer (even under BAR_MIN_BYTES): the user ran
             # one command and watches it; --no-progress hides them.
+            ca_file = args.ca_file or os.environ.get("MICTLANX_CA_FILE") or None
             client = Client(uri, progress=not args.no_progress and should_show(None),
-                            retry=RetryPolicy(retries=args.retries), **({} if args.cache else _NO_CACHE))
+                            retry=RetryPolicy(retries=args.retries), verify=ca_file or True,
+                            **({} if args.cache else _NO_CACHE))
         except (MictlanXError, ValueError) as exc:
             raise UsageError(f"invalid URI {uri!r}: {_message(exc)}") from None
         with client:

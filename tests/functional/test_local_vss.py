@@ -142,7 +142,8 @@ def test_missing_server_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_not_ready_raises_connect_failed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local, "START_TIMEOUT", 0.5)
-    monkeypatch.setattr(local, "_get_json", lambda url, timeout=2.0: {"status": "ok", "available_peers": -1})
+    monkeypatch.setattr(local, "_get_json",
+                        lambda url, timeout=2.0, context=None: {"status": "ok", "available_peers": -1})
     vss = LocalVSS(peers=1)
     with pytest.raises(ConnectFailedError):
         vss.start()

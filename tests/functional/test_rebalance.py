@@ -340,7 +340,7 @@ def test_a_ball_written_with_more_copies_keeps_them(rc: Cluster, tmp_path: Path)
         resp = rc.http.post(f"{rc.routers['a'].url}/api/v4/rebalance", timeout=10)
         assert resp.status_code == 202, resp.text
         rc.wait_done("a", present)
-        copies = [p for p in present
-                  if rc.http.get(f"{rc.peers[p].url}/api/v4/buckets/rf3/metadata/kept_0", timeout=10).status_code == 200]
+        copies = [p for p in present if rc.http.get(f"{rc.peers[p].url}/api/v4/buckets/rf3/metadata/kept_0",
+                                                    timeout=10).status_code == 200]
         assert sorted(copies) == sorted(top(present, ("rf3", "kept_0"), rf=3))
         assert client.get("rf3", "kept").unwrap().data.tobytes() == data

@@ -25,15 +25,6 @@ HOST = "127.0.0.1"
 MIB = 1024 * 1024
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Callable[[Awaitable[Any]], Any]:
-    """Run a coroutine on a fresh loop of the parametrized kind."""
-    if request.param == "uvloop":
-        uvloop = pytest.importorskip("uvloop")
-        return lambda coro: uvloop.run(coro)  # type: ignore[no-any-return]
-    return lambda coro: asyncio.run(coro)  # type: ignore[arg-type]
-
-
 class Server:
     """An HTTP/1.1 server whose paths select a behaviour; counts connections and bytes received."""
 

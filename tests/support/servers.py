@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import requests
 
@@ -36,6 +36,8 @@ class ServerProcess:
         self.port: Optional[int] = None
         self.url = ""
         self.stderr_path: Optional[Path] = None
+        #: what the readiness check verifies an https server with (a CA file path, or True)
+        self.verify: Union[bool, str] = True
 
     def start(self, port: int = 0, timeout: float = START_TIMEOUT) -> ServerProcess:
         env = dict(os.environ)
@@ -62,7 +64,7 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
+                if requests.get(f"{self.url}/health", timeout=2, verify=self.verify).status_code == 200:
                     return
             except requests.RequestException:
                 pass

@@ -12,6 +12,7 @@ from ...protocol.errors import ValidationError
 from ...protocol.ids import is_valid_id
 from ...protocol.sizes import parse_size
 from ..limits import add_limit_arguments, limits_from_args
+from ..tls import ServerTLS, add_server_tls_arguments, server_tls_from_args
 from . import config as cfg
 
 
@@ -81,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--log-level", default=_env("MICTLANX_LOG_LEVEL", "warning"),
         choices=["critical", "error", "warning", "info", "debug"], type=str.lower,
         help="log level [MICTLANX_LOG_LEVEL] (default warning; info logs every request)")
+    add_server_tls_arguments(parser, "MICTLANX_PEER")
     add_limit_arguments(parser)
 
 
@@ -133,6 +135,7 @@ def config_from_args(args: argparse.Namespace) -> cfg.PeerConfig:
     if args.capacity not in (None, ""):
         capacity = _parse("--capacity", args.capacity, parse_size)
     per_client, fraction = _parse("--max-reserved-per-client", args.max_reserved_per_client, _share)
+    tls = server_tls_from_args(args, "mictlanx-sync peer")
     return cfg.PeerConfig(
         peer_id=args.peer_id,
         host=args.host,
@@ -155,6 +158,8 @@ def config_from_args(args: argparse.Namespace) -> cfg.PeerConfig:
         log_level=args.log_level,
         token=args.token or None,
         faults=_faults(args.faults),
+        ssl_certfile=tls.certfile if tls is not None else None,
+        ssl_keyfile=tls.keyfile if tls is not None else None,
     )
 
 
@@ -183,4 +188,6 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"mictlanx-sync peer: cannot open data dir {config.resolved_data_dir()}: {exc}", file=sys.stderr)
         return 1
-    return serve_forever(app, config.host, config.port, log_level=config.log_level, limits=limits_from_args(args))
+    tls = ServerTLS(config.ssl_certfile, config.ssl_keyfile) if config.ssl_certfile else None
+    return serve_forever(app, config.host, config.port, log_level=config.log_level, limits=limits_from_args(args),
+                         tls=tls)

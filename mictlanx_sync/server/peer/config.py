@@ -58,6 +58,10 @@ class PeerConfig:
     token: Optional[str] = field(default=None, repr=False)
     #: fault-injection spec (``server.faults``); None: the middleware is not installed
     faults: Optional[str] = None
+    #: serve HTTPS with this certificate chain (PEM) and key (None: inside the certificate file);
+    #: no certificate: plain HTTP (docs/tls.md)
+    ssl_certfile: Optional[str] = None
+    ssl_keyfile: Optional[str] = None
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir if self.data_dir is not None else Path("mictlanx-data") / self.peer_id

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..limits import add_limit_arguments, limits_from_args
+from ..tls import add_server_tls_arguments, server_tls_from_args
 
 
 def _env(name: str, default: Optional[str] = None) -> Optional[str]:
@@ -22,7 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--port", type=int, default=int(_env("MICTLANX_ROUTER_PORT", "60666") or 60666),
         help="0 lets the OS pick a free port")
     add("--data-dir", default=_env("MICTLANX_ROUTER_DATA_DIR"), help="default ./mictlanx-data/{router_id}")
-    add("--peers", default=_env("MICTLANX_PEERS"), help="a MictlanX URI of peers, e.g. mictlanx://p0@127.0.0.1:24000")
+    add("--peers", default=_env("MICTLANX_PEERS"),
+        help="a MictlanX URI of peers, e.g. mictlanx://p0@127.0.0.1:24000 (plain http); "
+             "mictlanx://p0@host:24000/?protocol=https reaches them over TLS [MICTLANX_PEERS]")
+    add("--peer-ca-file", default=_env("MICTLANX_ROUTER_PEER_CA_FILE") or None, metavar="PEM",
+        help="CA bundle the certificates of https peers are verified with [MICTLANX_ROUTER_PEER_CA_FILE] "
+             "(default: the system's trusted CAs)")
     add("--health-interval", type=float, default=float(_env("MICTLANX_HEALTH_INTERVAL", "2") or 2))
     add("--unhealthy-threshold", type=int, default=int(_env("MICTLANX_UNHEALTHY_THRESHOLD", "3") or 3))
     add("--task-ttl", type=float, default=float(_env("MICTLANX_TASK_TTL", "600") or 600))
@@ -75,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "its top-rf (needs peers that know Mictlanx-Drop-Current); off: leave them as surplus "
              "[MICTLANX_REBALANCE_DROP_SURPLUS] (default on)")
     add("--log-level", default=_env("MICTLANX_LOG_LEVEL", "WARNING"))
+    add_server_tls_arguments(parser, "MICTLANX_ROUTER")
     add_limit_arguments(parser)
 
 
@@ -117,6 +124,14 @@ def build_config(args: argparse.Namespace):  # -> RouterConfig
     if args.rebalance_drop_surplus not in ("on", "off"):  # argparse leaves a default from the environment unchecked
         raise SystemExit(f"mictlanx-sync router: invalid --rebalance-drop-surplus / MICTLANX_REBALANCE_DROP_SURPLUS: "
                          f"{args.rebalance_drop_surplus!r} (use on or off)")
+    peer_ca_file = args.peer_ca_file or None
+    if peer_ca_file is not None:
+        from ..tls import TLSSetupError, peer_ssl_context
+
+        try:
+            peer_ssl_context(peer_ca_file)
+        except TLSSetupError as exc:
+            raise SystemExit(f"mictlanx-sync router: invalid --peer-ca-file: {exc}") from None
     data_dir = Path(args.data_dir) if args.data_dir else Path("mictlanx-data") / args.router_id
     return RouterConfig(
         router_id=args.router_id, data_dir=data_dir, peers=peers, health_interval=args.health_interval,
@@ -131,6 +146,7 @@ def build_config(args: argparse.Namespace):  # -> RouterConfig
         rebalance_settle=max(0.0, args.rebalance_settle), rebalance_rf=max(1, args.rebalance_rf),
         rebalance_bytes_per_second=float(rebalance_rate), rebalance_concurrency=max(1, args.rebalance_concurrency),
         rebalance_drop_surplus=args.rebalance_drop_surplus == "on",
+        peer_ca_file=peer_ca_file,
     )
 
 
@@ -140,10 +156,11 @@ def run(args: argparse.Namespace) -> int:
 
     tune_malloc()
     configure_logging(args.log_level)
+    tls = server_tls_from_args(args, "mictlanx-sync router")
     try:
         config = build_config(args)
     except ValueError as exc:
         print(f"mictlanx-sync router: invalid --peers: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
     return serve_forever(create_app(config), args.host, args.port, log_level=args.log_level,
-                         limits=limits_from_args(args))
+                         limits=limits_from_args(args), tls=tls)

@@ -1,7 +1,8 @@
 """One router -> peer request, through the lean client (:mod:`.rawhttp`) or httpx.
 
-Plain-http peers use :class:`.rawhttp.RawPool` unless ``MICTLANX_ROUTER_RAW_WRITES=0`` (see
-``RouterConfig.raw_writes``); https peers always use the router's ``httpx.AsyncClient``.
+Peers use :class:`.rawhttp.RawPool` (one pool for http, one with TLS for https) unless
+``MICTLANX_ROUTER_RAW_WRITES=0`` (see ``RouterConfig.raw_writes``) selects the router's
+``httpx.AsyncClient``; both verify https peers with the same context (``--peer-ca-file``).
 Either way a transport failure is a :class:`PeerError` and a failure of a streamed body's own
 source (e.g. the holder a repair copies from) a :class:`SourceError`, so callers never blame
 the wrong peer.
@@ -9,11 +10,12 @@ the wrong peer.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Mapping, Optional, Union
 from urllib.parse import quote, urlencode
 
-from .rawhttp import RawHTTPError, ReplyTooLarge
+from .rawhttp import PeerTLSError, RawHTTPError, ReplyTooLarge
 
 if TYPE_CHECKING:
     from .registry import PeerEntry, Registry
@@ -27,23 +29,31 @@ _PATH_SAFE = "/:@!$&'()*+,;=%~[]"
 class PeerError(Exception):
     """The peer could not be reached or its answer could not be read."""
 
-    def __init__(self, msg: str, transport: bool = True, refused: bool = False) -> None:
+    def __init__(self, msg: str, transport: bool = True, refused: bool = False, tls: bool = False) -> None:
         super().__init__(msg)
         self.transport = transport  # False: the answer was too large, the peer is not at fault
         #: the connection was refused: nothing listens there (a stopped peer), nothing was sent
         self.refused = refused
+        #: the TLS handshake failed (certificate not trusted, or no TLS there): a setup error
+        self.tls = tls
 
 
-def _refused(exc: BaseException) -> bool:
-    """Whether ``exc`` or one of its causes is a refused connection."""
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``exc`` or one of its causes is one of ``kinds``."""
     seen: set[int] = set()
     current: Optional[BaseException] = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, ConnectionRefusedError):
+        if isinstance(current, kinds):
             return True
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+def _peer_error(exc: BaseException) -> PeerError:
+    """The :class:`PeerError` of a transport failure (raw client or httpx)."""
+    return PeerError(f"{type(exc).__name__}: {exc}", refused=_caused_by(exc, (ConnectionRefusedError,)),
+                     tls=_caused_by(exc, (PeerTLSError, ssl.SSLError)))
 
 
 class SourceError(Exception):
@@ -110,7 +120,7 @@ async def exchange(registry: Registry, entry: PeerEntry, method: str, path: str,
         except ReplyTooLarge as exc:
             raise PeerError(f"{type(exc).__name__}: {exc}", transport=False) from None
         except RawHTTPError as exc:
-            raise PeerError(f"{type(exc).__name__}: {exc}", refused=_refused(exc)) from None
+            raise _peer_error(exc) from None
         return Answer(response.status, response.headers, content)
     return await _httpx_exchange(registry, entry, method, url_target, headers, body, length, timeout)
 
@@ -128,5 +138,5 @@ async def _httpx_exchange(registry: Registry, entry: PeerEntry, method: str, url
             method, f"{entry.url}{url_target}", content=body, headers=send_headers,
             timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
     except httpx.HTTPError as exc:
-        raise PeerError(f"{type(exc).__name__}: {exc}", refused=_refused(exc)) from None
+        raise _peer_error(exc) from None
     return Answer(response.status_code, response.headers, response.content)

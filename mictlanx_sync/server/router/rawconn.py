@@ -26,6 +26,11 @@ class RawHTTPError(Exception):
     """A transport or protocol failure talking to a peer."""
 
 
+class PeerTLSError(RawHTTPError):
+    """The TLS handshake with an https peer failed: its certificate did not verify, or it
+    does not speak TLS."""
+
+
 class ReplyTooLarge(RawHTTPError):
     """A response body is larger than the reader accepts (the peer did nothing wrong at the transport level)."""
 

@@ -1,4 +1,5 @@
-"""A lean HTTP/1.1 client for every router -> plain-http peer request.
+"""A lean HTTP/1.1 client for every router -> peer request (plain http, or https with a pool
+made with an ``ssl_context``: one pool per scheme, see ``Registry.raw_pool``).
 
 httpx moves a body through several layers in 64 KiB reads with a cancel scope per read, and
 its connection pool (httpcore 1.0.9) has races under cancellation. This client is one
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from typing import AsyncIterable, AsyncIterator, Mapping, Optional, Union
 
-from .rawconn import RawConn, RawHTTPError, ReplyTooLarge
+from .rawconn import PeerTLSError, RawConn, RawHTTPError, ReplyTooLarge
 
-__all__ = ["RawHTTPError", "ReplyTooLarge", "RawPool", "RawResponse", "Body"]
+__all__ = ["RawHTTPError", "ReplyTooLarge", "PeerTLSError", "RawPool", "RawResponse", "Body"]
 
 MAX_HEAD = 64 * 1024
 MAX_IDLE_PER_PEER = 32
@@ -158,24 +160,35 @@ class RawResponse:
 
 
 class RawPool:
-    """Keep-alive connections per ``(host, port)``; see the module docstring."""
+    """Keep-alive connections per ``(host, port)``; see the module docstring.
+
+    With ``ssl_context`` every connection is TLS, verified with that context against the
+    peer's host name or IP address (the handshake counts towards the connect timeout), and
+    a failed handshake is a :class:`PeerTLSError`.
+    """
 
     def __init__(self, connect_timeout: float, read_timeout: float, *,
-                 headers: Optional[Mapping[str, str]] = None) -> None:
+                 headers: Optional[Mapping[str, str]] = None, ssl_context: Optional[ssl.SSLContext] = None) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.headers = dict(headers or {})  # sent on every request (the peer token)
+        self.ssl_context = ssl_context
         self.idle: dict[tuple[str, int], list[RawConn]] = {}
 
     async def _connect(self, host: str, port: int, timeout: float) -> RawConn:
-        """A new connection within ``timeout`` seconds.
+        """A new connection (TLS handshake included) within ``timeout`` seconds.
 
         Not ``asyncio.wait_for``: before Python 3.12 it swallows a cancellation that arrives as
         the connection completes (it returns the result instead), and a cancelled upload would
         then wait forever for pieces nobody will send.
         """
         loop = asyncio.get_running_loop()
-        task = loop.create_task(loop.create_connection(lambda: RawConn(loop), host, port))
+        if self.ssl_context is None:
+            opening = loop.create_connection(lambda: RawConn(loop), host, port)
+        else:
+            opening = loop.create_connection(lambda: RawConn(loop), host, port, ssl=self.ssl_context,
+                                             server_hostname=host, ssl_handshake_timeout=timeout)
+        task = loop.create_task(opening)
         try:
             done, _ = await asyncio.wait({task}, timeout=timeout)
         except BaseException:
@@ -186,6 +199,12 @@ class RawPool:
             raise RawHTTPError(f"cannot connect to {host}:{port}: timed out after {timeout} s")
         try:
             _, conn = task.result()
+        except ssl.SSLCertVerificationError as exc:
+            raise PeerTLSError(f"the TLS certificate of {host}:{port} did not verify: {exc.verify_message or exc} "
+                               "(is the router's --peer-ca-file the CA of that certificate?)") from None
+        except ssl.SSLError as exc:
+            raise PeerTLSError(f"TLS handshake with {host}:{port} failed: {exc.reason or exc} "
+                               "(does the peer serve https?)") from None
         except (OSError, ValueError, OverflowError) as exc:  # UnicodeError: a hostname IDNA cannot encode
             raise RawHTTPError(f"cannot connect to {host}:{port}: {exc or type(exc).__name__}") from None
         return conn

@@ -88,8 +88,9 @@ class Registry:
         self.health_interval = health_interval
         self.unhealthy_threshold = max(1, unhealthy_threshold)
         self.peers: dict[str, PeerEntry] = {}
-        self.client: Any = None  # httpx.AsyncClient: https peers, and everything when raw_* is off
+        self.client: Any = None  # httpx.AsyncClient: everything when raw_* is off
         self.raw: Any = None  # the lean client (rawhttp.RawPool) for plain-http peers
+        self.raw_tls: Any = None  # the lean client with the peers' TLS context, for https peers
         self.raw_reads = True  # data reads (P5) through ``raw``
         self.raw_writes = True  # every other request through ``raw``
         self._locks: dict[str, asyncio.Lock] = {}
@@ -101,6 +102,8 @@ class Registry:
         self.grace = 0.5
         #: calls in flight per peer id, cancelled when the peer is marked unavailable
         self._inflight: dict[str, set[asyncio.Future]] = {}
+        #: the last TLS failure logged per peer id (each new one is logged once)
+        self._tls_failures: dict[str, str] = {}
 
     # --- persistence ------------------------------------------------------------------
     def load(self, configured: Iterable[PeerEntry]) -> None:
@@ -154,10 +157,12 @@ class Registry:
         return hmac.compare_digest(presented.encode("utf-8"), self.peer_token.encode("utf-8"))
 
     def raw_pool(self, entry: PeerEntry, *, read: bool = False) -> Any:
-        """The lean client for a request to ``entry`` (data reads if ``read``), or None for httpx."""
-        if self.raw is None or entry.protocol != "http":
+        """The lean client for a request to ``entry`` (data reads if ``read``): the plain pool for
+        an http peer, the TLS pool for an https one; None for httpx."""
+        pool = {"http": self.raw, "https": self.raw_tls}.get(entry.protocol)
+        if pool is None:
             return None
-        return self.raw if (self.raw_reads if read else self.raw_writes) else None
+        return pool if (self.raw_reads if read else self.raw_writes) else None
 
     # --- changes ------------------------------------------------------------------------
     async def register(self, entries: list[PeerEntry]) -> None:
@@ -251,8 +256,12 @@ class Registry:
 
         try:
             answer = await exchange(self, entry, "GET", "/health", timeout=timeout)
-        except PeerError:
+        except PeerError as exc:
+            if exc.tls and self._tls_failures.get(entry.peer_id) != str(exc):
+                self._tls_failures[entry.peer_id] = str(exc)
+                log.warning("peer %s: %s", entry.peer_id, exc)
             return False
+        self._tls_failures.pop(entry.peer_id, None)
         if answer.status != 200:
             return False
         if "www-authenticate" in answer.headers:  # open /health, but our peer token is missing or wrong

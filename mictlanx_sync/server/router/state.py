@@ -56,7 +56,6 @@ class RouterConfig:
     raw_reads: bool = field(default_factory=lambda: os.environ.get("MICTLANX_ROUTER_RAW_READS", "1") != "0")
     #: every other peer request (fan-out calls, P3 uploads, health checks, pending deletes, repair)
     #: with the lean client too; 0 in ``MICTLANX_ROUTER_RAW_WRITES`` uses httpx (an escape hatch).
-    #: https peers always use httpx.
     raw_writes: bool = field(default_factory=lambda: os.environ.get("MICTLANX_ROUTER_RAW_WRITES", "1") != "0")
     #: issue 16 rebalancing (``rebalance``, docs/rebalancing.md): plan on peer-set changes
     rebalance_auto: bool = True
@@ -72,6 +71,9 @@ class RouterConfig:
     #: once every target of a ball verified its version, remove that version from the holders
     #: outside the targets (peer P8 with Mictlanx-Drop-Current); False leaves them as ``surplus``
     rebalance_drop_surplus: bool = True
+    #: the CA bundle (PEM) https peers' certificates are verified with; None: the system's
+    #: trusted CAs (docs/tls.md)
+    peer_ca_file: Optional[str] = None
 
 
 class RouterState:
@@ -103,10 +105,13 @@ class RouterState:
         # connection already handed to a queued request (encode/httpcore#1110), leaving that
         # request hanging until its read timeout. With equal limits nothing is ever surplus.
         limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024, keepalive_expiry=30.0)
+        from ..tls import peer_ssl_context
         from .rawhttp import RawPool
 
+        peer_tls = peer_ssl_context(self.config.peer_ca_file)  # https peers, through either client
         # No default Authorization: ``peerio`` adds the peer token per request, to trusted peers only.
-        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False, follow_redirects=False)
+        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False, follow_redirects=False,
+                                        verify=peer_tls)
         self.registry.client = self.client
         self.registry.peer_token = self.config.peer_token
         self.registry.meta_timeout = self.config.peer_meta_timeout
@@ -116,6 +121,8 @@ class RouterState:
         self.registry.raw_writes = self.config.raw_writes
         if self.config.raw_reads or self.config.raw_writes:
             self.registry.raw = RawPool(self.config.peer_connect_timeout, self.config.peer_read_timeout)
+            self.registry.raw_tls = RawPool(self.config.peer_connect_timeout, self.config.peer_read_timeout,
+                                            ssl_context=peer_tls)
         await self.registry.check_all(first=True)
         self._health_task = asyncio.ensure_future(self.registry.run())
         self.spawn(self.rebalancer.run())
@@ -125,8 +132,9 @@ class RouterState:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self.registry.raw is not None:
-            self.registry.raw.close()
+        for pool in (self.registry.raw, self.registry.raw_tls):
+            if pool is not None:
+                pool.close()
         if self.client is not None:
             await self.client.aclose()
 

@@ -369,8 +369,8 @@ async def open_data(registry: Registry, entry: PeerEntry, path: str, headers: di
 
 async def _open_data(registry: Registry, entry: PeerEntry, path: str, headers: dict[str, str],
                      expect_size: Optional[int] = None) -> tuple[str, Any]:
-    """:func:`open_data` without its deadline. Plain-http peers are read through the lean
-    :mod:`.rawhttp` client; https peers through httpx."""
+    """:func:`open_data` without its deadline. Peers are read through the lean :mod:`.rawhttp`
+    client (httpx when ``raw_reads`` is off)."""
     import httpx
 
     from .peerio import target
