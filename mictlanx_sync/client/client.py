@@ -65,6 +65,12 @@ class Client(ClientWrites, ClientReads, ClientBuckets):
     request: a small object is read in one request and written in two instead of three or
     four (docs/protocol-extensions.md). Servers without the extension get the plain protocol.
 
+    **Large chunks skip the router.** With ``direct_reads`` (keyword-only, default True),
+    chunks of 1 MiB or more are read straight from the peer the router names (a 307 the
+    router sends only to clients that ask), through pooled connections and verified as
+    always; a peer this process cannot reach is read through the router instead
+    (docs/protocol-extensions.md §3).
+
     **Authentication.** ``token`` (keyword-only) is sent as ``Authorization: Bearer <token>``
     on every request to every router; without it, the URI's ``token=`` query is used. A
     missing or wrong token gives ``AuthenticationError`` (401, never retried).
@@ -84,6 +90,7 @@ class Client(ClientWrites, ClientReads, ClientBuckets):
         retry: Optional[RetryPolicy] = None, breaker: Optional[BreakerPolicy] = _DEFAULT_BREAKER,
         progress: Optional[bool] = None, load_balancing: str = "LEAST_INFLIGHT", log_backup_count: int = 7,
         max_bulk_workers: int = 4, token: Optional[str] = None, inline_max: Union[str, int] = "64KiB",
+        direct_reads: bool = True,
     ) -> None:
         self.client_id = client_id if client_id is not None else f"client-{uuid.uuid4().hex[:8]}"
         self.max_workers = positive_int("max_workers", max_workers)
@@ -106,7 +113,7 @@ class Client(ClientWrites, ClientReads, ClientBuckets):
             logger=self.logger, name=self.client_id)
         self.inline_max = inline_limit(inline_max)
         self._writer = Writer(self._engine, self.logger, inline_max=self.inline_max)
-        self._reader = Reader(self._engine, self.logger)
+        self._reader = Reader(self._engine, self.logger, direct_reads=bool(direct_reads))
         self._bulk = BulkRunner(self._engine, self)
         self._closed = False
         self._close_lock = threading.Lock()

@@ -51,6 +51,9 @@ class ReadOptions:
     #: objects of one chunk up to this many bytes come inline with chunk 0's R3, in one
     #: request (:mod:`mictlanx_sync.protocol.inline`); 0 turns it off
     inline_max: int = 0
+    #: chunks are read straight from their peer when the router hands it out
+    #: (:mod:`mictlanx_sync.protocol.direct`); set per object by the reader
+    direct: bool = False
 
     def pinned_to(self, version: str) -> ReadOptions:
         """These options with every request pinned to ``version`` (docs/consistency.md §3.2);
@@ -134,7 +137,7 @@ class ChunkFetcher:
     def _stream(self, router: Router, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
                 expected_checksum: Expected, peer_id: Optional[str] = None) -> Result[Fetched, MictlanXError]:
         opened = router.get_streaming(bucket_id, key, timeout=options.timeout,
-                                      headers=options.request_headers(peer_id))
+                                      headers=options.request_headers(peer_id), direct=options.direct)
         if opened.is_err:
             return Err(opened.unwrap_err())
         response: requests.Response = opened.unwrap()

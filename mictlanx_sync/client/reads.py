@@ -21,6 +21,7 @@ from typing import Any, Callable, Generator, Optional
 
 import attrs
 
+from ..protocol.direct import DIRECT_READ_MIN
 from ..protocol.errors import (
     AlreadyExistsError,
     GetChunkError,
@@ -58,9 +59,11 @@ def _version_vanished(result: Result[Any, MictlanXError]) -> bool:
 class Reader:
     """The read operations of one client. Thread-safe: state lives in each call."""
 
-    def __init__(self, engine: Engine, logger: logging.Logger) -> None:
+    def __init__(self, engine: Engine, logger: logging.Logger, direct_reads: bool = True) -> None:
         self.engine = engine
         self.logger = logger
+        #: read chunks of at least ``DIRECT_READ_MIN`` bytes straight from their peers
+        self.direct_reads = direct_reads
         self.fetcher = ChunkFetcher(engine)
         self.transfer = ChunkTransfer(engine, self.fetcher)
 
@@ -178,6 +181,14 @@ class Reader:
             return None
         return data
 
+    def _object_options(self, options: ReadOptions, info: ObjectInfo) -> ReadOptions:
+        """The options for the chunks of ``info``: pinned to its version and, for chunks large
+        enough that the router's copy costs more than a redirect, read directly from the peers."""
+        options = options.pinned_to(info.object_version)
+        if self.direct_reads and info.layout.stride >= DIRECT_READ_MIN:
+            options = attrs.evolve(options, direct=True)
+        return options
+
     # --- the whole-object check and the index ---------------------------------------------------
     def _full_hash(self, info: ObjectInfo, options: ReadOptions, single: bool,
                    region: Callable[[int, int], object]) -> FullHash:
@@ -238,7 +249,7 @@ class Reader:
             self.logger.info("get bucket=%s key=%s bytes=%d chunks=1 inline s=%.3f", bucket_id, key, info.size,
                              time.monotonic() - started)
             return Ok(GetResponse(data=memoryview(inline), metadatas=metadatas))
-        options = options.pinned_to(info.object_version)
+        options = self._object_options(options, info)
         # Not zeroed: exposed only after every chunk has landed in full (transfer.run is Ok).
         try:
             buffer = unfilled_bytearray(info.size)
@@ -292,7 +303,7 @@ class Reader:
             return Err(located.unwrap_err())
         info = located.unwrap()
         announce_total(progress, info.size)
-        options = options.pinned_to(info.object_version)
+        options = self._object_options(options, info)
         directory = os.path.abspath(output_path or ".")
         target = os.path.join(directory, target_name(fullname, info.chunk0.tags, key))
         try:
@@ -371,7 +382,7 @@ class Reader:
         only). The chunks are yielded already, so a manifest mismatch cannot fall back to
         a pass here: it is an ``IntegrityError``."""
         info = self.locate(bucket_id, key, options).unwrap()
-        options = options.pinned_to(info.object_version)
+        options = self._object_options(options, info)
         n = info.layout.num_chunks
         proof = options.verify_full and info.layout.provable
         full = hashlib.sha256() if (options.verify_full and order and not proof) else None

@@ -13,14 +13,20 @@ body is ``Ok(None)``. (A 500 with a ``"404: …"`` detail is mapped by ``errors`
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
+from urllib.parse import urlsplit
 
 import attrs
 import requests
 
+from .direct import DIRECT_HEADER, Unreachable
 from .errors import (
+    AccessDeniedError,
+    AuthenticationError,
     MaxAvailabilityReachedError,
     MictlanXError,
+    NetworkError,
     PutChunksError,
     ResponseFormatError,
     ValidationError,
@@ -84,6 +90,8 @@ def _peer_item(peer: Any) -> Dict[str, Any]:
                 "protocol": getattr(peer, "protocol", "http")}
     raise TypeError(f"a peer must be a Peer, a PeerInfo or a mapping, not {type(peer).__name__}")
 
+log = logging.getLogger("mictlanx_sync.protocol.router")
+
 
 class Router(ServiceClient):
     """A router at ``protocol://ip_addr:port{path_prefix}``.
@@ -101,6 +109,8 @@ class Router(ServiceClient):
                          verify=verify, pool_maxsize=pool_maxsize, token=token)
         self.router_id = router_id
         self.http2 = bool(http2)
+        #: peers that direct reads (``get_streaming(direct=True)``) could not reach lately
+        self.unreachable_peers = Unreachable()
 
     # -- construction and object protocol ------------------------------------------------
     @staticmethod
@@ -249,15 +259,57 @@ class Router(ServiceClient):
 
     def get_streaming(
         self, bucket_id: str, key: str, timeout: TimeoutArg = 300, headers: Headers = None, verify: Any = None,
+        *, direct: bool = False,
     ) -> Result[requests.Response, MictlanXError]:
-        """R11 → an open streaming ``requests.Response``; the caller closes it."""
+        """R11 → an open streaming ``requests.Response``; the caller closes it.
+
+        ``direct`` asks the router for the peer instead of the bytes
+        (:mod:`~mictlanx_sync.protocol.direct`): on a 307 the bytes are read straight from the
+        peer through this router's pooled session, without this client's token, pinned to
+        the version the router named. If the peer cannot be reached or does not serve it, the
+        read goes through the router as usual (and a peer that could not be reached is not
+        tried directly again for a minute). The response is the peer's or the router's: both
+        carry ``Content-Length``, ``ETag`` and ``Peer-Id``.
+        """
         bad = validated(lambda: (validate_id(bucket_id, "bucket_id"), validate_key(key, "key")))
         if bad is not None:
             return bad
         hdrs = copy_headers(headers)
         hdrs.setdefault("Accept-Encoding", "identity")
-        return self._send("GET", f"/buckets/{bucket_id}/{key}", headers=hdrs, timeout=timeout, verify=verify,
-                          stream=True, context={"bucket_id": bucket_id, "key": key})
+        path, context = f"/buckets/{bucket_id}/{key}", {"bucket_id": bucket_id, "key": key}
+        if direct:
+            answer = self._send("GET", path, headers={**hdrs, DIRECT_HEADER: "1"}, timeout=timeout, verify=verify,
+                                stream=True, redirect_ok=True, context=context)
+            if answer.is_err or not 300 <= answer.unwrap().status_code < 400:
+                return answer  # an error, or a router that streamed the bytes itself
+            opened = self._read_redirected(answer.unwrap(), hdrs, timeout, verify, context)
+            if opened is not None:
+                return Ok(opened)
+        return self._send("GET", path, headers=hdrs, timeout=timeout, verify=verify, stream=True, context=context)
+
+    def _read_redirected(self, redirect: requests.Response, headers: dict[str, str], timeout: TimeoutArg,
+                         verify: Any, context: dict[str, str]) -> Optional[requests.Response]:
+        """The peer's answer to a direct read's ``Location``, or None to read through the router."""
+        location = redirect.headers.get("Location", "")
+        version = redirect.headers.get(VERSION_HEADER)
+        try:
+            netloc = urlsplit(location).netloc
+            scheme = urlsplit(location).scheme
+        except ValueError:
+            return None
+        if scheme not in ("http", "https") or not netloc or netloc in self.unreachable_peers:
+            return None
+        peer_headers = {**headers, **({VERSION_HEADER: version} if version else {})}
+        opened = self._transport.request("GET", "", absolute_url=location, anonymous=True, headers=peer_headers,
+                                         timeout=timeout, verify=verify, stream=True, context=context)
+        if opened.is_ok:
+            return opened.unwrap()
+        error = opened.unwrap_err()
+        if isinstance(error, (NetworkError, AuthenticationError, AccessDeniedError)):
+            self.unreachable_peers.mark(netloc)
+        log.info("direct read of %s/%s from %s failed (%s); reading through the router",
+                 context.get("bucket_id"), context.get("key"), netloc, error)
+        return None
 
     def get_to_file(
         self, bucket_id: str, key: str, chunk_size: Any = "1MB", sink_folder_path: str = ".",

@@ -259,9 +259,16 @@ class Transport:
         self, method: str, path: str, *, params: Optional[Mapping[str, Any]] = None,
         headers: Optional[Mapping[str, str]] = None, data: Any = None, json_body: Any = None,
         timeout: TimeoutArg = None, verify: Any = None, stream: bool = False,
-        context: Optional[Mapping[str, Optional[str]]] = None,
+        context: Optional[Mapping[str, Optional[str]]] = None, absolute_url: Optional[str] = None,
+        anonymous: bool = False, redirect_ok: bool = False,
     ) -> Result[requests.Response, MictlanXError]:
-        """Send one request; see the class docstring for the result."""
+        """Send one request; see the class docstring for the result.
+
+        ``absolute_url`` sends it there instead of ``base_url + path`` (a direct read's
+        ``Location``, through this transport's pooled session); ``anonymous`` leaves the token
+        out (a URL someone else handed us never gets it); ``redirect_ok`` returns a 3xx answer
+        as ``Ok`` (closed: its headers are the value) instead of an error.
+        """
         ctx = dict(context or {})
         try:
             connect_read = resolve_timeout(timeout, self.timeout)
@@ -270,11 +277,13 @@ class Transport:
             if isinstance(exc, TypeError):
                 raise
             return Err(exc)
-        send_headers = {str(k): str(v) for k, v in (headers or {}).items()}
+        send_headers: dict[str, Optional[str]] = {str(k): str(v) for k, v in (headers or {}).items()}
+        if anonymous:
+            send_headers["Authorization"] = None  # requests drops a session header set to None
         if json_body is not None:
             data = json.dumps(json_body).encode("utf-8")
             send_headers.setdefault("Content-Type", "application/json")
-        url = self.url(path)
+        url = absolute_url if absolute_url is not None else self.url(path)
         started = time.monotonic()
         response: Optional[requests.Response] = None
         try:
@@ -282,6 +291,10 @@ class Transport:
                 method, url, params=params, headers=send_headers, data=data, timeout=connect_read,
                 verify=call_verify, stream=True, allow_redirects=False,
             )
+            if redirect_ok and 300 <= response.status_code < 400:
+                response.close()
+                self._log(method, url, response.status_code, started)
+                return Ok(response)
             if not 200 <= response.status_code < 300:
                 error = error_from_response(response, **ctx)
                 response.close()
@@ -301,6 +314,6 @@ class Transport:
 
     @staticmethod
     def _log(method: str, url: str, status: int, started: float) -> None:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s %d %.1f ms", method, url, status, (time.monotonic() - started) * 1000)
+        if log.isEnabledFor(logging.DEBUG):  # without the query: a direct read's grant stays out of logs
+            log.debug("%s %s %d %.1f ms", method, url.split("?", 1)[0], status, (time.monotonic() - started) * 1000)
 

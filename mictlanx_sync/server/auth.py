@@ -7,6 +7,9 @@ a missing or wrong token answers **401** ``{"detail": {"code": 401, "msg": ...}}
 with ``Connection: close``). Tokens are compared in constant time (``hmac.compare_digest``)
 and never logged.
 
+A peer (``accept_grants``) also admits a request carrying a router's read grant for its exact
+path (:mod:`.grants`): a direct read a router handed to a client that has no peer token.
+
 ``GET /health`` (with or without the root path) stays **open**, so health checks and load
 balancers work without credentials; it reveals only ``status`` and the peer id or the
 number of available peers. Answered to a request without the right token, it carries
@@ -22,7 +25,11 @@ import hmac
 import json
 from typing import Any, Callable, Optional
 
+from ..protocol.versions import VERSION_HEADER
+from .grants import granted_version
+
 OPEN_PATHS = ("/health",)
+VERSION_KEY = VERSION_HEADER.lower().encode("latin-1")
 _CHALLENGE = (b"www-authenticate", b'Bearer realm="mictlanx"')
 
 
@@ -34,10 +41,13 @@ def bearer(token: str) -> str:
 class AuthMiddleware:
     """Rejects requests without the configured bearer token (``/health`` excepted)."""
 
-    def __init__(self, app: Any, token: str, root_path: str = "") -> None:
+    def __init__(self, app: Any, token: str, root_path: str = "", accept_grants: bool = False) -> None:
         if not token:
             raise ValueError("an empty token cannot be used")
         self.app = app
+        self._token = token
+        #: a peer also admits a router's read grant (``server.grants``) in place of the token
+        self.accept_grants = accept_grants
         self._expected = bearer(token).encode("latin-1")
         root = "/" + root_path.strip("/") if root_path.strip("/") else ""
         self._open = {p for p in OPEN_PATHS} | {root + p for p in OPEN_PATHS}
@@ -54,6 +64,15 @@ class AuthMiddleware:
         if scope["type"] != "http" or self.allowed(scope.get("headers", [])):
             await self.app(scope, receive, send)
             return
+        if self.accept_grants:
+            version = granted_version(self._token, scope.get("method", ""), scope.get("path", ""),
+                                      scope.get("query_string", b""))
+            if version is not None:  # the version the grant names, whatever the request said
+                headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != VERSION_KEY]
+                if version:
+                    headers.append((VERSION_KEY, version.encode("latin-1")))
+                await self.app({**scope, "headers": headers}, receive, send)
+                return
         if scope.get("path") in self._open:
             await self.app(scope, receive, _challenge(send))
             return
@@ -98,6 +117,7 @@ def _has_body(scope: dict) -> bool:
     return False
 
 
-def wrap(app: Any, token: Optional[str], root_path: str = "") -> Any:
-    """``app`` behind an :class:`AuthMiddleware` when ``token`` is set, else ``app`` itself."""
-    return AuthMiddleware(app, token, root_path) if token else app
+def wrap(app: Any, token: Optional[str], root_path: str = "", accept_grants: bool = False) -> Any:
+    """``app`` behind an :class:`AuthMiddleware` when ``token`` is set, else ``app`` itself;
+    ``accept_grants`` (peers) also admits read grants (``server.grants``)."""
+    return AuthMiddleware(app, token, root_path, accept_grants) if token else app

@@ -184,4 +184,4 @@ def create_app(config: PeerConfig) -> Any:
 
     app: Any = AccessLogMiddleware(PeerApp(config), logging.getLogger("mictlanx_sync.server.peer.access"))
     app = faults.wrap(app, config.faults, [(r[0], r[1], r[2]) for r in ROUTES])
-    return auth.wrap(app, config.token, config.normalized_root_path())
+    return auth.wrap(app, config.token, config.normalized_root_path(), accept_grants=True)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ...protocol.direct import is_base_url
 from ...protocol.errors import ValidationError
 from ...protocol.ids import is_valid_id
 from ...protocol.sizes import parse_size
@@ -74,6 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "missing files); off by default: a start only checks temp files and pending intents [MICTLANX_PEER_FSCK]")
     add("--root-path", default=_env("MICTLANX_ROOT_PATH", ""),
         help="also serve every route under this prefix [MICTLANX_ROOT_PATH]")
+    add("--advertise-url", default=_env("MICTLANX_PEER_ADVERTISE_URL", None), metavar="URL",
+        help="the base URL clients reach this peer at, e.g. http://10.0.0.5:25000 (behind NAT or in a "
+             "container); routers hand it out for direct reads. Default: the address the router uses "
+             "[MICTLANX_PEER_ADVERTISE_URL]")
     add("--token", default=_env("MICTLANX_PEER_TOKEN", None),
         help="require 'Authorization: Bearer TOKEN' on every request but /health [MICTLANX_PEER_TOKEN]")
     add("--faults", default=_env("MICTLANX_FAULTS", None), metavar="SPEC",
@@ -128,6 +133,13 @@ def _share(value: Any) -> tuple[Optional[int], float]:
     return number, 1.0
 
 
+def _base_url(text: str) -> str:
+    url = text.strip().rstrip("/")
+    if not is_base_url(url):
+        raise ValueError("must be http(s)://host[:port] with no path, query or spaces")
+    return url
+
+
 def config_from_args(args: argparse.Namespace) -> cfg.PeerConfig:
     if not is_valid_id(args.peer_id):
         raise SystemExit(f"mictlanx-sync peer: invalid --peer-id: {args.peer_id!r}")
@@ -157,6 +169,7 @@ def config_from_args(args: argparse.Namespace) -> cfg.PeerConfig:
         root_path=args.root_path or "",
         log_level=args.log_level,
         token=args.token or None,
+        advertise_url=_parse("--advertise-url", args.advertise_url, _base_url) if args.advertise_url else None,
         faults=_faults(args.faults),
         ssl_certfile=tls.certfile if tls is not None else None,
         ssl_keyfile=tls.keyfile if tls is not None else None,

@@ -56,6 +56,9 @@ class PeerConfig:
     log_level: str = "warning"
     #: bearer token every request except ``/health`` must carry (None: no authentication)
     token: Optional[str] = field(default=None, repr=False)
+    #: the base URL clients reach this peer at (P21 ``advertise_url``; routers hand it out for
+    #: direct reads); None: the routers' own address for it
+    advertise_url: Optional[str] = None
     #: fault-injection spec (``server.faults``); None: the middleware is not installed
     faults: Optional[str] = None
     #: serve HTTPS with this certificate chain (PEM) and key (None: inside the certificate file);

@@ -466,7 +466,10 @@ async def cancel_task(peer: PeerState, req: Request, send: Send, task_id: str) -
 
 async def health(peer: PeerState, req: Request, send: Send) -> None:
     """P21."""
-    await send_json(send, 200, {"status": "ok", "peer_id": peer.config.peer_id})
+    answer = {"status": "ok", "peer_id": peer.config.peer_id}
+    if peer.config.advertise_url:
+        answer["advertise_url"] = peer.config.advertise_url
+    await send_json(send, 200, answer)
 
 
 async def openapi(peer: PeerState, req: Request, send: Send) -> None:

@@ -7,15 +7,17 @@ import os
 from typing import Any, Callable, Optional
 from urllib.parse import quote
 
+from ...protocol.direct import DIRECT_HEADER
 from ...protocol.inline import INLINE_MAX_HEADER, inline_max
 from ...protocol.sizes import format_size
 from ..common import HTTPError, not_found, parse_bool, parse_chunk_size, parse_int_query, path_id
+from ..grants import grant_query
 from . import reconcile
 from .fanout import Reply, call, fan_out, fan_out_early, missing, no_peer_available
 from .registry import PeerEntry
 from .state import Request, Response, RouterState, json_response
 from .streaming import ClientGone, Opened, PassThrough, StreamBroken, open_first, relay, watch_disconnect
-from .versions import TOMBSTONE_HEADER, VERSION_HEADER, header_version, observe_meta
+from .versions import TOMBSTONE_HEADER, VERSION_HEADER, header_version, observe_meta, reply_version
 
 #: R2 answers at most this many balls per call; a longer window (an unpaged listing, or a larger
 #: ``end``) is cut with ``extra.truncated`` and ``extra.next_after`` (docs/reliability.md
@@ -219,6 +221,12 @@ async def get_data(st: RouterState, req: Request, send: Callable[[dict], Any], b
     version = header_version(req.headers)
     pinned = _pinned(st, req)
     candidates, failed_before, version = await _read_plan(st, bucket_id, key, version, pinned)
+    # A direct read (docs/protocol-extensions.md §3): whole objects only, in their own type.
+    if req.headers.get(DIRECT_HEADER.lower()) == "1" and version and not attachment \
+            and "range" not in req.headers and not req.query.get("content_type"):
+        redirect = await _redirect(st, candidates, bucket_id, key, version)
+        if redirect is not None:
+            return redirect
     headers = {"Range": req.headers["range"]} if "range" in req.headers else {}
     headers.update(_pin_headers(version))
     try:
@@ -257,6 +265,27 @@ async def get_data(st: RouterState, req: Request, send: Callable[[dict], Any], b
         await relay(send, opened, gone=gone)
     finally:
         gone.cancel()
+    return None
+
+
+async def _redirect(st: RouterState, candidates: list[PeerEntry], bucket_id: str, key: str,
+                    version: str) -> Optional[Response]:
+    """307 to the first candidate holding ``version`` readable (P4 pinned says so), with a read
+    grant when peers need the token; None when no candidate qualifies (then R11 streams, and
+    fails over, as usual). A peer the router may not send the token to gets no grant either."""
+    token = st.registry.peer_token
+    path = f"/api/v4/buckets/{bucket_id}/{key}"
+    for entry in candidates:
+        if token and not entry.trusted:
+            continue
+        reply = await call(st.registry, entry, "GET", f"/buckets/{bucket_id}/metadata/{key}",
+                           headers=_pin_headers(version))
+        meta = reply.body.get("metadata") if reply.status == 200 and isinstance(reply.body, dict) else None
+        if not isinstance(meta, dict) or meta.get("is_disabled") or reply_version(reply, st.clock) != version:
+            continue
+        location = entry.client_url + path + (f"?{grant_query(token, path, version)}" if token else "")
+        return Response(307, b"", [("location", location), (VERSION_HEADER, version), ("peer-id", entry.peer_id),
+                                   ("cache-control", "no-store")])
     return None
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from ...protocol.direct import is_base_url
 from ...protocol.uri import base_url
 from .pending import PendingDeletes, replay
 
@@ -53,10 +54,17 @@ class PeerEntry:
     failures: int = 0
     #: the peer token may be sent to it (configured, or registered by a holder of the token)
     trusted: bool = False
+    #: the base URL the peer tells clients to use (its P21 ``advertise_url``), if any
+    advertise_url: Optional[str] = None
 
     @property
     def url(self) -> str:
         return base_url(self.protocol, self.hostname, self.port)
+
+    @property
+    def client_url(self) -> str:
+        """Where clients reach the peer for direct reads: its advertised URL, else ours."""
+        return self.advertise_url or self.url
 
     def public(self) -> dict[str, Any]:
         return {"peer_id": self.peer_id, "hostname": self.hostname, "port": self.port, "protocol": self.protocol}
@@ -275,7 +283,11 @@ class Registry:
             body = json.loads(answer.content)
         except ValueError:
             return False
-        return not (isinstance(body, dict) and body.get("peer_id") not in (None, entry.peer_id))
+        if isinstance(body, dict) and body.get("peer_id") not in (None, entry.peer_id):
+            return False
+        advertised = body.get("advertise_url") if isinstance(body, dict) else None
+        entry.advertise_url = advertised if is_base_url(advertised) else None
+        return True
 
     async def _replay_one(self, entry: PeerEntry, method: str, path: str, headers: dict[str, str]) -> int:
         """One request of the pending-record replay: the status (``PeerError`` on transport errors)."""
