@@ -147,9 +147,13 @@ class _Watchdog:
     def schedule(self, scope: CallScope) -> None:
         assert scope.deadline is not None
         with self._wake:
+            earliest = self._heap[0][0] if self._heap else None
             heapq.heappush(self._heap, (scope.deadline, next(self._counter), weakref.ref(scope)))
             self._ensure_thread()
-            self._wake.notify()
+            if earliest is None or scope.deadline < earliest:
+                # Wake the thread only when its next deadline moved earlier: otherwise it would
+                # wake, find nothing due and sleep again, a context switch on every call.
+                self._wake.notify()
 
     def forget(self, scope: CallScope) -> None:
         """The scope's block has ended: its entry is dead. Dead entries are dropped in bulk
