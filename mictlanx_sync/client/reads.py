@@ -362,7 +362,7 @@ class Reader:
             # With the cache on, the chunk is read into a buffer of its own (it fills
             # the cache after); else through one staging buffer of a piece.
             keep = bytearray(size) if caching else None
-            return Progress(FileSink(fd, info.layout.offset(i), keep, options.piece_size), progress)
+            return Progress(FileSink(fd, info.layout.offset(i), keep, options.read_piece), progress)
 
         hash_buffer = bytearray(min(HASH_PIECE, max(info.size, 1)))
         full = self._full_hash(info, options, False, lambda start, size: fd_region(fd, start, size, hash_buffer))

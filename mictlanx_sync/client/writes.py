@@ -34,7 +34,9 @@ from ..protocol.errors import (
     NotFoundError,
     PutChunksError,
     SupersededError,
+    ValidationError,
 )
+from ..protocol.inline import IF_ABSENT_HEADER
 from ..protocol.models import Metadata
 from ..protocol.policies import RetryPolicy
 from ..protocol.result import Err, Ok, Result
@@ -95,6 +97,11 @@ class _Written:
     version: str = ""
     #: SHA-256 of the bytes this call sent
     checksum: str = ""
+    #: a create-only write (``if_absent``) found the same content stored: nothing was written,
+    #: and this is the stored object's chunk count
+    identical_chunks: int = 0
+    #: the bytes went with R5 and are stored (else a group awaits R7)
+    committed: bool = False
 
 
 @attrs.frozen
@@ -122,10 +129,12 @@ class Writer:
                      full_checksum: Optional[str], update: bool = False,
                      tags: Optional[dict[str, str]] = None, version: Optional[str] = None,
                      staged: bool = False, manifest: Optional[str] = None,
-                     checksum: Optional[str] = None) -> Result[_Written, MictlanXError]:
+                     checksum: Optional[str] = None, if_absent: bool = False) -> Result[_Written, MictlanXError]:
         """R5 then R7 on one router per attempt, retried per the plan's policy. ``manifest``
         is chunk 0's ``chunks_sha256`` tag (module docstring); ``checksum`` the SHA-256 of
-        ``data`` when the caller hashed it already."""
+        ``data`` when the caller hashed it already. ``if_absent`` (a small chunk 0 only) asks
+        the router to write only if no version is visible; a router that answers without
+        ``committed`` did not check, so then no R7 is sent and ``committed`` stays False."""
         checksum = checksum or hashlib.sha256(data).hexdigest()
         size = len(data)
         key_i = chunk_key(plan.key, index) if tags is None else plan.key
@@ -138,6 +147,8 @@ class Writer:
         headers: Optional[dict[str, str]] = None
         if version is not None:
             headers = {VERSION_HEADER: version, **({STAGE_HEADER: "1"} if staged else {})}
+        if if_absent:
+            headers = {**(headers or {}), IF_ABSENT_HEADER: "1"}
 
         # A small chunk goes with its R5: one request (docs/protocol-extensions.md); a router
         # without the extension ignores it and R7 follows as before.
@@ -155,7 +166,16 @@ class Writer:
             answer = metadata.unwrap()
             written_version = str(answer.extra.get("version") or "")
             if inline is not None and answer.extra.get("committed") is True:
-                return Ok(_Written(index, "", bool(answer.extra.get("exists")), written_version, checksum))
+                return Ok(_Written(index, "", bool(answer.extra.get("exists")), written_version, checksum,
+                                   committed=True))
+            if if_absent and inline is not None:
+                if answer.extra.get("identical") is True:
+                    chunks = str(answer.extra.get("num_chunks", "1"))
+                    return Ok(_Written(index, "", True, written_version, checksum,
+                                       identical_chunks=int(chunks) if chunks.isdigit() else 0))
+                # A router without the extensions made a group without checking: never send
+                # its R7 (the caller takes the checked path; the group expires unused).
+                return Ok(_Written(index, "", False, written_version, checksum))
             if not answer.tasks_ids:
                 return Err(PutChunksError(f"R5 for {key_i} returned no group id", bucket_id=plan.bucket_id,
                                           key=key_i))
@@ -199,6 +219,10 @@ class Writer:
     def _put_object(self, plan: WritePlan, source: ChunkSource,
                     progress: Optional[Callable[[int], None]]) -> Result[bool, MictlanXError]:
         started = time.monotonic()
+        if not plan.update and source.num_chunks == 1 and source.size <= self.inline_max:
+            created = self._create_small(plan, source, progress, started)
+            if created is not None:
+                return created
         located = self._locate(plan)
         if located.is_err:
             return Err(located.unwrap_err())
@@ -243,6 +267,48 @@ class Writer:
                          source.size, source.num_chunks, version, time.monotonic() - started)
         return Ok(True)
 
+    def _create_small(self, plan: WritePlan, source: ChunkSource, progress: Optional[Callable[[int], None]],
+                      started: float) -> Optional[Result[bool, MictlanXError]]:
+        """A create of one small chunk in one request: R5 with the bytes and
+        ``Mictlanx-If-Absent``, so the router makes this put's create-only check (R3's) itself
+        (docs/protocol-extensions.md §2). None: decide with the full path (a router without
+        the extension, identical content of more chunks, or a clock behind a visible version
+        twice in a row)."""
+        source.chunk(0)
+        source.finish()  # the data did not change while it was read
+        data = source.first_chunk()
+        checksum = hashlib.sha256(data).hexdigest()
+        if checksum != source.full_checksum:
+            return Err(ValidationError(f"{plan.bucket_id}/{plan.key}: the data changed while it was being read",
+                                       bucket_id=plan.bucket_id, key=plan.key))
+        for _ in range(2):
+            version = self.clock.next()
+            if not self.engine.acquire_buffer():
+                return Err(PutChunksError("client is closing", bucket_id=plan.bucket_id, key=plan.key))
+            try:
+                written = self.upload_chunk(plan, 0, data, num_chunks=1, full_checksum=source.full_checksum,
+                                            version=version, checksum=checksum, if_absent=True)
+            finally:
+                self.engine.buffers.release()
+            if written.is_err:
+                error = written.unwrap_err()
+                if isinstance(error, SupersededError) and error.superseded_by:
+                    self.clock.observe(error.superseded_by)  # a visible version is newer: go after it
+                    continue
+                if type(error) is AlreadyExistsError:
+                    return Err(_exists_error(plan))
+                return Err(error)
+            answer = written.unwrap()
+            if answer.identical_chunks == 1 or answer.committed:
+                if progress is not None:
+                    progress(source.size)
+                what = "identical object already stored" if answer.identical_chunks else f"version={version}"
+                self.logger.info("put bucket=%s key=%s bytes=%d chunks=1 %s s=%.3f", plan.bucket_id, plan.key,
+                                 source.size, what, time.monotonic() - started)
+                return Ok(True)
+            return None
+        return None
+
     def _locate(self, plan: WritePlan) -> Result[_Found, MictlanXError]:
         """R3 of chunk 0. Not found, or not found while a peer is down (503/666), means no
         visible object: placement uses the live peers, and versions order what a returning
@@ -271,9 +337,7 @@ class Writer:
             self.logger.info("put bucket=%s key=%s: identical object already stored", plan.bucket_id, plan.key)
             return Ok(True)
         if not same and not plan.update:
-            return Err(AlreadyExistsError(
-                f"{plan.bucket_id}/{plan.key} exists with other content (use update=True to replace it)",
-                bucket_id=plan.bucket_id, key=plan.key))
+            return Err(_exists_error(plan))
         return None  # an update, or the same content disabled: a new version re-enables it
 
     def _complete(self, plan: WritePlan, chunk0: Metadata) -> bool:
@@ -407,6 +471,11 @@ class Writer:
         if outcome.is_err and not isinstance(outcome.unwrap_err(), NotFoundError):
             self.logger.warning("cleanup of %s/%s (version %s) failed: %s", plan.bucket_id, plan.key, version,
                                 outcome.unwrap_err())
+
+
+def _exists_error(plan: WritePlan) -> AlreadyExistsError:
+    return AlreadyExistsError(f"{plan.bucket_id}/{plan.key} exists with other content (use update=True to replace it)",
+                              bucket_id=plan.bucket_id, key=plan.key)
 
 
 def _chunks_of(meta: Optional[Metadata]) -> int:

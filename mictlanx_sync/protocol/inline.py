@@ -19,12 +19,18 @@ import base64
 import binascii
 from typing import Any, Optional
 
-__all__ = ["INLINE_MAX_HEADER", "INLINE_FIELD", "INLINE_CAP", "inline_max", "encode_inline", "decode_inline"]
+__all__ = ["INLINE_MAX_HEADER", "INLINE_FIELD", "INLINE_CAP", "IF_ABSENT_HEADER", "inline_max", "encode_inline",
+           "decode_inline"]
 
 #: Request header: the largest ball, in bytes, the reader wants inline.
 INLINE_MAX_HEADER = "Mictlanx-Inline-Max"
 #: Answer field: the ball's bytes, standard base64 with padding.
 INLINE_FIELD = "data_base64"
+#: R5 request header of a one-request *create* (with ``data_base64``): the router first looks
+#: the key up on every available peer as R3 does, and writes only if no version is visible:
+#: identical content answers ``extra.identical`` (nothing written), other content 409/405, a
+#: visible version or tombstone at or above the write's own version 409/409 naming it.
+IF_ABSENT_HEADER = "Mictlanx-If-Absent"
 #: The most a server inlines, whatever the reader asks (an answer is held in memory whole),
 #: and the most a one-request write may carry: its base64 must fit the servers' 1 MiB limit
 #: on JSON bodies, with room for the metadata.

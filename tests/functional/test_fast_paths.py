@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -19,7 +20,8 @@ import pytest
 import requests
 
 from mictlanx_sync import Client
-from mictlanx_sync.protocol.inline import INLINE_CAP, INLINE_FIELD, INLINE_MAX_HEADER
+from mictlanx_sync.protocol.errors import AlreadyExistsError
+from mictlanx_sync.protocol.inline import IF_ABSENT_HEADER, INLINE_CAP, INLINE_FIELD, INLINE_MAX_HEADER
 
 from .client_support import (
     P5_GET_DATA,
@@ -72,11 +74,15 @@ def _peer_url(cluster: Cluster, peer_id: str) -> str:
 
 
 # --- how many requests ----------------------------------------------------------------------
-def test_small_objects_take_one_request_to_read_and_two_to_write(cluster: Cluster, client: Client) -> None:
+def test_small_objects_take_one_request_each(cluster: Cluster, client: Client) -> None:
     data = os.urandom(1024)
     cluster.log.clear()
     assert client.put("fast", "small", data).unwrap()
-    assert _kinds(cluster) == ["R3", "R5"]  # create-only check, then the write with its bytes
+    assert _kinds(cluster) == ["R5"]  # the bytes and the create-only check (Mictlanx-If-Absent) in one
+    cluster.log.clear()
+    assert client.put("fast", "small", data).unwrap()  # the same again: identical, nothing written
+    assert _kinds(cluster) == ["R5"]
+    assert len(cluster.version_files(cluster.holders("fast", "small_0")[0], "fast", "small_0")) == 1
     cluster.log.clear()
     got = client.get("fast", "small").unwrap()
     assert got.data.tobytes() == data and got.metadatas[0].checksum == sha256(data)
@@ -104,6 +110,37 @@ def test_objects_above_the_limit_keep_the_two_phase_protocol(cluster: Cluster, c
     assert client.put("fast", "large", b"tiny", update=True).unwrap()
     assert _kinds(cluster) == ["R3", "R5", "R26"]
     assert client.get("fast", "large").unwrap().data.tobytes() == b"tiny"
+
+
+def test_small_creates_keep_the_create_only_rules(cluster: Cluster, client: Client) -> None:
+    first = os.urandom(3000)
+    assert client.put("fast", "once", first).unwrap()
+    holder = cluster.holders("fast", "once_0")[0]
+    refused = client.put("fast", "once", os.urandom(3000))
+    assert type(refused.unwrap_err()) is AlreadyExistsError
+    assert "use update=True" in refused.unwrap_err().message
+    assert client.get("fast", "once").unwrap().data.tobytes() == first
+    assert len(cluster.version_files(holder, "fast", "once_0")) == 1  # nothing written
+    # The same content stored in three chunks: the router answers "identical, 3 chunks" and
+    # the client checks the stored object is whole (R3, R12) before calling it stored.
+    assert client.put("fast", "in-three", first, chunk_size=1000).unwrap()
+    cluster.log.clear()
+    assert client.put("fast", "in-three", first).unwrap()
+    kinds = _kinds(cluster)
+    assert kinds[0] == "R5" and "R7" not in kinds and kinds.count("R5") == 1, kinds
+
+
+def test_a_create_after_a_newer_delete_is_ordered_after_it(cluster: Cluster, client: Client) -> None:
+    """A delete stamped ahead of this writer's clock (another writer's clock leads): the router
+    names the tombstone, the client orders its create after it, and the object is visible."""
+    assert client.put("fast", "reborn", b"old").unwrap()
+    ahead = f"{int(time.time() * 1000 + 3_600_000) << 16:016x}-leading"
+    resp = requests.delete(f"{cluster.routers[0].url}/api/v4/buckets/fast/bid/reborn",
+                           headers={"Mictlanx-Version": ahead}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    assert client.get("fast", "reborn").is_err
+    assert client.put("fast", "reborn", b"new").unwrap()
+    assert client.get("fast", "reborn").unwrap().data.tobytes() == b"new"
 
 
 def test_inline_max_zero_turns_the_fast_paths_off(cluster: Cluster, tmp_path: Path) -> None:
@@ -207,8 +244,8 @@ def test_an_inline_write_is_idempotent(cluster: Cluster) -> None:
 
 # --- servers without the extensions -----------------------------------------------------------
 class _HideInline:
-    """ASGI middleware: a server as one without the fast paths sees its requests (the header
-    dropped, ``data_base64`` removed from JSON bodies)."""
+    """ASGI middleware: a server as one without the fast paths sees its requests (their
+    headers dropped, ``data_base64`` removed from JSON bodies)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -217,7 +254,8 @@ class _HideInline:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() != INLINE_MAX_HEADER.lower().encode()]
+        hidden = {INLINE_MAX_HEADER.lower().encode(), IF_ABSENT_HEADER.lower().encode()}
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in hidden]
         if scope["method"] != "POST" or not scope["path"].endswith("/metadata"):
             await self.app({**scope, "headers": headers}, receive, send)
             return

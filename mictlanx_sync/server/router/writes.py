@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from ...protocol.inline import INLINE_FIELD
+from ...protocol.inline import IF_ABSENT_HEADER, INLINE_FIELD
 from ..common import (
     DRAIN_CAP,
     MULTIPART_SLACK,
@@ -23,6 +23,7 @@ from ..common import (
     path_task_id,
     unprocessable,
 )
+from . import reconcile
 from . import validation as v
 from .fanout import Reply, call, fan_out, missing, no_peer_available
 from .groups import Replica
@@ -53,6 +54,9 @@ async def put_metadata(st: RouterState, req: Request, bucket_id: str) -> Respons
     meta = v.put_metadata_body(body, bucket_id)
     key, rf = meta["key"], meta["replication_factor"]
     inline = inline_write(body, meta["size"], meta["checksum"])  # a one-request write: checked first
+    if_absent = req.headers.get(IF_ABSENT_HEADER.lower()) == "1"
+    if if_absent and inline is None:
+        raise bad_request(f"{IF_ABSENT_HEADER} needs the bytes inline ({INLINE_FIELD})", bucket_id=bucket_id, key=key)
     available = st.registry.available_ids()
     if len(available) < rf:
         raise HTTPError(404, 666, "No available peers.", suggestion="Add more peers or delete replicas.",
@@ -71,6 +75,12 @@ async def put_metadata(st: RouterState, req: Request, bucket_id: str) -> Respons
         p1_body["tags"] = {**meta["tags"], RF_TAG: str(rf)}
     # One version for every replica of the group, so they all order this write the same way.
     version = requested or st.clock.next()
+    existing: Optional[reconcile.Resolution] = None
+    if if_absent:
+        existing = await reconcile.resolve(st, bucket_id, key)
+        answer = _create_only(existing, meta, version, bucket_id, key, started)
+        if answer is not None:
+            return answer
     headers = {"Task-Id": group_id, "Update": "1" if update else "0", VERSION_HEADER: version}
     if stage:
         headers[STAGE_HEADER] = "1"
@@ -83,7 +93,9 @@ async def put_metadata(st: RouterState, req: Request, bucket_id: str) -> Respons
         raise write_failure(failures, bucket_id=bucket_id, key=key, version=version)
     replicas = [Replica(r.peer_id, bool(isinstance(r.body, dict) and r.body.get("exists"))) for r in replies]
     if inline is not None:
-        return await _finish_inline(st, replies, inline, bucket_id, key, version, update, stage, started)
+        # A create that found nothing visible has no older copy to clean up anywhere.
+        cleanup = update and not stage and (existing is None or existing.best is not None)
+        return await _finish_inline(st, replies, inline, bucket_id, key, version, cleanup, started)
     group = st.groups.add(group_id, bucket_id, key, meta["size"], meta["checksum"], meta["content_type"],
                           update, replicas, version=version, stage=stage)
     return json_response({"key": key, "service_time": time.perf_counter() - started, "tasks_ids": [group_id],
@@ -92,8 +104,41 @@ async def put_metadata(st: RouterState, req: Request, bucket_id: str) -> Respons
                          headers=[(VERSION_HEADER, version)])
 
 
+def _create_only(found: reconcile.Resolution, meta: dict[str, Any], version: str, bucket_id: str, key: str,
+                 started: float) -> Optional[Response]:
+    """``Mictlanx-If-Absent``: the answer when something visible decides the create (None: write).
+
+    The client's own create-only rules (docs/consistency.md §3.1), made here so a small
+    create is one request: the same content already stored and enabled is answered
+    ``identical`` with its chunk count, and nothing is written (the client takes one chunk as
+    done and checks a larger object itself); other content is 409/405; a visible version or a
+    tombstone at or above this write's version is 409/409 naming it, so the writer can order
+    its write after it (its clock lagged) instead of being silently ordered before it.
+    """
+    body = found.best.body if found.best is not None and isinstance(found.best.body, dict) else {}
+    current = body.get("metadata")
+    if isinstance(current, dict):
+        raw_tags = current.get("tags")
+        tags: dict[str, Any] = raw_tags if isinstance(raw_tags, dict) else {}
+        full = str(tags.get("full_checksum", "")).lower()
+        if full != str(meta["tags"].get("full_checksum", "")).lower():
+            raise HTTPError(409, 405, f"{bucket_id}/{key} exists with other content", bucket_id=bucket_id, key=key,
+                            version=found.version)
+        if not current.get("is_disabled"):
+            return json_response({"key": key, "service_time": time.perf_counter() - started, "tasks_ids": [],
+                                  "bucket_id": bucket_id, "replicas": [],
+                                  "extra": {"exists": True, "identical": True, "version": found.version,
+                                            "num_chunks": str(tags.get("num_chunks", "1"))}},
+                                 headers=[(VERSION_HEADER, found.version)] if found.version else [])
+    newest = max(found.version, found.tombstone or "")  # the same content disabled: a new version re-enables it
+    if newest and version <= newest:
+        raise HTTPError(409, 409, f"version {version} of {bucket_id}@{key} is superseded by {newest}",
+                        bucket_id=bucket_id, key=key, version=version, superseded_by=newest)
+    return None
+
+
 async def _finish_inline(st: RouterState, replies: list[Reply], data: bytes, bucket_id: str, key: str,
-                         version: str, update: bool, stage: bool, started: float) -> Response:
+                         version: str, cleanup: bool, started: float) -> Response:
     """The answer of a one-request write whose P1s carried the bytes (docs/protocol-extensions.md).
 
     Our peers commit at P1 and say ``committed``; a replica that only made a task (a peer
@@ -114,7 +159,7 @@ async def _finish_inline(st: RouterState, replies: list[Reply], data: bytes, buc
     if failures:
         raise write_failure(failures, bucket_id=bucket_id, key=key, version=version)
     peer_ids = [r.peer_id for r in done]
-    if update and not stage:
+    if cleanup:
         st.spawn(_update_cleanup(st, bucket_id, key, version, set(peer_ids)))
     exists = all(isinstance(r.body, dict) and r.body.get("exists") is True for r in replies)
     return json_response({"key": key, "service_time": time.perf_counter() - started, "tasks_ids": [],
