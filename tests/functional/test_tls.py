@@ -19,7 +19,7 @@ import requests
 
 from mictlanx_sync import Client
 from mictlanx_sync.cli import main
-from mictlanx_sync.protocol.errors import ConnectFailedError
+from mictlanx_sync.protocol.errors import ConnectFailedError, TLSVerificationError
 from mictlanx_sync.protocol.policies import RetryPolicy
 from mictlanx_sync.protocol.result import Err
 from mictlanx_sync.protocol.uri import parse
@@ -105,15 +105,26 @@ def test_put_get_round_trip_small_and_multi_chunk(tls_vss: LocalVSS) -> None:
             client.delete(key, BUCKET).unwrap()
 
 
-def test_client_without_verify_refuses_the_server(tls_vss: LocalVSS) -> None:
-    with Client(tls_vss.uri, capacity_storage="0", progress=False, retry=RetryPolicy(retries=1)) as client:
-        result = client.get(BUCKET, "anything")
-    assert isinstance(result, Err)
-    error = result.error
-    assert isinstance(error, ConnectFailedError)
-    assert "TLS certificate" in error.message and "did not verify" in error.message
-    assert "verify=" in error.message  # says what to do
-    assert "Traceback" not in error.message and "Max retries" not in error.message
+def test_client_without_verify_refuses_the_server_at_once(tls_vss: LocalVSS) -> None:
+    """The default RetryPolicy (5 attempts, ~4 s of backoff) does not retry a certificate that
+    does not verify, and the breaker does not count it: the same error comes back every time."""
+    with Client(tls_vss.uri, capacity_storage="0", progress=False) as client:
+        for _ in range(3):
+            started = time.monotonic()
+            result = client.get(BUCKET, "anything")
+            elapsed = time.monotonic() - started
+            assert elapsed < 1.0, f"took {elapsed:.2f} s: retried?"
+            assert isinstance(result, Err)
+            error = result.error
+            assert type(error) is TLSVerificationError and isinstance(error, ConnectFailedError)
+            assert error.message.startswith("get tls/anything: the TLS certificate of 127.0.0.1:")
+            assert "did not verify (self-signed certificate)" in error.message
+            assert "verify=" in error.message  # says what to do
+            assert "Traceback" not in error.message and "Max retries" not in error.message
+        started = time.monotonic()
+        written = client.put(BUCKET, "anything", b"x")
+        assert time.monotonic() - started < 1.0
+        assert isinstance(written, Err) and type(written.error) is TLSVerificationError
 
 
 def test_plain_http_to_a_tls_port_fails_cleanly(tls_vss: LocalVSS) -> None:
@@ -142,7 +153,7 @@ def test_client_commands_take_a_ca_file(tls_vss: LocalVSS, capsys: pytest.Captur
     capsys.readouterr()
     assert main(["health", "--uri", tls_vss.uri, "--retries", "1"]) == 1
     captured = capsys.readouterr()  # the report on stdout, the verdict on stderr
-    assert "ConnectFailedError" in captured.out and "did not verify" in captured.out
+    assert "TLSVerificationError" in captured.out and "did not verify" in captured.out
     assert "Traceback" not in captured.out + captured.err
 
 
