@@ -227,6 +227,103 @@ def test_router_speaking_plain_http_to_tls_peers_marks_them_unavailable(tls_peer
         router.stop()
 
 
+# --- handshakes: bounded in time, counted against the connection cap ---------------------------------
+HANDSHAKE_TIMEOUT = 1.0
+#: the server's own guard (HANDSHAKE_GRACE) plus scheduling slack on a shared machine
+CLOSE_BOUND = HANDSHAKE_TIMEOUT + 2.0
+
+
+async def _ok_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _silent_clients_are_closed(url: str, verify: str, count: int, cap: int) -> None:
+    """``count`` clients connect and send nothing (every other one the first byte of a TLS
+    record): the server closes each within the handshake timeout, those over ``cap`` at once,
+    and answers a TLS ``/health`` meanwhile."""
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    clients: list[tuple[socket.socket, float]] = []
+    worst = 0.0
+    try:
+        for index in range(count):
+            sock = socket.create_connection((host, int(port)), timeout=5)
+            if index % 2:
+                sock.sendall(b"\x16")
+            clients.append((sock, time.monotonic()))
+            if index % 10 == 9:
+                started = time.monotonic()
+                assert requests.get(f"{url}/health", timeout=2, verify=verify).status_code == 200
+                worst = max(worst, time.monotonic() - started)
+        assert worst < 2.0, f"/health took {worst:.2f} s"
+        closed_after: list[float] = []
+        pending = clients
+        deadline = time.monotonic() + CLOSE_BOUND + 2.0
+        while pending and time.monotonic() < deadline:
+            still = []
+            for sock, connected in pending:
+                sock.settimeout(0.0)
+                try:
+                    if sock.recv(64) != b"":
+                        raise AssertionError("the server sent bytes to a client that never said hello")
+                except BlockingIOError:
+                    still.append((sock, connected))
+                    continue
+                except OSError:  # reset: closed too
+                    pass
+                closed_after.append(time.monotonic() - connected)
+            pending = still
+            time.sleep(0.02)
+        assert not pending, f"{len(pending)} silent connections still open after {CLOSE_BOUND + 2.0:g} s"
+        assert max(closed_after) < CLOSE_BOUND, f"closed after {max(closed_after):.2f} s"
+        # Over the cap, a new connection evicts the oldest handshake: most close long before the timeout.
+        assert sum(1 for after in closed_after if after < HANDSHAKE_TIMEOUT * 0.8) >= count - cap - 10
+    finally:
+        for sock, _connected in clients:
+            sock.close()
+    assert requests.get(f"{url}/health", timeout=2, verify=verify).status_code == 200
+
+
+def test_tls_peer_bounds_handshakes_and_counts_them_against_the_cap(certificate: ServerTLS,
+                                                                    tmp_path: Path) -> None:
+    """The process servers (uvloop): --ssl-handshake-timeout and --max-connections."""
+    peer = ServerProcess("peer", ["--peer-id", "p0", "--data-dir", str(tmp_path / "p0"), "--no-fsync",
+                                  "--ssl-certfile", certificate.certfile, "--ssl-keyfile", str(certificate.keyfile),
+                                  "--ssl-handshake-timeout", str(HANDSHAKE_TIMEOUT), "--max-connections", "24"])
+    peer.verify = certificate.certfile
+    peer.start()
+    try:
+        # Every fresh handshake completes, also when the ClientHello reaches the server before
+        # its TLS protocol is in place (uvloop reads at once).
+        with requests.Session() as pooled:
+            for _ in range(60):
+                assert requests.get(f"{peer.url}/health", timeout=5, verify=certificate.certfile).status_code == 200
+                assert pooled.get(f"{peer.url}/health", timeout=5, verify=certificate.certfile).status_code == 200
+        _silent_clients_are_closed(peer.url, certificate.certfile, 80, 24)
+    finally:
+        peer.stop()
+
+
+def test_threaded_tls_server_bounds_handshakes_too(certificate: ServerTLS, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LocalVSS's thread mode (asyncio's own loop), limits from the environment."""
+    from mictlanx_sync.server.common import ThreadedServer
+
+    monkeypatch.setenv("MICTLANX_SSL_HANDSHAKE_TIMEOUT", str(HANDSHAKE_TIMEOUT))
+    monkeypatch.setenv("MICTLANX_MAX_CONNECTIONS", "12")
+    server = ThreadedServer(_ok_app, tls=certificate).start()
+    try:
+        for _ in range(30):
+            assert requests.get(f"{server.url}/health", timeout=5, verify=certificate.certfile).content == b"ok"
+        _silent_clients_are_closed(server.url, certificate.certfile, 40, 12)
+    finally:
+        server.stop()
+
+
 # --- start-up errors ----------------------------------------------------------------------------
 def _run_server(*argv: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
