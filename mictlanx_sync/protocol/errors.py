@@ -18,6 +18,7 @@
     ├── PeerOperationError                      502/504  delete/disable/update failed on peers
     ├── NetworkError                            1000     transport failure (retryable)
     │   ├── ConnectFailedError                  1001     refused or reset
+    │   │   └── TLSVerificationError            1006     certificate did not verify (never retried)
     │   ├── DNSResolutionError                  1002
     │   ├── CircuitOpenError                    1003     no eligible router
     │   ├── RequestTimeoutError                 1004     timeout or exhausted pool
@@ -42,7 +43,7 @@ __all__ = [
     "MaxAvailabilityReachedError", "UnknownError", "IntegrityError", "PutChunksError",
     "GetChunkError", "PeerOperationError", "NetworkError", "ConnectFailedError",
     "DNSResolutionError", "CircuitOpenError", "RequestTimeoutError", "UpstreamProtocolError",
-    "ResponseFormatError", "LocalStorageError", "error_from_response", "error_from_body",
+    "TLSVerificationError", "ResponseFormatError", "LocalStorageError", "error_from_response", "error_from_body",
     "error_from_exception", "MAX_MESSAGE_BYTES",
 ]
 
@@ -191,6 +192,18 @@ class ConnectFailedError(NetworkError):
     default_message, default_status, default_code = "Connection failed", 1001, 1001
 
 
+class TLSVerificationError(ConnectFailedError):
+    """The server's TLS certificate did not verify (unknown CA, expired, wrong host name).
+
+    A ``ConnectFailedError`` (``except ConnectFailedError``/``NetworkError`` still catch it),
+    but **never retried**, and not counted by the router's circuit breaker: another attempt
+    meets the same certificate, and the fix is the client's trust (``verify=``) or the
+    server's certificate, not waiting.
+    """
+
+    default_message, default_status, default_code = "TLS certificate did not verify", 1006, 1006
+
+
 class DNSResolutionError(NetworkError):
     default_message, default_status, default_code = "DNS resolution failed", 1002, 1002
 
@@ -303,6 +316,14 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+def _certificate_did_not_verify(causes: list[BaseException]) -> bool:
+    """Whether the TLS handshake failed on the server's certificate (not on the connection)."""
+    import ssl
+
+    return any(isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(cause)
+               for cause in causes)
+
+
 def error_from_exception(
     exc: BaseException, *, bucket_id: Optional[str] = None, key: Optional[str] = None,
     router: Optional[str] = None,
@@ -311,6 +332,8 @@ def error_from_exception(
     if isinstance(exc, MictlanXError):
         return exc
     # Imported here so the module stays importable by the servers without requests.
+    import ssl
+
     import requests
     from urllib3.exceptions import EmptyPoolError, NameResolutionError
 
@@ -325,10 +348,11 @@ def error_from_exception(
         cls = DNSResolutionError
     elif isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
         cls = UpstreamProtocolError
-    elif isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError)):
+    elif isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError, ssl.SSLError)):
         from .plain_errors import network_text  # issue 14: the user's words, not urllib3's
 
-        cls, text = ConnectFailedError, network_text(exc, causes, text)
+        cls = TLSVerificationError if _certificate_did_not_verify(causes) else ConnectFailedError
+        text = network_text(exc, causes, text)
     elif isinstance(exc, OSError):
         cls = LocalStorageError
     else:

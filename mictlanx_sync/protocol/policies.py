@@ -18,7 +18,14 @@ from typing import Any, Optional
 
 import attrs
 
-from .errors import IntegrityError, MictlanXError, NetworkError, ResponseFormatError, ValidationError
+from .errors import (
+    IntegrityError,
+    MictlanXError,
+    NetworkError,
+    ResponseFormatError,
+    TLSVerificationError,
+    ValidationError,
+)
 
 __all__ = [
     "RetryPolicy", "BreakerPolicy", "is_retryable", "wait_seconds", "retry_after_seconds",
@@ -164,10 +171,11 @@ def is_retryable(error: object) -> bool:
 
     Retried: ``NetworkError`` subclasses (``CircuitOpenError`` included) and HTTP status
     500, 502, 503, 504 and 429, whatever the ``code`` (so 503/666 and 503/500 are retried).
-    Never: any other status (4xx), ``ResponseFormatError``, ``IntegrityError`` (an upload's
+    Never: ``TLSVerificationError`` (the same certificate would fail again, docs/tls.md),
+    any other status (4xx), ``ResponseFormatError``, ``IntegrityError`` (an upload's
     is a 400; a read handles bad copies itself, §8.6), or anything not a ``MictlanXError``.
     """
-    if not isinstance(error, MictlanXError):
+    if not isinstance(error, MictlanXError) or isinstance(error, TLSVerificationError):
         return False
     if isinstance(error, NetworkError):
         return True

@@ -334,13 +334,24 @@ def uvicorn_config(app: Any, log_level: str = "warning", root_path: str = "", li
     return config
 
 
+def make_server(config: Any) -> Any:
+    """The ``uvicorn.Server`` of ``config``: with a certificate, a :class:`~.tls_accept.TLSServer`,
+    whose handshakes are bounded by ``--ssl-handshake-timeout`` and count against
+    ``--max-connections``."""
+    import uvicorn
+
+    if config.ssl_certfile is None:
+        return uvicorn.Server(config)
+    from .tls_accept import TLSServer
+
+    return TLSServer(config)
+
+
 def serve_forever(app: Any, host: str, port: int, *, log_level: str = "warning", limits: Any = None,
                   tls: Optional[ServerTLS] = None) -> int:
     """Run ``app`` in the foreground until SIGTERM/SIGINT; prints the ``listening on`` line.
     ``limits``: the connection limits (:class:`~.limits.HttpLimits`; default from the environment);
     ``tls``: serve HTTPS with this certificate and key (default: plain HTTP)."""
-    import uvicorn
-
     if tls is not None:
         try:
             tls.check()
@@ -353,7 +364,7 @@ def serve_forever(app: Any, host: str, port: int, *, log_level: str = "warning",
         print(f"mictlanx-sync: cannot bind {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     bound_port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(app, log_level, limits=limits, tls=tls))
+    server = make_server(uvicorn_config(app, log_level, limits=limits, tls=tls))
 
     async def _main() -> None:
         sock.listen(2048)
@@ -398,7 +409,6 @@ class ThreadedServer:
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
                  tls: Optional[ServerTLS] = None) -> None:
-        import uvicorn
 
         self.host = host
         self.scheme = "https" if tls is not None else "http"
@@ -406,7 +416,7 @@ class ThreadedServer:
         self.port: int = self.sock.getsockname()[1]
         config = uvicorn_config(app, log_level, tls=tls)
         config.loop = "asyncio"  # uvloop's policy is process-wide; threads get their own loops
-        self.server = uvicorn.Server(config)
+        self.server = make_server(config)
         self.thread = threading.Thread(target=self._run, name=f"mictlanx-server-{self.port}", daemon=True)
         self._error: Optional[BaseException] = None
 

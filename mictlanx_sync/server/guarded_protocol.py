@@ -8,13 +8,13 @@ exercises each limit against a real server so an incompatible uvicorn fails loud
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Any, Collection, Optional
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .limits import HttpLimits
 
-__all__ = ["GuardedHttpToolsProtocol"]
+__all__ = ["GuardedHttpToolsProtocol", "make_room"]
 
 
 class _HeaderTooLarge(Exception):
@@ -23,6 +23,21 @@ class _HeaderTooLarge(Exception):
 
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+def make_room(newcomer: Any, connections: Collection[Any], handshakes: Collection[Any], cap: int) -> bool:
+    """Keep open connections plus TLS handshakes in progress (``newcomer`` among them) within
+    ``cap``: over it, close the one that has gone longest without progress (``last_active``)
+    among those that may be (``evictable()``: idle, sending headers, or in a handshake).
+    False when none may be: the caller refuses ``newcomer``."""
+    if len(connections) + len(handshakes) <= cap:
+        return True
+    victims = [c for group in (connections, handshakes) for c in group
+               if c is not newcomer and callable(getattr(c, "evictable", None)) and c.evictable()]
+    if not victims:
+        return False
+    min(victims, key=lambda c: c.last_active).close()
+    return True
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -45,7 +60,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._arm(self.limits.idle_timeout, self._on_idle)
         cap = self.limits.connection_cap()
-        if len(self.connections) > cap and not self._evict_one():
+        # TLS handshakes in progress count too (server/tls_accept.py); none for plain HTTP.
+        handshakes: Collection[Any] = getattr(self.server_state, "mictlanx_handshakes", ())
+        if not make_room(self, self.connections, handshakes, cap):
             self.logger.warning("connection limit %d reached and every connection is busy: refusing one", cap)
             self.transport.close()
 
@@ -53,19 +70,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
-    def _evict_one(self) -> bool:
-        """Close the connection that has been idle (or sending headers) longest."""
-        victims = [c for c in self.connections
-                   if c is not self and isinstance(c, GuardedHttpToolsProtocol) and c._evictable()]
-        if not victims:
-            return False
-        oldest = min(victims, key=lambda c: c.last_active)
-        oldest.transport.close()
-        return True
-
-    def _evictable(self) -> bool:
+    def evictable(self) -> bool:
+        """Idle between requests, or still sending headers: may be closed to make room."""
         return not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete
                                                     or self._in_headers)
+
+    def close(self) -> None:
+        self.transport.close()
 
     # --- timers ------------------------------------------------------------------------------
     def _arm(self, delay: float, callback: Any) -> None:

@@ -18,6 +18,9 @@ accepts connections until the process runs out of file descriptors, after which 
 - at most ``max_connections`` open connections: a new one first evicts the connection idle
   longest (between requests, or still sending headers); with none to evict it is closed at
   once. So an attacker's idle sockets can never starve ``/health`` of a descriptor.
+- over TLS, a handshake that does not complete within ``ssl_handshake_timeout`` of the
+  connect: closed; a connection in its handshake counts against ``max_connections`` and
+  may be evicted like an idle one (:mod:`.tls_accept`).
 
 This module holds the settings and their command-line options and imports no server
 stack (the client's command line builds the same parser); the protocol is in
@@ -36,6 +39,8 @@ KIB = 1024
 #: Descriptors kept for everything that is not a client connection: the index, version
 #: files being written, connections to peers, logs.
 FD_RESERVE = 128
+#: what asyncio (and uvloop) allow a TLS handshake when not told otherwise
+ASYNCIO_HANDSHAKE_TIMEOUT = 60.0
 
 
 def _default_max_connections() -> int:
@@ -56,6 +61,8 @@ class HttpLimits:
     body_idle_timeout: float = 30.0
     #: 0: derived from the descriptor limit (soft ``RLIMIT_NOFILE`` - 128)
     max_connections: int = 0
+    #: TLS servers only; 0: the event loop's default (60 s)
+    ssl_handshake_timeout: float = 5.0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> HttpLimits:
@@ -84,6 +91,9 @@ class HttpLimits:
     def connection_cap(self) -> int:
         return self.max_connections or _default_max_connections()
 
+    def handshake_timeout(self) -> float:
+        return self.ssl_handshake_timeout or ASYNCIO_HANDSHAKE_TIMEOUT
+
 
 _HELP = {
     "max_header_bytes": "largest request line plus headers, in bytes; larger is answered 431 (default 65536)",
@@ -92,8 +102,10 @@ _HELP = {
     "idle_timeout": "seconds an idle connection is kept, before its first request or between requests "
                     "(default 30)",
     "body_idle_timeout": "seconds a request body may stall before the connection is closed (default 30)",
-    "max_connections": "most open client connections; a new one evicts the longest idle (default 0: the "
-                       "descriptor limit minus 128)",
+    "max_connections": "most open client connections, TLS handshakes in progress included; a new one evicts "
+                       "the longest idle (default 0: the descriptor limit minus 128)",
+    "ssl_handshake_timeout": "seconds a TLS client has, from its connect, to complete the handshake; then the "
+                             "socket is closed (default 5; 0: the event loop's 60)",
 }
 
 

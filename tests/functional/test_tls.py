@@ -19,7 +19,7 @@ import requests
 
 from mictlanx_sync import Client
 from mictlanx_sync.cli import main
-from mictlanx_sync.protocol.errors import ConnectFailedError
+from mictlanx_sync.protocol.errors import ConnectFailedError, TLSVerificationError
 from mictlanx_sync.protocol.policies import RetryPolicy
 from mictlanx_sync.protocol.result import Err
 from mictlanx_sync.protocol.uri import parse
@@ -105,15 +105,26 @@ def test_put_get_round_trip_small_and_multi_chunk(tls_vss: LocalVSS) -> None:
             client.delete(key, BUCKET).unwrap()
 
 
-def test_client_without_verify_refuses_the_server(tls_vss: LocalVSS) -> None:
-    with Client(tls_vss.uri, capacity_storage="0", progress=False, retry=RetryPolicy(retries=1)) as client:
-        result = client.get(BUCKET, "anything")
-    assert isinstance(result, Err)
-    error = result.error
-    assert isinstance(error, ConnectFailedError)
-    assert "TLS certificate" in error.message and "did not verify" in error.message
-    assert "verify=" in error.message  # says what to do
-    assert "Traceback" not in error.message and "Max retries" not in error.message
+def test_client_without_verify_refuses_the_server_at_once(tls_vss: LocalVSS) -> None:
+    """The default RetryPolicy (5 attempts, ~4 s of backoff) does not retry a certificate that
+    does not verify, and the breaker does not count it: the same error comes back every time."""
+    with Client(tls_vss.uri, capacity_storage="0", progress=False) as client:
+        for _ in range(3):
+            started = time.monotonic()
+            result = client.get(BUCKET, "anything")
+            elapsed = time.monotonic() - started
+            assert elapsed < 1.0, f"took {elapsed:.2f} s: retried?"
+            assert isinstance(result, Err)
+            error = result.error
+            assert type(error) is TLSVerificationError and isinstance(error, ConnectFailedError)
+            assert error.message.startswith("get tls/anything: the TLS certificate of 127.0.0.1:")
+            assert "did not verify (self-signed certificate)" in error.message
+            assert "verify=" in error.message  # says what to do
+            assert "Traceback" not in error.message and "Max retries" not in error.message
+        started = time.monotonic()
+        written = client.put(BUCKET, "anything", b"x")
+        assert time.monotonic() - started < 1.0
+        assert isinstance(written, Err) and type(written.error) is TLSVerificationError
 
 
 def test_plain_http_to_a_tls_port_fails_cleanly(tls_vss: LocalVSS) -> None:
@@ -142,7 +153,7 @@ def test_client_commands_take_a_ca_file(tls_vss: LocalVSS, capsys: pytest.Captur
     capsys.readouterr()
     assert main(["health", "--uri", tls_vss.uri, "--retries", "1"]) == 1
     captured = capsys.readouterr()  # the report on stdout, the verdict on stderr
-    assert "ConnectFailedError" in captured.out and "did not verify" in captured.out
+    assert "TLSVerificationError" in captured.out and "did not verify" in captured.out
     assert "Traceback" not in captured.out + captured.err
 
 
@@ -214,6 +225,103 @@ def test_router_speaking_plain_http_to_tls_peers_marks_them_unavailable(tls_peer
         _wait_available(router.url, 0, timeout=1)
     finally:
         router.stop()
+
+
+# --- handshakes: bounded in time, counted against the connection cap ---------------------------------
+HANDSHAKE_TIMEOUT = 1.0
+#: the server's own guard (HANDSHAKE_GRACE) plus scheduling slack on a shared machine
+CLOSE_BOUND = HANDSHAKE_TIMEOUT + 2.0
+
+
+async def _ok_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _silent_clients_are_closed(url: str, verify: str, count: int, cap: int) -> None:
+    """``count`` clients connect and send nothing (every other one the first byte of a TLS
+    record): the server closes each within the handshake timeout, those over ``cap`` at once,
+    and answers a TLS ``/health`` meanwhile."""
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    clients: list[tuple[socket.socket, float]] = []
+    worst = 0.0
+    try:
+        for index in range(count):
+            sock = socket.create_connection((host, int(port)), timeout=5)
+            if index % 2:
+                sock.sendall(b"\x16")
+            clients.append((sock, time.monotonic()))
+            if index % 10 == 9:
+                started = time.monotonic()
+                assert requests.get(f"{url}/health", timeout=2, verify=verify).status_code == 200
+                worst = max(worst, time.monotonic() - started)
+        assert worst < 2.0, f"/health took {worst:.2f} s"
+        closed_after: list[float] = []
+        pending = clients
+        deadline = time.monotonic() + CLOSE_BOUND + 2.0
+        while pending and time.monotonic() < deadline:
+            still = []
+            for sock, connected in pending:
+                sock.settimeout(0.0)
+                try:
+                    if sock.recv(64) != b"":
+                        raise AssertionError("the server sent bytes to a client that never said hello")
+                except BlockingIOError:
+                    still.append((sock, connected))
+                    continue
+                except OSError:  # reset: closed too
+                    pass
+                closed_after.append(time.monotonic() - connected)
+            pending = still
+            time.sleep(0.02)
+        assert not pending, f"{len(pending)} silent connections still open after {CLOSE_BOUND + 2.0:g} s"
+        assert max(closed_after) < CLOSE_BOUND, f"closed after {max(closed_after):.2f} s"
+        # Over the cap, a new connection evicts the oldest handshake: most close long before the timeout.
+        assert sum(1 for after in closed_after if after < HANDSHAKE_TIMEOUT * 0.8) >= count - cap - 10
+    finally:
+        for sock, _connected in clients:
+            sock.close()
+    assert requests.get(f"{url}/health", timeout=2, verify=verify).status_code == 200
+
+
+def test_tls_peer_bounds_handshakes_and_counts_them_against_the_cap(certificate: ServerTLS,
+                                                                    tmp_path: Path) -> None:
+    """The process servers (uvloop): --ssl-handshake-timeout and --max-connections."""
+    peer = ServerProcess("peer", ["--peer-id", "p0", "--data-dir", str(tmp_path / "p0"), "--no-fsync",
+                                  "--ssl-certfile", certificate.certfile, "--ssl-keyfile", str(certificate.keyfile),
+                                  "--ssl-handshake-timeout", str(HANDSHAKE_TIMEOUT), "--max-connections", "24"])
+    peer.verify = certificate.certfile
+    peer.start()
+    try:
+        # Every fresh handshake completes, also when the ClientHello reaches the server before
+        # its TLS protocol is in place (uvloop reads at once).
+        with requests.Session() as pooled:
+            for _ in range(60):
+                assert requests.get(f"{peer.url}/health", timeout=5, verify=certificate.certfile).status_code == 200
+                assert pooled.get(f"{peer.url}/health", timeout=5, verify=certificate.certfile).status_code == 200
+        _silent_clients_are_closed(peer.url, certificate.certfile, 80, 24)
+    finally:
+        peer.stop()
+
+
+def test_threaded_tls_server_bounds_handshakes_too(certificate: ServerTLS, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LocalVSS's thread mode (asyncio's own loop), limits from the environment."""
+    from mictlanx_sync.server.common import ThreadedServer
+
+    monkeypatch.setenv("MICTLANX_SSL_HANDSHAKE_TIMEOUT", str(HANDSHAKE_TIMEOUT))
+    monkeypatch.setenv("MICTLANX_MAX_CONNECTIONS", "12")
+    server = ThreadedServer(_ok_app, tls=certificate).start()
+    try:
+        for _ in range(30):
+            assert requests.get(f"{server.url}/health", timeout=5, verify=certificate.certfile).content == b"ok"
+        _silent_clients_are_closed(server.url, certificate.certfile, 40, 12)
+    finally:
+        server.stop()
 
 
 # --- start-up errors ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from mictlanx_sync.protocol.errors import (
     PeerOperationError,
     PutChunksError,
     RequestTimeoutError,
+    TLSVerificationError,
     UnknownError,
     UpstreamProtocolError,
 )
@@ -45,7 +46,7 @@ def test_transport_errors_and_code_500_count(error):
 @pytest.mark.parametrize("error", [
     NotFoundError(), NotFoundError("404: upstream", 500, 404), CircuitOpenError(),
     MaxAvailabilityReachedError("x", 503, 666), GetChunkError(), PutChunksError(), PeerOperationError(),
-    ValueError("not ours"), None,
+    ValueError("not ours"), None, TLSVerificationError(),
 ])
 def test_other_answers_do_not_count(error):
     assert not counts_as_failure(error)

@@ -100,6 +100,24 @@ def test_requests_exceptions_are_translated_with_cause():
         assert err.__cause__ is exc and err.bucket_id == "b"
 
 
+def test_a_certificate_that_does_not_verify_is_its_own_connect_error():
+    import ssl
+
+    from urllib3.exceptions import MaxRetryError, SSLError
+
+    verify = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+                                             "self-signed certificate (_ssl.c:1006)")
+    wrapped = requests.exceptions.SSLError(MaxRetryError(None, "/x", SSLError(verify)))  # as requests raises it
+    for exc in (wrapped, verify):
+        err = E.error_from_exception(exc, key="k")
+        assert type(err) is E.TLSVerificationError and isinstance(err, E.ConnectFailedError)
+        assert (err.status_code, err.code) == (1006, 1006) and err.__cause__ is exc
+        assert "did not verify (self-signed certificate)" in err.message and "verify=" in err.message
+        assert type(pickle.loads(pickle.dumps(err))) is E.TLSVerificationError
+    other = requests.exceptions.SSLError(MaxRetryError(None, "/x", SSLError("[SSL] record layer failure")))
+    assert type(E.error_from_exception(other)) is E.ConnectFailedError  # a handshake that broke off
+
+
 def test_mictlanx_errors_are_never_rewrapped():
     err = E.IntegrityError("bad bytes")
     assert E.error_from_exception(err) is err

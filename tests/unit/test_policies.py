@@ -16,6 +16,7 @@ from mictlanx_sync.protocol.errors import (
     PutChunksError,
     RequestTimeoutError,
     ResponseFormatError,
+    TLSVerificationError,
     UnknownError,
     UpstreamProtocolError,
     ValidationError,
@@ -116,6 +117,7 @@ def test_retried_errors(error):
     NotFoundError(), ValidationError(), AlreadyExistsError(), PreconditionFailedError(),
     MaxAvailabilityReachedError(), IntegrityError(), IntegrityError("bad", 500, 501),
     ResponseFormatError(), ResponseFormatError("bad", 503), ValueError("not ours"), None,
+    TLSVerificationError("the TLS certificate of r:1 did not verify"),
 ])
 def test_never_retried_errors(error):
     assert not is_retryable(error)
