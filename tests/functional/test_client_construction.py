@@ -77,8 +77,8 @@ def test_debug_logs_one_line_per_request(cluster: Cluster, tmp_path: Path, bucke
         assert c.put(bucket, "dbg", b"x").unwrap()
     err = capfd.readouterr().err
     debug = [line for line in err.splitlines() if " DEBUG mictlanx_sync.client.client-debugtest " in line]
-    # The locate (R3 of chunk 0, not found: a new key) and the chunk upload, each named by the put.
-    assert sum(f"put {bucket}/dbg " in line and " ok " in line for line in debug) == 2, err
+    # A new small key is one request (R5 with the bytes and the create-only check), named by the put.
+    assert sum(f"put {bucket}/dbg " in line and " ok " in line for line in debug) == 1, err
     assert logging.getLogger("mictlanx_sync.client.client-debugtest").handlers == []
 
 

@@ -66,7 +66,9 @@ def test_put_and_get_callbacks_add_up_to_the_size(client: Client, bucket: str) -
     got = Recorder()
     response = client.get(bucket, "obj", progress=got, chunk_size="64kB").unwrap()
     assert response.data.tobytes() == data
-    assert got.total == len(data) and len(got.calls) > 12 and got.overlaps == 0
+    # One call per step of the read loop, which takes at least 1 MiB (ReadOptions.read_piece):
+    # here one per 256 kB chunk.
+    assert got.total == len(data) and len(got.calls) >= 12 and got.overlaps == 0
 
     again = Recorder()  # the same content again uploads nothing: one call of the whole size
     assert client.put(bucket, "obj", data, chunk_size="256kB", progress=again).unwrap() is True
