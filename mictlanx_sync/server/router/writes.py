@@ -115,6 +115,11 @@ def _create_only(found: reconcile.Resolution, meta: dict[str, Any], version: str
     tombstone at or above this write's version is 409/409 naming it, so the writer can order
     its write after it (its clock lagged) instead of being silently ordered before it.
     """
+    if found.version == version:
+        # This very write, committed on some replica by an earlier attempt that then failed on
+        # another: write again (the replicas that have it answer exists), never "identical",
+        # which would acknowledge fewer copies than asked for.
+        return None
     body = found.best.body if found.best is not None and isinstance(found.best.body, dict) else {}
     current = body.get("metadata")
     if isinstance(current, dict):
