@@ -24,7 +24,7 @@ from typing import Any, Iterator, Optional
 import pytest
 import requests
 
-from tests.functional.test_peer_server import API, TIMEOUT, get, p1, p3, sha
+from tests.functional.test_peer_server import API, TIMEOUT, get, inline_blobs, p1, p3, sha
 from tests.support.servers import REPO_ROOT, ServerProcess, start_peer
 
 pytestmark = pytest.mark.timeout(120)
@@ -84,9 +84,11 @@ def indexed_files(data_dir: Path) -> set[str]:
 
 
 def assert_no_orphans(data_dir: Path) -> None:
-    """``tmp/`` is empty and ``balls/`` holds exactly the files the index names."""
+    """``tmp/`` is empty, ``balls/`` holds exactly the files the index names and ``blobs`` the inline versions."""
     assert sorted(os.listdir(data_dir / "tmp")) == []
-    assert set(os.listdir(data_dir / "balls")) == indexed_files(data_dir)
+    named = indexed_files(data_dir)
+    assert set(os.listdir(data_dir / "balls")) == {name for name in named if not name.startswith("inline:")}
+    assert inline_blobs(data_dir) == {name for name in named if name.startswith("inline:")}
 
 
 def fill(path: Path) -> int:

@@ -22,7 +22,8 @@ class PeerState:
         # Half the headroom is held as a file (released only for deletes, metadata updates and
         # GC on a full disk); admission keeps the other half free for the index's normal growth.
         self.storage = Storage(config.resolved_data_dir(), fsync=config.fsync,
-                               reserve=(config.index_headroom // 2) // 4096 * 4096, fsck=config.fsck)
+                               reserve=(config.index_headroom // 2) // 4096 * 4096, fsck=config.fsck,
+                               inline_max=config.inline_ball_max)
         self.tasks = TaskTable()
         # Versions for writes that reach this peer without one; named by the peer when its id
         # is a valid writer id, and never behind anything already stored (a restart with a
