@@ -24,7 +24,7 @@ from typing import Any, Iterator, Optional
 import pytest
 import requests
 
-from tests.functional.test_peer_server import API, TIMEOUT, get, inline_blobs, p1, p3, sha
+from tests.functional.test_peer_server import API, TIMEOUT, get, indexed_files, inline_blobs, p1, p3, sha
 from tests.support.servers import REPO_ROOT, ServerProcess, start_peer
 
 pytestmark = pytest.mark.timeout(120)
@@ -72,15 +72,6 @@ def small_peer(disk: Path) -> Iterator[tuple[ServerProcess, Path]]:
 def statuses_ok(*responses: requests.Response) -> None:
     for resp in responses:
         assert resp.status_code != 500, resp.text
-
-
-def indexed_files(data_dir: Path) -> set[str]:
-    """The version files the peer's index names (read-only, beside the running peer)."""
-    db = sqlite3.connect(f"file:{data_dir / 'index.sqlite3'}?mode=ro", uri=True, timeout=10)
-    try:
-        return {row[0] for row in db.execute("SELECT file FROM balls UNION SELECT file FROM versions")}
-    finally:
-        db.close()
 
 
 def assert_no_orphans(data_dir: Path) -> None:
@@ -172,6 +163,37 @@ def test_disk_full_between_phase1_and_phase2_gives_507_and_no_orphan(
     retry = p1(server.url, "b", "late", data)
     assert retry.status_code == 201
     assert p3(server.url, retry.json()["task_id"], data).status_code == 201
+    assert_no_orphans(data_dir)
+
+
+def test_a_small_ball_on_a_full_disk_gives_201_or_507_never_500(small_peer: tuple[ServerProcess, Path],
+                                                                 disk: Path) -> None:
+    """An inline ball admitted before the disk filled: its commit is the index transaction,
+    which either fits in the index's free pages and WAL (201) or fails whole (507)."""
+    server, data_dir = small_peer
+    assert put(server.url, "before", os.urandom(1000))[0] == 201
+    blobs = [os.urandom(3000) for _ in range(20)]
+    tasks = [(p1(server.url, "b", f"late{i}", data), data) for i, data in enumerate(blobs)]
+    assert {first.status_code for first, _ in tasks} == {201}
+    filler = disk / "filler"
+    fill(filler)
+    try:
+        answers = [p3(server.url, first.json()["task_id"], data) for first, data in tasks]
+        statuses_ok(*answers)
+        print("statuses on the full disk:", [answer.status_code for answer in answers])
+        for (first, data), answer in zip(tasks, answers, strict=True):
+            key = first.json()["key"]
+            stored = get(server.url, f"/buckets/b/{key}")
+            if answer.status_code == 201:
+                assert stored.content == data
+            else:
+                assert answer.status_code == 507 and answer.json()["detail"]["code"] == 502, answer.text
+                assert stored.status_code == 404
+        assert_no_orphans(data_dir)
+        assert get(server.url, "/buckets/b/before").status_code == 200
+    finally:
+        filler.unlink()
+    assert put(server.url, "after", os.urandom(1000))[0] == 201
     assert_no_orphans(data_dir)
 
 
@@ -364,8 +386,8 @@ def test_a_failed_commit_is_rolled_back_and_deletes_retry_with_the_reserve(tmp_p
         storage.close()
 
 
-def test_an_index_full_at_phase2_commit_gives_507_and_no_orphan(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("size", [10_000, 1000], ids=["file", "inline"])
+def test_an_index_full_at_phase2_commit_gives_507_and_no_orphan(tmp_path: Path, size: int) -> None:
     import asyncio
 
     import httpx
@@ -376,7 +398,7 @@ def test_an_index_full_at_phase2_commit_gives_507_and_no_orphan(tmp_path: Path,
     data_dir = tmp_path / "p"
     app = PeerApp(PeerConfig(data_dir=data_dir, fsync=False, index_headroom=256 * KIB))
     storage = app.peer.storage
-    data = os.urandom(10_000)
+    data = os.urandom(size)
 
     async def scenario() -> tuple[int, int, int]:
         transport = httpx.ASGITransport(app=app)
@@ -399,4 +421,5 @@ def test_an_index_full_at_phase2_commit_gives_507_and_no_orphan(tmp_path: Path,
         storage.close()
     assert (failed, code, retried) == (507, 502, 201)
     assert orphans == []
-    assert set(os.listdir(data_dir / "balls")) == indexed_files(data_dir) and len(indexed_files(data_dir)) == 1
+    assert_no_orphans(data_dir)
+    assert len(indexed_files(data_dir)) == 1 and len(inline_blobs(data_dir)) == (size <= 4096)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import os
 import random
-import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from tests.functional.test_peer_server import (
     assert_error,
     data_files,
     get,
+    indexed_files,
     inline_blobs,
     put,
     running_peer,
@@ -41,18 +41,9 @@ pytestmark = pytest.mark.timeout(120)
 KIB = 1024
 
 
-def named_files(data_dir: Path) -> set[str]:
-    """The ``file`` of every record (read-only, beside the running peer)."""
-    db = sqlite3.connect(f"file:{data_dir / 'index.sqlite3'}?mode=ro", uri=True, timeout=10)
-    try:
-        return {row[0] for row in db.execute("SELECT file FROM balls UNION SELECT file FROM versions")}
-    finally:
-        db.close()
-
-
 def assert_layout(data_dir: Path, files: int, blobs: int) -> None:
     """``balls/`` and ``blobs`` hold exactly what the records name, in these numbers."""
-    named = named_files(data_dir)
+    named = indexed_files(data_dir)
     on_disk = set(os.listdir(data_dir / "balls"))
     assert on_disk == {n for n in named if not n.startswith("inline:")} and len(on_disk) == files
     assert inline_blobs(data_dir) == {n for n in named if n.startswith("inline:")} and len(named - on_disk) == blobs
@@ -128,7 +119,7 @@ def test_deletes_tombstones_and_gc_remove_the_bytes(tmp_path: Path) -> None:
         assert delete(url, "/buckets/b/bid/obj", **{"Mictlanx-Version": v(2)}).status_code == 200
         assert get(url, "/buckets/b/vk").headers["Mictlanx-Tombstone"] == v(2)
         wait_for(lambda: not inline_blobs(data_dir), timeout=15)
-        assert named_files(data_dir) == set() and used(url) == 0
+        assert indexed_files(data_dir) == set() and used(url) == 0
         assert data_files(data_dir) == set()
 
 

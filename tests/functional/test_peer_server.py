@@ -81,6 +81,15 @@ def data_files(data_dir: Path) -> set[str]:
     return files | inline_blobs(data_dir)
 
 
+def indexed_files(data_dir: Path) -> set[str]:
+    """The ``file`` every record of the peer's index names (read-only, beside the running peer)."""
+    db = sqlite3.connect(f"file:{data_dir / 'index.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        return {row[0] for row in db.execute("SELECT file FROM balls UNION SELECT file FROM versions")}
+    finally:
+        db.close()
+
+
 def inline_blobs(data_dir: Path) -> set[str]:
     """The names of the inline blobs in a peer's index."""
     index = data_dir / "index.sqlite3"
