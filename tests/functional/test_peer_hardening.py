@@ -197,6 +197,27 @@ def test_a_small_ball_on_a_full_disk_gives_201_or_507_never_500(small_peer: tupl
     assert_no_orphans(data_dir)
 
 
+def test_small_balls_fill_a_tmpfs_with_507_and_a_delete_makes_room_in_the_index(
+        small_peer: tuple[ServerProcess, Path]) -> None:
+    """Inline balls: a delete frees index pages, not file system space; the next small put uses them."""
+    server, data_dir = small_peer
+    stored: list[str] = []
+    status = 201
+    for i in range(2000):
+        status, _ = put(server.url, f"s{i}", os.urandom(3000))
+        if status != 201:
+            break
+        stored.append(f"s{i}")
+    assert status == 507, "the peer never said 507"
+    assert len(stored) > 100 and not os.listdir(data_dir / "balls")
+    assert_no_orphans(data_dir)
+    for key in stored[:20]:
+        assert delete(server.url, key).status_code == 200
+    assert put(server.url, "after-delete", os.urandom(3000))[0] == 201
+    assert get(server.url, "/buckets/b/after-delete").status_code == 200
+    assert_no_orphans(data_dir)
+
+
 def test_deletes_tombstones_and_metadata_updates_work_on_a_full_disk(
         small_peer: tuple[ServerProcess, Path], disk: Path) -> None:
     server, data_dir = small_peer

@@ -373,6 +373,11 @@ class Storage:
         """True when a new version of ``size`` bytes is kept in the index (``blobs``)."""
         return self.inline_max > 0 and size <= self.inline_max
 
+    def index_free(self) -> int:
+        """Bytes of the index's free pages (reused by new rows before the file grows)."""
+        pages = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        return int(pages) * int(self.db.execute("PRAGMA page_size").fetchone()[0])
+
     def blob(self, name: str) -> Optional[bytes]:
         """The bytes of an inline version (None when no blob has that name any more)."""
         row = self.db.execute("SELECT data FROM blobs WHERE id = ?", (_blob_id(name),)).fetchone()
