@@ -7,7 +7,7 @@ the report): it writes each ball's file and its index row through the peer's own
 5,000 per transaction, with the peer stopped. It is not the API path (no P1/P3, no fsync, no
 capacity or version checks); a million two-phase uploads over HTTP would take hours here.
 The "empty" step holds only the probe balls (``--probes``, 2,000), so GETs have keys to hit.
-Balls of at most ``--inline-ball-max`` bytes (the peer's default, 4 KiB; 0: files) are kept in
+Balls of at most ``--inline-ball-max`` bytes (the peer's default, 4000; 0: files) are kept in
 the index, as the peer keeps them (docs/storage.md); the table gives the disk per ball.
 
 At each step a peer process is started on the data dir and measured over keep-alive HTTP:

@@ -443,4 +443,4 @@ def test_an_index_full_at_phase2_commit_gives_507_and_no_orphan(tmp_path: Path, 
     assert (failed, code, retried) == (507, 502, 201)
     assert orphans == []
     assert_no_orphans(data_dir)
-    assert len(indexed_files(data_dir)) == 1 and len(inline_blobs(data_dir)) == (size <= 4096)
+    assert len(indexed_files(data_dir)) == 1 and len(inline_blobs(data_dir)) == (size <= 4000)

@@ -188,7 +188,7 @@ def test_sigkill_while_many_small_balls_are_written(tmp_path: Path) -> None:
         i = 0
         while not stop.is_set():
             key = f"w{n}-{i:05d}"
-            data = os.urandom(rng.randint(0, 4 * KIB))
+            data = os.urandom(rng.randint(0, 4000))  # at most the default --inline-ball-max
             with lock:
                 attempted[key] = data
             try:

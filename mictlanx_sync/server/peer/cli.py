@@ -68,10 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "router all clients share the router's address unless it forwards Mictlanx-Client (trusted only "
              "with --token) [MICTLANX_PEER_MAX_RESERVED_PER_CLIENT] (default 100%%; e.g. 50%% for a peer "
              "clients reach directly)")
-    add("--inline-ball-max", default=_env("MICTLANX_PEER_INLINE_BALL_MAX", "4KiB"),
+    add("--inline-ball-max", default=_env("MICTLANX_PEER_INLINE_BALL_MAX", str(cfg.DEFAULT_INLINE_BALL_MAX)),
         help="versions of at most this size are stored in the index (SQLite) instead of one file each: "
              "less disk per small ball and one fsync per write; at most 1MiB [MICTLANX_PEER_INLINE_BALL_MAX] "
-             "(default 4KiB; 0 turns it off)")
+             f"(default {cfg.DEFAULT_INLINE_BALL_MAX}, the largest that fits one index page; 0 turns it off)")
     add("--fsync", dest="fsync", action="store_true", default=_env_bool("MICTLANX_FSYNC", True),
         help="fsync every committed ball [MICTLANX_FSYNC] (default on)")
     add("--no-fsync", dest="fsync", action="store_false", help="do not fsync committed balls")
