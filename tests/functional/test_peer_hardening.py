@@ -361,7 +361,8 @@ def test_limits_have_cli_options_with_environment_variables_and_defaults() -> No
     for option, variable, default in (
             ("--index-headroom", "MICTLANX_PEER_INDEX_HEADROOM", "default 8MiB"),
             ("--reserve-timeout", "MICTLANX_PEER_RESERVE_TIMEOUT", "default 30"),
-            ("--max-reserved-per-client", "MICTLANX_PEER_MAX_RESERVED_PER_CLIENT", "default 100%")):
+            ("--max-reserved-per-client", "MICTLANX_PEER_MAX_RESERVED_PER_CLIENT", "default 100%"),
+            ("--inline-ball-max", "MICTLANX_PEER_INLINE_BALL_MAX", "default 4000")):
         assert option in flat and variable in flat and default in flat, option
 
 

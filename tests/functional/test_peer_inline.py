@@ -49,6 +49,25 @@ def assert_layout(data_dir: Path, files: int, blobs: int) -> None:
     assert inline_blobs(data_dir) == {n for n in named if n.startswith("inline:")} and len(named - on_disk) == blobs
 
 
+def test_the_threshold_option_and_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from mictlanx_sync.server.peer.cli import add_arguments, config_from_args
+
+    def config(*argv: str) -> int:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        return config_from_args(parser.parse_args(list(argv))).inline_ball_max
+
+    assert config() == 4000
+    assert config("--inline-ball-max", "1KiB") == 1024 and config("--inline-ball-max", "0") == 0
+    monkeypatch.setenv("MICTLANX_PEER_INLINE_BALL_MAX", "2KiB")
+    assert config() == 2048
+    for bad in ("2MiB", "-1", "lots"):
+        with pytest.raises(SystemExit, match="--inline-ball-max"):
+            config("--inline-ball-max", bad)
+
+
 def test_small_balls_round_trip_through_every_read(tmp_path: Path) -> None:
     data_dir = tmp_path / "p"
     with running_peer(data_dir, "peer-i", "--inline-ball-max", "1KiB") as server:
