@@ -302,3 +302,24 @@ def test_start_up_lists_no_ball_with_inline_balls(tmp_path: Path, monkeypatch: p
     finally:
         if again is not None:
             again.close()
+
+
+def test_fsck_checks_inline_versions_against_the_blobs(tmp_path: Path) -> None:
+    """Damage no crash can make (both change in one transaction), repaired by the full check."""
+    data_dir = tmp_path / "p"
+    storage = Storage(data_dir, fsync=False, inline_max=4 * KIB)
+    items = [(Ball("b", f"k{i}", 100, sha(bytes([i]) * 100), version=f"v{i}"), bytes([i]) * 100) for i in range(3)]
+    storage.bulk_load(items)
+    lost = storage.get("b", "k1")
+    assert lost is not None and lost.inline
+    storage.db.execute("DELETE FROM blobs WHERE id = ?", (int(lost.file.split(":", 1)[1]),))
+    storage.db.execute("INSERT INTO blobs (data) VALUES (?)", (b"named by no record",))
+    storage.close()
+    checked = Storage(data_dir, fsync=False, fsck=True)
+    try:
+        assert checked.get("b", "k1") is None and checked.count(include_disabled=True) == 2
+        assert checked.used == 200
+        assert inline_blobs(data_dir) == {ball.file for ball in (checked.get("b", "k0"), checked.get("b", "k2"))
+                                          if ball is not None}
+    finally:
+        checked.close()
