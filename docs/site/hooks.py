@@ -1,10 +1,11 @@
 """MkDocs hooks: bring in the notes kept in ``docs/`` and generate the CLI and error-tree pages.
 
-``docs/consistency.md``, ``docs/reliability.md``, ``docs/rebalancing.md``, ``docs/tls.md``,
-``docs/storage.md`` and ``docs/issue-14-deviations.md`` are maintained next to the code, outside this site's
-``docs_dir``: they are added as pages as they are, never copied into the tree. ``cli.md`` gets every command's ``--help`` from
-the argparse parser, and ``errors.md`` the error classes' tree from the package, so
-neither can drift from the code.
+The notes in ``NOTES`` (``docs/consistency.md``, ``reliability.md``, ``rebalancing.md``,
+``tls.md``, ``storage.md``, ``protocol-extensions.md``, ``issue-14-deviations.md``) are
+maintained next to the code, outside this site's ``docs_dir``: they are added as pages as they
+are, never copied into the tree. ``cli.md`` gets every command's ``--help`` from the argparse
+parser, and ``errors.md`` the error classes' tree from the package, so neither can drift from
+the code.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from mkdocs.structure.files import File, Files
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOTES_DIR = os.path.dirname(HERE)  # docs/
-NOTES = ("consistency.md", "reliability.md", "rebalancing.md", "tls.md", "issue-14-deviations.md", "storage.md")
+NOTES = ("consistency.md", "reliability.md", "rebalancing.md", "tls.md", "issue-14-deviations.md", "storage.md",
+         "protocol-extensions.md")
 
 
 def on_files(files: Files, config: Any) -> Files:
