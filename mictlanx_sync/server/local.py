@@ -104,7 +104,7 @@ class _Server:
             self._start_process()
 
     def _start_thread(self) -> None:
-        from .common import ThreadedServer
+        from .serving import ThreadedServer
 
         app = self._build_app()
         try:

@@ -48,8 +48,8 @@ def _peer_ports(args: argparse.Namespace) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     from ..protocol.errors import MictlanXError
-    from .common import tune_malloc
     from .local import LocalVSS
+    from .serving import tune_malloc
 
     try:
         if args.peers < 1:

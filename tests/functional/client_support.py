@@ -129,7 +129,7 @@ def _threaded_server(app: Any, port: int) -> Any:
     The stock ``ThreadedServer`` (``LocalVSS`` thread mode) runs plain asyncio, which costs
     ~40 ms per request on loopback here; uvloop, as the server subprocesses use, ~1 ms.
     """
-    from mictlanx_sync.server.common import ThreadedServer
+    from mictlanx_sync.server.serving import ThreadedServer
 
     class UvloopThreadedServer(ThreadedServer):
         def _run(self) -> None:

@@ -311,7 +311,7 @@ def test_tls_peer_bounds_handshakes_and_counts_them_against_the_cap(certificate:
 
 def test_threaded_tls_server_bounds_handshakes_too(certificate: ServerTLS, monkeypatch: pytest.MonkeyPatch) -> None:
     """LocalVSS's thread mode (asyncio's own loop), limits from the environment."""
-    from mictlanx_sync.server.common import ThreadedServer
+    from mictlanx_sync.server.serving import ThreadedServer
 
     monkeypatch.setenv("MICTLANX_SSL_HANDSHAKE_TIMEOUT", str(HANDSHAKE_TIMEOUT))
     monkeypatch.setenv("MICTLANX_MAX_CONNECTIONS", "12")

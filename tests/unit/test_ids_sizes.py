@@ -70,7 +70,8 @@ def test_parse_size_of_absurd_numbers_is_a_validation_error(text):
 
 
 def test_server_paging_values_are_clamped_not_overflowing():
-    from mictlanx_sync.server.common import MAX_QUERY_INT, HTTPError, parse_int_query
+    from mictlanx_sync.server.asgi.errors import HTTPError
+    from mictlanx_sync.server.request_values import MAX_QUERY_INT, parse_int_query
 
     assert parse_int_query("99999999999999999999999", "start", 0, minimum=0) == MAX_QUERY_INT
     assert parse_int_query(" 7 ", "end", 0) == 7

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Awaitable, Callable
 
-from ..common import AccessLogMiddleware, HTTPError, check_raw_path, not_found, raw_path_segments
+from ..asgi.access_log import AccessLogMiddleware
+from ..asgi.errors import HTTPError, not_found
+from ..asgi.paths import check_raw_path, raw_path_segments
 from . import handlers as h
 from . import versioned
 from .config import PeerConfig

@@ -191,7 +191,7 @@ def _faults(spec: Optional[str]) -> Optional[str]:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from ..common import configure_logging, serve_forever, tune_malloc
+    from ..serving import configure_logging, serve_forever, tune_malloc
     from .app import create_app
 
     tune_malloc()

@@ -12,7 +12,9 @@ import os
 from typing import Optional
 
 from ...protocol.versions import VERSION_HEADER
-from ..common import MIB, not_found, parse_range
+from ..asgi.errors import not_found
+from ..request_values import parse_range
+from ..units import MIB
 from . import versioned
 from .http import Request, Send
 from .state import PeerState

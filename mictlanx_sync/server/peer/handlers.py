@@ -9,18 +9,9 @@ from typing import Any, Callable, Iterator, Optional
 from ...protocol.ids import new_task_id
 from ...protocol.inline import INLINE_FIELD, INLINE_MAX_HEADER, encode_inline, inline_max
 from ...protocol.versions import VERSION_HEADER
-from ..common import (
-    HTTPError,
-    bad_request,
-    header_task_id,
-    inline_write,
-    not_found,
-    parse_bool,
-    parse_if_match,
-    parse_int_query,
-    path_id,
-    path_task_id,
-)
+from ..asgi.errors import HTTPError, bad_request, not_found
+from ..phase2 import inline_write
+from ..request_values import header_task_id, parse_bool, parse_if_match, parse_int_query, path_id, path_task_id
 from . import download, lww, replicate, upload, versioned, versionstore
 from .http import Request, Send, dumps, send_empty, send_json, send_json_pieces
 from .openapi import openapi_document

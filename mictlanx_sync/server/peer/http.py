@@ -6,7 +6,8 @@ import json
 from typing import Any, Awaitable, Callable, Iterable, Optional
 from urllib.parse import parse_qsl
 
-from ..common import MAX_JSON_BODY, HTTPError, read_json_body, unprocessable
+from ..asgi.errors import HTTPError, unprocessable
+from ..asgi.request import MAX_JSON_BODY, read_json_body
 
 Send = Callable[[dict], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict]]

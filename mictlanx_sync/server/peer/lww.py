@@ -11,7 +11,8 @@ from typing import Optional
 
 from ...protocol.errors import ValidationError
 from ...protocol.versions import IF_VERSION_HEADER, STAGE_HEADER, VERSION_HEADER, parse_version
-from ..common import HTTPError, bad_request, parse_bool
+from ..asgi.errors import HTTPError, bad_request
+from ..request_values import parse_bool
 from . import versionstore
 from .http import Request
 from .storage import CURRENT, STAGED, Storage

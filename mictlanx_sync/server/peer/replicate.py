@@ -9,7 +9,8 @@ import time
 from typing import Any, AsyncIterator, Optional
 
 from ...protocol.versions import VERSION_HEADER
-from ..common import MIB, HTTPError, not_found
+from ..asgi.errors import HTTPError, not_found
+from ..units import MIB
 from .state import PeerState
 from .storage import Ball
 

@@ -18,7 +18,9 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ...protocol.versions import VERSION_HEADER
-from ..common import DRAIN_CAP, MIB, MULTIPART_SLACK, HTTPError, length_mismatch, not_found, unprocessable
+from ..asgi.errors import HTTPError, not_found, unprocessable
+from ..phase2 import DRAIN_CAP, MULTIPART_SLACK, length_mismatch
+from ..units import MIB
 from . import lww, versionstore
 from .http import ClientDisconnected, Request, Send, send_json
 from .state import PeerState

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...protocol.errors import ValidationError
 from ...protocol.ids import validate_id, validate_key
-from ..common import HTTPError, bad_request, unprocessable
+from ..asgi.errors import HTTPError, bad_request, unprocessable
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 MAX_TAGS_BYTES = 64 * 1024

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from ...protocol.versions import DROP_CURRENT_HEADER, IF_VERSION_HEADER, TOMBSTONE_HEADER, VERSION_HEADER
-from ..common import HTTPError, not_found, parse_bool, path_id
+from ..asgi.errors import HTTPError, not_found
+from ..request_values import parse_bool, path_id
 from . import lww, versionstore
 from .http import Request, Send, send_json
 from .state import PeerState

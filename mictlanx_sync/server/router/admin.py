@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...protocol.ids import is_valid_id
-from ..common import HTTPError, path_id, unprocessable
+from ..asgi.errors import HTTPError, unprocessable
+from ..request_values import path_id
 from .registry import PeerEntry
 from .state import Request, Response, RouterState, empty, json_response
 

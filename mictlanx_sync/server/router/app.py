@@ -11,7 +11,10 @@ import logging
 from functools import partial
 from typing import Any, Awaitable, Callable, Optional
 
-from ..common import AccessLogMiddleware, HTTPError, check_raw_path, path_id, raw_path_segments
+from ..asgi.access_log import AccessLogMiddleware
+from ..asgi.errors import HTTPError
+from ..asgi.paths import check_raw_path, raw_path_segments
+from ..request_values import path_id
 from . import admin, commit, reads, rebalance, repair, writes
 from .state import Request, Response, RouterConfig, RouterState, error_response
 from .streaming import ClientGone, StreamBroken

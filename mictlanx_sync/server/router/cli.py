@@ -151,7 +151,7 @@ def build_config(args: argparse.Namespace):  # -> RouterConfig
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..common import configure_logging, serve_forever, tune_malloc
+    from ..serving import configure_logging, serve_forever, tune_malloc
     from .app import create_app
 
     tune_malloc()

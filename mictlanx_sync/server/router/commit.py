@@ -8,7 +8,7 @@ it returns exactly like a pending delete. Committing is idempotent, so a replay 
 
 from __future__ import annotations
 
-from ..common import HTTPError, bad_request
+from ..asgi.errors import HTTPError, bad_request
 from .fanout import Reply, fan_out, no_peer_available
 from .pending import commit_record
 from .state import Request, Response, RouterState, json_response

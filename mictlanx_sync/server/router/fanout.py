@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-from ..common import HTTPError
+from ..asgi.errors import HTTPError
 from .peerio import PeerError, exchange
 from .registry import PeerDown, PeerEntry, PeerTimeout, Registry
 

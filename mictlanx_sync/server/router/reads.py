@@ -10,8 +10,9 @@ from urllib.parse import quote
 from ...protocol.direct import DIRECT_HEADER
 from ...protocol.inline import INLINE_MAX_HEADER, inline_max
 from ...protocol.sizes import format_size
-from ..common import HTTPError, not_found, parse_bool, parse_chunk_size, parse_int_query, path_id
+from ..asgi.errors import HTTPError, not_found
 from ..grants import grant_query
+from ..request_values import parse_bool, parse_chunk_size, parse_int_query, path_id
 from . import reconcile
 from .fanout import Reply, call, fan_out, fan_out_early, missing, no_peer_available
 from .registry import PeerEntry

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
-from ..common import HTTPError
+from ..asgi.errors import HTTPError
 from .fanout import Reply, fan_out_early, missing
 from .placement import score
 from .registry import PeerEntry

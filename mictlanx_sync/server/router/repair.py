@@ -36,7 +36,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator, Optional
 
-from ..common import HTTPError, parse_int_query
+from ..asgi.errors import HTTPError
+from ..request_values import parse_int_query
 from .fanout import call, no_peer_available
 from .peerio import PeerError, SourceError, exchange
 from .placement import rank

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine, Mapping, Optional
 from urllib.parse import parse_qs
 
-from ..common import MAX_JSON_BODY, MIB, HTTPError, declared_length, unprocessable
+from ..asgi.errors import HTTPError, unprocessable
+from ..asgi.request import MAX_JSON_BODY
+from ..request_values import declared_length
+from ..units import MIB
 from .groups import Groups
 from .pending import PendingDeletes
 from .placement import rank

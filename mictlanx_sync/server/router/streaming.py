@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Optional
 
-from ..common import HTTPError
+from ..asgi.errors import HTTPError
 from .fanout import Reply
 from .groups import Group
 from .registry import PeerEntry, Registry

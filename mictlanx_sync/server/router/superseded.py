@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ...protocol.versions import is_valid_version
-from ..common import HTTPError
+from ..asgi.errors import HTTPError
 from .fanout import Reply, combine_failures
 
 SUPERSEDED = (409, 409)

@@ -7,7 +7,7 @@ import re
 from typing import Any, Optional
 
 from ...protocol.ids import RESERVED, is_valid_id
-from ..common import HTTPError, bad_request, unprocessable
+from ..asgi.errors import HTTPError, bad_request, unprocessable
 
 _CHECKSUM = re.compile(r"[0-9a-fA-F]{64}")
 _TOKEN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"

@@ -22,7 +22,8 @@ from ...protocol.versions import (
     is_valid_version,
     parse_version,
 )
-from ..common import bad_request, parse_bool
+from ..asgi.errors import bad_request
+from ..request_values import parse_bool
 from .fanout import Reply
 
 __all__ = ["VERSION_HEADER", "STAGE_HEADER", "IF_VERSION_HEADER", "DROP_CURRENT_HEADER", "TOMBSTONE_HEADER",

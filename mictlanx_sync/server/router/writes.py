@@ -8,21 +8,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ...protocol.inline import IF_ABSENT_HEADER, INLINE_FIELD
-from ..common import (
-    DRAIN_CAP,
-    MULTIPART_SLACK,
-    HTTPError,
-    bad_request,
-    declared_length,
-    header_task_id,
-    inline_write,
-    length_mismatch,
-    parse_bool,
-    parse_chunk_size,
-    parse_if_match,
-    path_task_id,
-    unprocessable,
-)
+from ..asgi.errors import HTTPError, bad_request, unprocessable
+from ..phase2 import DRAIN_CAP, MULTIPART_SLACK, inline_write, length_mismatch
+from ..request_values import declared_length, header_task_id, parse_bool, parse_chunk_size, parse_if_match, path_task_id
 from . import reconcile
 from . import validation as v
 from .fanout import Reply, call, fan_out, missing, no_peer_available
