@@ -18,17 +18,6 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _IF_MATCH = re.compile(r'"([0-9a-fA-F]{64})"')
 
 
-def declared_length(value: Optional[str]) -> Optional[int]:
-    """A ``Content-Length`` header value as an int (None when absent or malformed)."""
-    if value is None:
-        return None
-    try:
-        number = int(value.strip())
-    except ValueError:
-        return None
-    return number if number >= 0 else None
-
-
 # --- ids -----------------------------------------------------------------------------
 def path_id(value: str, field: str, *, key: bool = False) -> str:
     """Validate an id taken from the path or a header (400/400 when invalid)."""

@@ -7,20 +7,21 @@ Handlers for the data paths live in ``upload`` (P2, P3) and ``download`` (P5); t
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Optional
 
 from ..asgi.access_log import AccessLogMiddleware
-from ..asgi.errors import HTTPError, not_found
+from ..asgi.errors import ClientDisconnected, HTTPError, not_found
 from ..asgi.paths import check_raw_path, raw_path_segments
+from ..asgi.request import Receive, Request, Send
+from ..asgi.responses import Answer, error_response
 from . import handlers as h
 from . import versioned
 from .config import PeerConfig
-from .http import ClientDisconnected, Receive, Request, Send, send_error
 from .state import PeerState
 from .storage import is_disk_full
 
 log = logging.getLogger("mictlanx_sync.server.peer")
-Handler = Callable[..., Awaitable[None]]
+Handler = Callable[..., Awaitable[Optional[Answer]]]
 _Methods = dict[str, tuple[Handler, tuple[str, ...]]]
 
 
@@ -156,10 +157,12 @@ class PeerApp:
                 raise HTTPError(405, 400, f"method {method} not allowed here",
                                 headers={"Allow": ", ".join(sorted(methods))})
             handler, args = route
-            await handler(self.peer, Request(scope, receive, segments), tracked, *args)
+            answer = await handler(self.peer, Request(scope, receive, tracked), *args)
+            if answer is not None:
+                await answer.send(tracked)
         except HTTPError as exc:
             if not started:
-                await send_error(tracked, exc)
+                await error_response(exc).send(tracked)
         except ClientDisconnected:
             return
         except Exception as exc:
@@ -167,12 +170,12 @@ class PeerApp:
                 log.warning("insufficient storage on %s %s: %s", scope.get("method"), scope.get("path"), exc)
                 if started:
                     raise
-                await send_error(tracked, HTTPError(507, 502, "insufficient storage: the file system is full"))
+                await error_response(HTTPError(507, 502, "insufficient storage: the file system is full")).send(tracked)
                 return
             log.exception("unexpected fault on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            await send_error(tracked, HTTPError(500, 500, "internal server error"))
+            await error_response(HTTPError(500, 500, "internal server error")).send(tracked)
 
 
 def create_app(config: PeerConfig) -> Any:

@@ -13,10 +13,10 @@ from typing import Optional
 
 from ...protocol.versions import VERSION_HEADER
 from ..asgi.errors import not_found
+from ..asgi.request import Request, Send
 from ..request_values import parse_range
 from ..units import MIB
 from . import versioned
-from .http import Request, Send
 from .state import PeerState
 from .storage import Ball
 
@@ -46,7 +46,7 @@ async def handle_get_data(peer: PeerState, req: Request, send: Send, bucket_id: 
     ball = versioned.lookup(peer, req, bucket_id, key)
     if ball.is_disabled:
         raise not_found(f"ball not found: {bucket_id}@{key}", bucket_id=bucket_id, key=key)
-    selected = parse_range(req.header("range"), ball.size)
+    selected = parse_range(req.headers.get("range"), ball.size)
     try:
         fd = os.open(str(peer.storage.path(ball.file)), os.O_RDONLY)
     except FileNotFoundError:

@@ -1,4 +1,5 @@
-"""Peer endpoints other than the data streams (protocol §3.3). Each takes ``(peer, req, send, *path)``."""
+"""Peer endpoints (protocol §3.3): each takes ``(peer, req, *path)`` and returns its answer; the data
+streams (P2/P3 in ``upload``, P5 in ``download``) send theirs through ``req.send``."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from ...protocol.ids import new_task_id
 from ...protocol.inline import INLINE_FIELD, INLINE_MAX_HEADER, encode_inline, inline_max
 from ...protocol.versions import VERSION_HEADER
 from ..asgi.errors import HTTPError, bad_request, not_found
+from ..asgi.request import Request
+from ..asgi.responses import Answer, StreamedJSON, dumps, empty, json_response
 from ..phase2 import inline_write
 from ..request_values import header_task_id, parse_bool, parse_if_match, parse_int_query, path_id, path_task_id
 from . import download, lww, replicate, upload, versioned, versionstore
-from .http import Request, Send, dumps, send_empty, send_json, send_json_pieces
 from .openapi import openapi_document
 from .state import PeerState
 from .storage import Ball
@@ -26,17 +28,17 @@ def _ms(started: float) -> int:
 
 
 def _include_disabled(req: Request) -> bool:
-    return parse_bool(req.query("include_disabled"), "include_disabled")
+    return parse_bool(req.query.get("include_disabled"), "include_disabled")
 
 
 def _window(req: Request, default_end: int = 0) -> tuple[int, int]:
-    start = parse_int_query(req.query("start"), "start", 0, minimum=0)
-    end = parse_int_query(req.query("end"), "end", default_end)
+    start = parse_int_query(req.query.get("start"), "start", 0, minimum=0)
+    end = parse_int_query(req.query.get("end"), "end", default_end)
     return start, end
 
 
 def _after_pair(req: Request) -> Optional[tuple[str, str]]:
-    value = req.query("after")
+    value = req.query.get("after")
     if value is None:
         return None
     bucket_id, sep, key = value.partition("@")
@@ -88,7 +90,7 @@ _CLIENT = re.compile(r"[0-9A-Za-z:._\[\]-]{1,64}")
 def client_of(peer: PeerState, req: Request) -> str:
     """Whom a reservation is counted against: the TCP peer address, or, when the peer requires a
     token (so only token holders, i.e. routers and operators, get here), ``Mictlanx-Client``."""
-    forwarded = req.header(CLIENT_HEADER)
+    forwarded = req.headers.get(CLIENT_HEADER)
     if forwarded and peer.config.token and _CLIENT.fullmatch(forwarded):
         return forwarded
     client = req.scope.get("client")
@@ -114,12 +116,12 @@ def _admit(peer: PeerState, size: int, client: str, bucket_id: str, key: str) ->
 
 
 # --- phase 1 and 2 -----------------------------------------------------------------------------
-async def put_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str) -> None:
+async def put_metadata(peer: PeerState, req: Request, bucket_id: str) -> Answer:
     """P1: validate, apply the existing-key rules (§3.2, or LWW when versioned), reserve capacity, create a task."""
     started = time.perf_counter()
     bucket_id = path_id(bucket_id, "bucket_id")
-    requested_id = header_task_id(req.header("task-id"))
-    update = parse_bool(req.header("update"), "Update")
+    requested_id = header_task_id(req.headers.get("task-id"))
+    update = parse_bool(req.headers.get("update"), "Update")
     version = lww.header_version(req)
     staged = lww.header_stage(req)
     body = await req.json()
@@ -163,7 +165,7 @@ async def put_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str
         assert claimed is task  # added above, with no await in between
         answer.update(await upload.store_inline(peer, task, inline), committed=True,
                       service_time=_ms(started))
-    await send_json(send, 201, answer, headers={VERSION_HEADER: version})
+    return json_response(answer, 201, {VERSION_HEADER: version})
 
 
 def _unversioned_write(peer: PeerState, bucket_id: str, key: str, size: int, checksum: str,
@@ -189,24 +191,24 @@ def _unversioned_write(peer: PeerState, bucket_id: str, key: str, size: int, che
     return peer.clock.next(), lww.NEW
 
 
-async def put_data_raw(peer: PeerState, req: Request, send: Send, task_id: str) -> None:
-    """P3."""
-    await upload.handle_phase2(peer, req, send, path_task_id(task_id), multipart=False)
+async def put_data_raw(peer: PeerState, req: Request, task_id: str) -> None:
+    """P3 (streamed: the answer is sent by ``upload``)."""
+    await upload.handle_phase2(peer, req, req.send, path_task_id(task_id), multipart=False)
 
 
-async def put_data_multipart(peer: PeerState, req: Request, send: Send, task_id: str) -> None:
-    """P2."""
-    await upload.handle_phase2(peer, req, send, path_task_id(task_id), multipart=True)
+async def put_data_multipart(peer: PeerState, req: Request, task_id: str) -> None:
+    """P2 (streamed: the answer is sent by ``upload``)."""
+    await upload.handle_phase2(peer, req, req.send, path_task_id(task_id), multipart=True)
 
 
 # --- reads -----------------------------------------------------------------------------------------
-async def get_data(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
-    """P5."""
+async def get_data(peer: PeerState, req: Request, bucket_id: str, key: str) -> None:
+    """P5 (streamed by ``download``)."""
     bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
-    await download.handle_get_data(peer, req, send, bucket_id, key)
+    await download.handle_get_data(peer, req, req.send, bucket_id, key)
 
 
-async def get_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
+async def get_metadata(peer: PeerState, req: Request, bucket_id: str, key: str) -> Answer:
     """P4: disabled balls included."""
     started = time.perf_counter()
     bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
@@ -214,24 +216,24 @@ async def get_metadata(peer: PeerState, req: Request, send: Send, bucket_id: str
     peer_id = peer.config.peer_id
     answer = {"service_time": _ms(started), "peer_id": peer_id, "local_peer_id": peer_id,
               "metadata": ball.meta(), "version": ball.version}
-    inline = download.read_inline(peer, ball, inline_max(req.header(INLINE_MAX_HEADER.lower())))
+    inline = download.read_inline(peer, ball, inline_max(req.headers.get(INLINE_MAX_HEADER.lower())))
     if inline is not None:
         answer[INLINE_FIELD] = encode_inline(inline)
-    await send_json(send, 200, answer, headers={VERSION_HEADER: ball.version})
+    return json_response(answer, headers={VERSION_HEADER: ball.version})
 
 
-async def get_size(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
+async def get_size(peer: PeerState, req: Request, bucket_id: str, key: str) -> Answer:
     """P11."""
     bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
     ball = versioned.lookup(peer, req, bucket_id, key)
-    await send_json(send, 200, {"bucket_id": bucket_id, "key": key, "peer_id": peer.config.peer_id,
-                                "size": ball.size}, headers={VERSION_HEADER: ball.version})
+    return json_response({"bucket_id": bucket_id, "key": key, "peer_id": peer.config.peer_id, "size": ball.size},
+                         headers={VERSION_HEADER: ball.version})
 
 
-async def list_bucket(peer: PeerState, req: Request, send: Send, bucket_id: str) -> None:
+async def list_bucket(peer: PeerState, req: Request, bucket_id: str) -> Answer:
     """P6, streamed from keyset batches (a bucket of any size costs one batch of memory)."""
     bucket_id = path_id(bucket_id, "bucket_id")
-    after = req.query("after")
+    after = req.query.get("after")
     if after is not None:
         after = path_id(after, "after")
     start, end = _window(req)
@@ -250,7 +252,7 @@ async def list_bucket(peer: PeerState, req: Request, send: Send, bucket_id: str)
             yield b',"tombstones":' + dumps(versionstore.tombstones_in_bucket(peer.storage, bucket_id, after, upto))
         yield b"}"
 
-    await send_json_pieces(send, 200, pieces())
+    return StreamedJSON(200, pieces())
 
 
 def _group(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> tuple[str, str, list[Ball]]:
@@ -258,7 +260,7 @@ def _group(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> tuple
     return bucket_id, ball_id, peer.storage.group(bucket_id, ball_id, include_disabled=_include_disabled(req))
 
 
-async def get_group(peer: PeerState, req: Request, send: Send, bucket_id: str, ball_id: str) -> None:
+async def get_group(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> Answer:
     """P7: 404 when no ball has this ball_id."""
     bucket_id, ball_id, balls = _group(peer, req, bucket_id, ball_id)
     tombstones = (versionstore.tombstones_of_ball_id(peer.storage, bucket_id, ball_id)
@@ -269,23 +271,23 @@ async def get_group(peer: PeerState, req: Request, send: Send, bucket_id: str, b
                             "balls": [b.meta() for b in balls]}
     if tombstones is not None:
         body["tombstones"] = tombstones
-    await send_json(send, 200, body)
+    return json_response(body)
 
 
-async def get_chunks(peer: PeerState, req: Request, send: Send, bucket_id: str, ball_id: str) -> None:
+async def get_chunks(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> Answer:
     """P22: P7's selection as a bare array."""
     _, _, balls = _group(peer, req, bucket_id, ball_id)
-    await send_json(send, 200, [b.meta() for b in balls])
+    return json_response([b.meta() for b in balls])
 
 
 # --- changes -------------------------------------------------------------------------------------
-async def delete_key(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
+async def delete_key(peer: PeerState, req: Request, bucket_id: str, key: str) -> Answer:
     """P8: the optional If-Match and Task-Id preconditions; or a tombstone, or one exact version
     (with ``Mictlanx-Drop-Current``, the current one: docs/rebalancing.md §4)."""
     bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
-    parse_bool(req.header("force"), "Force")
-    if_match = parse_if_match(req.header("if-match"))
-    task_id = header_task_id(req.header("task-id"))
+    parse_bool(req.headers.get("force"), "Force")
+    if_match = parse_if_match(req.headers.get("if-match"))
+    task_id = header_task_id(req.headers.get("task-id"))
     version, if_version = versioned.delete_headers(req)
     drop_current = versioned.drop_current_requested(req, if_version)
 
@@ -298,60 +300,53 @@ async def delete_key(peer: PeerState, req: Request, send: Send, bucket_id: str, 
                             bucket_id=bucket_id, key=key)
 
     if version is not None:
-        await versioned.tombstone_key(peer, send, bucket_id, key, version, preconditions)
-        return
+        return versioned.tombstone_key(peer, bucket_id, key, version, preconditions)
     if if_version is not None and drop_current:
-        await versioned.drop_current_version(peer, send, bucket_id, key, if_version, preconditions)
-        return
+        return versioned.drop_current_version(peer, bucket_id, key, if_version, preconditions)
     if if_version is not None:
-        await versioned.drop_key_version(peer, send, bucket_id, key, if_version)
-        return
+        return versioned.drop_key_version(peer, bucket_id, key, if_version)
     ball = peer.storage.get(bucket_id, key)
     if ball is None:
         raise not_found(f"ball not found: {bucket_id}@{key}", headers={"n-deletes": "0"}, bucket_id=bucket_id,
                         key=key)
     preconditions(ball)
     peer.storage.essential(peer.storage.delete, bucket_id, key)
-    await send_json(send, 200, {"n_deletes": 1, "key": key},
-                    headers={"n-deletes": "1", "ETag": f'"{ball.checksum}"'})
+    return json_response({"n_deletes": 1, "key": key}, headers={"n-deletes": "1", "ETag": f'"{ball.checksum}"'})
 
 
-async def delete_ball_id(peer: PeerState, req: Request, send: Send, bucket_id: str, ball_id: str) -> None:
+async def delete_ball_id(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> Answer:
     """P9: every current ball of the ball_id; or a tombstone, or one exact version of each."""
     bucket_id, ball_id = path_id(bucket_id, "bucket_id"), path_id(ball_id, "ball_id", key=True)
-    parse_bool(req.header("force"), "Force")
+    parse_bool(req.headers.get("force"), "Force")
     version, if_version = versioned.delete_headers(req)
     versioned.refuse_drop_current_of_ball_id(req)
     if version is not None:
-        await versioned.tombstone_ball_id(peer, send, bucket_id, ball_id, version)
-        return
+        return versioned.tombstone_ball_id(peer, bucket_id, ball_id, version)
     if if_version is not None:
-        await versioned.drop_ball_id_version(peer, send, bucket_id, ball_id, if_version)
-        return
+        return versioned.drop_ball_id_version(peer, bucket_id, ball_id, if_version)
     count = len(peer.storage.essential(peer.storage.delete_ball_id, bucket_id, ball_id))
-    await send_json(send, 200, {"n_deletes": count, "ball_id": ball_id}, headers={"n-deletes": str(count)})
+    return json_response({"n_deletes": count, "ball_id": ball_id}, headers={"n-deletes": str(count)})
 
 
-async def disable(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
+async def disable(peer: PeerState, req: Request, bucket_id: str, key: str) -> Answer:
     """P10."""
     bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
     if not peer.storage.essential(peer.storage.disable, bucket_id, key):
         raise _missing(bucket_id, key)
-    await send_empty(send, 204)
+    return empty(204)
 
 
-async def replicate_ball(peer: PeerState, req: Request, send: Send, bucket_id: str, key: str) -> None:
+async def replicate_ball(peer: PeerState, req: Request, bucket_id: str, key: str) -> Answer:
     """P12."""
     bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
-    to = req.query("to")
+    to = req.query.get("to")
     if to is not None:
         to = path_id(to, "to")
     ball = _committed(peer, bucket_id, key)
     node = replicate.pick_node(peer, bucket_id, key, to)
     elapsed = await replicate.replicate(peer, ball, node)
-    await send_json(send, 200, {"peer_id": peer.config.peer_id, "replica_peer_id": node["id"],
-                                "bucket_id": bucket_id, "key": key, "size": ball.size, "ok": True,
-                                "response_time": elapsed})
+    return json_response({"peer_id": peer.config.peer_id, "replica_peer_id": node["id"], "bucket_id": bucket_id,
+                          "key": key, "size": ball.size, "ok": True, "response_time": elapsed})
 
 
 # --- stats and inventory ------------------------------------------------------------------------
@@ -360,7 +355,7 @@ def _disk(peer: PeerState) -> tuple[int, int, float]:
     return total, used, (used / total if total > 0 else 0.0)
 
 
-async def stats(peer: PeerState, req: Request, send: Send) -> None:
+async def stats(peer: PeerState, req: Request) -> Answer:
     """P13: exactly seven keys; ``balls`` streamed."""
     start, end = _window(req, default_end=100)
     include = _include_disabled(req)
@@ -373,13 +368,13 @@ async def stats(peer: PeerState, req: Request, send: Send) -> None:
         yield from _items(peer, None, include, None, start, _limit(start, end), lambda b: dumps(b.meta()), _Listed())
         yield b'],"peers":' + dumps([node["id"] for node in peer.storage.nodes()]) + b"}"
 
-    await send_json_pieces(send, 200, pieces())
+    return StreamedJSON(200, pieces())
 
 
-async def ufs(peer: PeerState, req: Request, send: Send) -> None:
+async def ufs(peer: PeerState, req: Request) -> Answer:
     """P14."""
     total, used, uf = _disk(peer)
-    await send_json(send, 200, {"total_disk": total, "used_disk": used, "disk_uf": uf})
+    return json_response({"total_disk": total, "used_disk": used, "disk_uf": uf})
 
 
 def _inventory(peer: PeerState, req: Request, render: Callable[[Ball], bytes], *, after: bool = True,
@@ -392,16 +387,16 @@ def _inventory(peer: PeerState, req: Request, render: Callable[[Ball], bytes], *
     return _items(peer, None, include, position, start, _limit(start, end), render, listed or _Listed())
 
 
-async def xballs(peer: PeerState, req: Request, send: Send) -> None:
+async def xballs(peer: PeerState, req: Request) -> Answer:
     """P15."""
     items = _inventory(peer, req, lambda b: dumps({"bucket_id": b.bucket_id, "key": b.key, "size": b.size}))
-    await send_json_pieces(send, 200, _array(items))
+    return StreamedJSON(200, _array(items))
 
 
-async def xballs_size(peer: PeerState, req: Request, send: Send) -> None:
+async def xballs_size(peer: PeerState, req: Request) -> Answer:
     """P16."""
     items = _inventory(peer, req, lambda b: dumps([b.bucket_id, b.key, b.size]))
-    await send_json_pieces(send, 200, _array(items))
+    return StreamedJSON(200, _array(items))
 
 
 def _array(items: Iterator[bytes]) -> Iterator[bytes]:
@@ -410,12 +405,12 @@ def _array(items: Iterator[bytes]) -> Iterator[bytes]:
     yield b"]"
 
 
-async def balls_len(peer: PeerState, req: Request, send: Send) -> None:
+async def balls_len(peer: PeerState, req: Request) -> Answer:
     """P17."""
-    await send_json(send, 200, {"len": peer.storage.count(include_disabled=_include_disabled(req))})
+    return json_response({"len": peer.storage.count(include_disabled=_include_disabled(req))})
 
 
-async def peers_state(peer: PeerState, req: Request, send: Send) -> None:
+async def peers_state(peer: PeerState, req: Request) -> Answer:
     """P18: this peer and the P19 nodes; the balls paginated (and streamed)."""
     me = peer.config.peer_id
     items = _inventory(peer, req, lambda b: dumps(f"{b.bucket_id}@{b.key}") + b":"
@@ -430,38 +425,38 @@ async def peers_state(peer: PeerState, req: Request, send: Send) -> None:
         yield from items
         yield b"}}"
 
-    await send_json_pieces(send, 200, pieces())
+    return StreamedJSON(200, pieces())
 
 
 # --- nodes, tasks, health ------------------------------------------------------------------------
-async def register_node(peer: PeerState, req: Request, send: Send) -> None:
+async def register_node(peer: PeerState, req: Request) -> Answer:
     """P19: persisted; re-registering an id replaces it."""
     node = parse_node(await req.json())
     peer.storage.put_node(node)
-    await send_json(send, 201, {k: v for k, v in node.items() if k != "protocol"})
+    return json_response({k: v for k, v in node.items() if k != "protocol"}, 201)
 
 
-async def flush_tasks(peer: PeerState, req: Request, send: Send) -> None:
+async def flush_tasks(peer: PeerState, req: Request) -> Answer:
     """P20."""
     peer.tasks.flush()
-    await send_empty(send, 204)
+    return empty(204)
 
 
-async def cancel_task(peer: PeerState, req: Request, send: Send, task_id: str) -> None:
+async def cancel_task(peer: PeerState, req: Request, task_id: str) -> Answer:
     """P23."""
     task_id = path_task_id(task_id)
     if not peer.tasks.cancel(task_id):
         raise not_found(f"no pending task {task_id}", task_id=task_id)
-    await send_empty(send, 204)
+    return empty(204)
 
 
-async def health(peer: PeerState, req: Request, send: Send) -> None:
+async def health(peer: PeerState, req: Request) -> Answer:
     """P21."""
     answer = {"status": "ok", "peer_id": peer.config.peer_id}
     if peer.config.advertise_url:
         answer["advertise_url"] = peer.config.advertise_url
-    await send_json(send, 200, answer)
+    return json_response(answer)
 
 
-async def openapi(peer: PeerState, req: Request, send: Send) -> None:
-    await send_json(send, 200, openapi_document(peer.config.peer_id))
+async def openapi(peer: PeerState, req: Request) -> Answer:
+    return json_response(openapi_document(peer.config.peer_id))

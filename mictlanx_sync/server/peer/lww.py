@@ -12,9 +12,9 @@ from typing import Optional
 from ...protocol.errors import ValidationError
 from ...protocol.versions import IF_VERSION_HEADER, STAGE_HEADER, VERSION_HEADER, parse_version
 from ..asgi.errors import HTTPError, bad_request
+from ..asgi.request import Request
 from ..request_values import parse_bool
 from . import versionstore
-from .http import Request
 from .storage import CURRENT, STAGED, Storage
 
 EXISTS, SHARE, NEW = "exists", "share", "new"
@@ -23,7 +23,7 @@ EXISTS, SHARE, NEW = "exists", "share", "new"
 def header_version(req: Request, name: str = VERSION_HEADER) -> Optional[str]:
     """A version header's value, None when absent; 400/400 when it is not a version id."""
     try:
-        return parse_version(req.header(name.lower()), name)
+        return parse_version(req.headers.get(name.lower()), name)
     except ValidationError as exc:
         raise bad_request(str(exc)) from None
 
@@ -33,7 +33,7 @@ def header_if_version(req: Request) -> Optional[str]:
 
 
 def header_stage(req: Request) -> bool:
-    return parse_bool(req.header(STAGE_HEADER.lower()), STAGE_HEADER)
+    return parse_bool(req.headers.get(STAGE_HEADER.lower()), STAGE_HEADER)
 
 
 def superseded(bucket_id: str, key: str, version: str, by: str) -> HTTPError:

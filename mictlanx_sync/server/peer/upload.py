@@ -14,15 +14,14 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
-
 from ...protocol.versions import VERSION_HEADER
-from ..asgi.errors import HTTPError, not_found, unprocessable
+from ..asgi.errors import HTTPError, not_found
+from ..asgi.multipart import MultipartStream
+from ..asgi.request import Request, Send
+from ..asgi.responses import send_json
 from ..phase2 import DRAIN_CAP, MULTIPART_SLACK, length_mismatch
 from ..units import MIB
 from . import lww, versionstore
-from .http import ClientDisconnected, Request, Send, send_json
 from .state import PeerState
 from .storage import Ball, fsync_dir, is_disk_full
 from .tasks import Task
@@ -139,94 +138,29 @@ def storage_error(exc: BaseException) -> HTTPError:
     raise exc
 
 
-class _Multipart:
-    """Incremental ``multipart/form-data`` parsing that keeps only the first ``data`` part."""
-
-    def __init__(self, boundary: bytes) -> None:
-        self.out: list[bytes] = []
-        self.found = False
-        self.ended = False
-        self._in_data = False
-        self._field = b""
-        self._value = b""
-        self._name: Optional[bytes] = None
-        callbacks: Any = {
-            "on_part_begin": self._part_begin, "on_header_field": self._header_field,
-            "on_header_value": self._header_value, "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished, "on_part_data": self._part_data,
-            "on_part_end": self._part_end, "on_end": self._end,
-        }
-        self.parser = MultipartParser(boundary, callbacks)
-
-    def _part_begin(self) -> None:
-        self._name = None
-        self._field = self._value = b""
-
-    def _header_field(self, data: bytes, start: int, end: int) -> None:
-        self._field += data[start:end]
-
-    def _header_value(self, data: bytes, start: int, end: int) -> None:
-        self._value += data[start:end]
-
-    def _header_end(self) -> None:
-        if self._field.strip().lower() == b"content-disposition":
-            self._name = parse_options_header(self._value)[1].get(b"name")
-        self._field = self._value = b""
-
-    def _headers_finished(self) -> None:
-        self._in_data = self._name == b"data" and not self.found
-
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._in_data:
-            self.out.append(data[start:end])
-
-    def _part_end(self) -> None:
-        if self._in_data:
-            self.found = True
-            self._in_data = False
-
-    def _end(self) -> None:
-        self.ended = True
-
-
-def multipart_boundary(content_type: Optional[str]) -> bytes:
-    kind, params = parse_options_header(content_type or "")
-    boundary = params.get(b"boundary")
-    if kind != b"multipart/form-data" or not boundary:
-        raise unprocessable("P2 expects a multipart/form-data body with a data part", ["body", "data"], "missing")
-    return boundary
-
-
 async def receive_body(req: Request, task: Task, sink: Sink, multipart: bool) -> Optional[HTTPError]:
     """Stream the phase-2 body into ``sink``; the error to answer after draining, if any.
 
     Raises ``ClientDisconnected`` when the client goes away.
     """
-    declared = req.content_length()
+    declared = req.content_length
     slack = MULTIPART_SLACK if multipart else 0
     bound = task.size + slack if declared is None else min(declared, task.size + slack)
-    seen = 0
     failure: Optional[HTTPError] = length_mismatch(declared, task.size, task.checksum, multipart)
     at_once = failure is not None
     if at_once:
         bound = min(bound, DRAIN_CAP)
-    parts: Optional[_Multipart] = None
+    parts: Optional[MultipartStream] = None
     if multipart and failure is None:
         try:
-            parts = _Multipart(multipart_boundary(req.header("content-type")))
-        except (HTTPError, FormParserError) as exc:
-            failure = exc if isinstance(exc, HTTPError) else unprocessable(str(exc), ["body"])
-    receive = req.receive
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunk: bytes = message.get("body", b"")
-        more = message.get("more_body", False)
-        seen += len(chunk)
+            parts = MultipartStream(req.headers.get("content-type"))
+        except HTTPError as exc:
+            failure = exc
+    body = req.body_reader()
+    while not body.done:
+        chunk = await body.next() or b""
         if failure is not None:
-            if seen >= bound and more:
+            if body.received >= bound and not body.done:
                 failure.headers["connection"] = "close"
                 break
             continue
@@ -234,17 +168,16 @@ async def receive_body(req: Request, task: Task, sink: Sink, multipart: bool) ->
             continue
         if parts is None:
             if sink.count + len(chunk) > task.size:
-                failure = integrity_error(task, seen, "")
+                failure = integrity_error(task, body.received, "")
                 continue
             await sink.feed(chunk)
             task.written = sink.count
             continue
         try:
-            parts.parser.write(chunk)
-        except FormParserError as exc:
-            failure = unprocessable(f"malformed multipart body: {exc}", ["body"])
+            data = parts.feed(chunk)
+        except HTTPError as exc:
+            failure = exc
             continue
-        data, parts.out = parts.out, []
         for piece in data:
             if sink.count + len(piece) > task.size:
                 failure = integrity_error(task, sink.count + len(piece), "")
@@ -253,14 +186,9 @@ async def receive_body(req: Request, task: Task, sink: Sink, multipart: bool) ->
         task.written = sink.count
     if failure is not None:
         if failure.code == 501 and parts is None and not at_once:
-            failure.extra["received_size"] = seen  # everything the client sent (up to the drain bound)
+            failure.extra["received_size"] = body.received  # everything the client sent (up to the drain bound)
         return failure
-    if parts is not None:
-        if not parts.found:
-            return unprocessable("multipart body has no data part", ["body", "data"], "missing")
-        if not parts.ended:
-            return unprocessable("multipart body is truncated", ["body"])
-    return None
+    return parts.incomplete() if parts is not None else None
 
 
 async def handle_phase2(peer: PeerState, req: Request, send: Send, task_id: str, multipart: bool) -> None:

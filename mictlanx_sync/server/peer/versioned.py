@@ -11,9 +11,10 @@ from typing import Any, Callable, Optional
 
 from ...protocol.versions import DROP_CURRENT_HEADER, IF_VERSION_HEADER, TOMBSTONE_HEADER, VERSION_HEADER
 from ..asgi.errors import HTTPError, not_found
+from ..asgi.request import Request
+from ..asgi.responses import Response, json_response
 from ..request_values import parse_bool, path_id
 from . import lww, versionstore
-from .http import Request, Send, send_json
 from .state import PeerState
 from .storage import STAGED, SUPERSEDED, Ball
 
@@ -46,7 +47,7 @@ def lookup(peer: PeerState, req: Request, bucket_id: str, key: str) -> Ball:
 
 
 def include_tombstones(req: Request) -> bool:
-    return parse_bool(req.query("include_tombstones"), "include_tombstones")
+    return parse_bool(req.query.get("include_tombstones"), "include_tombstones")
 
 
 # --- deletes ------------------------------------------------------------------------------------------
@@ -60,7 +61,7 @@ def delete_headers(req: Request) -> tuple[Optional[str], Optional[str]]:
 
 def drop_current_requested(req: Request, if_version: Optional[str]) -> bool:
     """``Mictlanx-Drop-Current`` of P8; it only qualifies ``Mictlanx-If-Version`` (400/400 without it)."""
-    drop = parse_bool(req.header(DROP_CURRENT_HEADER.lower()), DROP_CURRENT_HEADER)
+    drop = parse_bool(req.headers.get(DROP_CURRENT_HEADER.lower()), DROP_CURRENT_HEADER)
     if drop and if_version is None:
         raise HTTPError(400, 400, f"{DROP_CURRENT_HEADER} needs {IF_VERSION_HEADER}: the version to drop")
     return drop
@@ -68,7 +69,7 @@ def drop_current_requested(req: Request, if_version: Optional[str]) -> bool:
 
 def refuse_drop_current_of_ball_id(req: Request) -> None:
     """P9 has no Drop-Current: a rebalancer moves one chunk key at a time (400/400, nothing changed)."""
-    if parse_bool(req.header(DROP_CURRENT_HEADER.lower()), DROP_CURRENT_HEADER):
+    if parse_bool(req.headers.get(DROP_CURRENT_HEADER.lower()), DROP_CURRENT_HEADER):
         raise HTTPError(400, 400, f"{DROP_CURRENT_HEADER} applies to one key (DELETE /buckets/{{bucket_id}}/{{key}}), "
                                   "not to a ball_id")
 
@@ -78,8 +79,7 @@ def _deleted(name_field: str, name: str, headers: dict[str, str], **extra: Any) 
                      **{name_field: name}, **extra)
 
 
-async def tombstone_key(peer: PeerState, send: Send, bucket_id: str, key: str, version: str,
-                        preconditions: Any) -> None:
+def tombstone_key(peer: PeerState, bucket_id: str, key: str, version: str, preconditions: Any) -> Response:
     """P8 with ``Mictlanx-Version: D``: tombstone D; the current version below D superseded."""
     peer.clock.observe(version)
     current = peer.storage.get(bucket_id, key)
@@ -89,19 +89,19 @@ async def tombstone_key(peer: PeerState, send: Send, bucket_id: str, key: str, v
     headers = {VERSION_HEADER: version}
     if not removed:
         raise _deleted("key", key, headers, bucket_id=bucket_id, version=version)
-    await send_json(send, 200, {"n_deletes": len(removed), "key": key, "version": version},
-                    headers={"n-deletes": str(len(removed)), "ETag": f'"{removed[0].checksum}"', **headers})
+    return json_response({"n_deletes": len(removed), "key": key, "version": version}, 200,
+                         {"n-deletes": str(len(removed)), "ETag": f'"{removed[0].checksum}"', **headers})
 
 
-async def tombstone_ball_id(peer: PeerState, send: Send, bucket_id: str, ball_id: str, version: str) -> None:
+def tombstone_ball_id(peer: PeerState, bucket_id: str, ball_id: str, version: str) -> Response:
     """P9 with ``Mictlanx-Version: D``: tombstone D for the ball_id; its versions below D superseded."""
     peer.clock.observe(version)
     removed = peer.storage.essential(versionstore.delete_ball_id, peer.storage, bucket_id, ball_id, version)
     headers = {VERSION_HEADER: version}
     if not removed:
         raise _deleted("ball_id", ball_id, headers, bucket_id=bucket_id, version=version)
-    await send_json(send, 200, {"n_deletes": len(removed), "ball_id": ball_id, "version": version},
-                    headers={"n-deletes": str(len(removed)), **headers})
+    return json_response({"n_deletes": len(removed), "ball_id": ball_id, "version": version}, 200,
+                         {"n-deletes": str(len(removed)), **headers})
 
 
 def _refuse_current(bucket_id: str, name: str, version: str) -> HTTPError:
@@ -109,7 +109,7 @@ def _refuse_current(bucket_id: str, name: str, version: str) -> HTTPError:
                      bucket_id=bucket_id, version=version)
 
 
-async def drop_key_version(peer: PeerState, send: Send, bucket_id: str, key: str, version: str) -> None:
+def drop_key_version(peer: PeerState, bucket_id: str, key: str, version: str) -> Response:
     """P8 with ``Mictlanx-If-Version: V``: remove exactly V if staged or superseded."""
     current = peer.storage.get(bucket_id, key)
     if current is not None and current.version == version:
@@ -118,7 +118,7 @@ async def drop_key_version(peer: PeerState, send: Send, bucket_id: str, key: str
     if record is None:
         raise _deleted("key", key, {}, bucket_id=bucket_id, version=version)
     peer.storage.essential(versionstore.remove_versions, peer.storage, [record])
-    await send_json(send, 200, {"n_deletes": 1, "key": key, "version": version}, headers={"n-deletes": "1"})
+    return json_response({"n_deletes": 1, "key": key, "version": version}, 200, {"n-deletes": "1"})
 
 
 def _not_current(bucket_id: str, key: str, version: str, current: str) -> HTTPError:
@@ -127,8 +127,8 @@ def _not_current(bucket_id: str, key: str, version: str, current: str) -> HTTPEr
                      bucket_id=bucket_id, key=key, version=version, current=current)
 
 
-async def drop_current_version(peer: PeerState, send: Send, bucket_id: str, key: str, version: str,
-                               preconditions: Callable[[Ball], None]) -> None:
+def drop_current_version(peer: PeerState, bucket_id: str, key: str, version: str,
+                         preconditions: Callable[[Ball], None]) -> Response:
     """P8 with ``Mictlanx-If-Version: V`` and ``Mictlanx-Drop-Current: 1``: a rebalancer moving a copy away.
 
     Removes the key's current version only while it is exactly V, and records no tombstone:
@@ -148,11 +148,11 @@ async def drop_current_version(peer: PeerState, send: Send, bucket_id: str, key:
     dropped = peer.storage.essential(versionstore.drop_current, peer.storage, bucket_id, key, version)
     if dropped is None:  # cannot happen (nothing runs between the check and the change): never claim a drop
         raise _not_current(bucket_id, key, version, "another version")
-    await send_json(send, 200, {"n_deletes": 1, "key": key, "version": version},
-                    headers={"n-deletes": "1", "ETag": f'"{dropped.checksum}"', VERSION_HEADER: version})
+    return json_response({"n_deletes": 1, "key": key, "version": version}, 200,
+                         {"n-deletes": "1", "ETag": f'"{dropped.checksum}"', VERSION_HEADER: version})
 
 
-async def drop_ball_id_version(peer: PeerState, send: Send, bucket_id: str, ball_id: str, version: str) -> None:
+def drop_ball_id_version(peer: PeerState, bucket_id: str, ball_id: str, version: str) -> Response:
     """P9 with ``Mictlanx-If-Version: V``: remove the staged or superseded V of every key of the ball_id.
 
     Refused (412/405, nothing removed) when V is current for any of them.
@@ -165,12 +165,12 @@ async def drop_ball_id_version(peer: PeerState, send: Send, bucket_id: str, ball
     if not records:
         raise _deleted("ball_id", ball_id, {}, bucket_id=bucket_id, version=version)
     storage.essential(versionstore.remove_versions, storage, records)
-    await send_json(send, 200, {"n_deletes": len(records), "ball_id": ball_id, "version": version},
-                    headers={"n-deletes": str(len(records))})
+    return json_response({"n_deletes": len(records), "ball_id": ball_id, "version": version}, 200,
+                         {"n-deletes": str(len(records))})
 
 
 # --- P24 ------------------------------------------------------------------------------------------------
-async def commit(peer: PeerState, req: Request, send: Send, bucket_id: str, ball_id: str) -> None:
+async def commit(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> Response:
     """P24: promote the staged chunks of a ball_id at version V and supersede what V replaces."""
     bucket_id, ball_id = path_id(bucket_id, "bucket_id"), path_id(ball_id, "ball_id", key=True)
     version = lww.header_version(req)
@@ -179,7 +179,6 @@ async def commit(peer: PeerState, req: Request, send: Send, bucket_id: str, ball
     peer.clock.observe(version)
     storage = peer.storage
     committed, superseded = storage.essential(versionstore.commit_ball_id, storage, bucket_id, ball_id, version)
-    await send_json(send, 200, {"bucket_id": bucket_id, "ball_id": ball_id, "version": version,
-                                "committed": committed, "superseded": superseded},
-                    headers={VERSION_HEADER: version})
+    return json_response({"bucket_id": bucket_id, "ball_id": ball_id, "version": version, "committed": committed,
+                          "superseded": superseded}, 200, {VERSION_HEADER: version})
 

@@ -6,9 +6,11 @@ from typing import Any
 
 from ...protocol.ids import is_valid_id
 from ..asgi.errors import HTTPError, unprocessable
+from ..asgi.request import Request, parse_json_body
+from ..asgi.responses import Response, empty, json_response
 from ..request_values import path_id
 from .registry import PeerEntry
-from .state import Request, Response, RouterState, empty, json_response
+from .state import RouterState
 
 
 def _peer_item(item: Any, loc: list[Any]) -> PeerEntry:
@@ -85,22 +87,13 @@ async def remove_peers(st: RouterState, req: Request) -> Response:
     ids = list(req.query_all.get("peers", []))
     raw = await req.body()
     if raw.strip():
-        body = await _parse(raw)
+        body = parse_json_body(raw)
         if not isinstance(body, list) or not all(isinstance(p, str) for p in body):
             raise unprocessable("body must be a JSON array of peer ids", ["body"], "list_type")
         ids.extend(body)
     for peer_id in ids:
         st.registry.remove(peer_id)
     return empty(204)
-
-
-async def _parse(raw: bytes) -> Any:
-    import json
-
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise unprocessable("body is not valid JSON", ["body"], "json_invalid") from None
 
 
 async def cache_keys(st: RouterState, req: Request) -> Response:

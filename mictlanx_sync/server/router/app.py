@@ -12,16 +12,17 @@ from functools import partial
 from typing import Any, Awaitable, Callable, Optional
 
 from ..asgi.access_log import AccessLogMiddleware
-from ..asgi.errors import HTTPError
+from ..asgi.errors import ClientDisconnected, HTTPError, StreamBroken
 from ..asgi.paths import check_raw_path, raw_path_segments
+from ..asgi.request import Request
+from ..asgi.responses import Answer, error_response
 from ..request_values import path_id
 from . import admin, commit, reads, rebalance, repair, writes
-from .state import Request, Response, RouterConfig, RouterState, error_response
-from .streaming import ClientGone, StreamBroken
+from .state import RouterConfig, RouterState
 
 log = logging.getLogger("mictlanx_sync.server.router")
 
-Handler = Callable[..., Awaitable[Optional[Response]]]
+Handler = Callable[..., Awaitable[Optional[Answer]]]
 METHODS = ("GET", "POST", "DELETE", "PUT", "PATCH", "HEAD")
 
 
@@ -56,10 +57,10 @@ def resolve(st: RouterState, method: str, segs: list[str]) -> Optional[Callable[
                 return lambda req, send: reads.list_chunks(st, req, _bucket(b), _key(segs[3], "ball_id"))
             return None
         if b == "data" and method == "POST" and (n == 3 or (n == 4 and segs[3] in ("chunked", "chunkedv1"))):
-            return lambda req, send: writes.put_data(st, req, send, segs[2], multipart=n == 3)
+            return lambda req, send: writes.put_data(st, req, segs[2], multipart=n == 3)
         if n == 3:
             if method == "GET":
-                return lambda req, send: reads.get_data(st, req, send, _bucket(b), _key(segs[2]))
+                return lambda req, send: reads.get_data(st, req, _bucket(b), _key(segs[2]))
             if method == "DELETE":
                 return lambda req, send: writes.delete_key(st, req, _bucket(b), _key(segs[2]))
             return None
@@ -74,13 +75,13 @@ def resolve(st: RouterState, method: str, segs: list[str]) -> Optional[Callable[
             if last == "commit" and method == "POST":
                 return lambda req, send: commit.commit_ball(st, req, _bucket(b), _key(segs[2], "ball_id"))
             if last == "merge" and method == "GET":
-                return lambda req, send: reads.merge(st, req, send, _bucket(b), _key(segs[2], "ball_id"))
+                return lambda req, send: reads.merge(st, req, _bucket(b), _key(segs[2], "ball_id"))
         return None
     if head == "repair" and n == 3 and segs[1] == "buckets" and method == "POST":
         return lambda req, send: repair.repair_bucket(st, req, _bucket(segs[2]))
     if head == "u" and n == 4 and segs[1] == "buckets" and method == "POST":
         return lambda req, send: writes.update_metadata(st, req, _bucket(segs[2]), _key(segs[3]))
-    simple: dict[tuple[str, ...], Callable[[RouterState, Request], Awaitable[Response]]] = {
+    simple: dict[tuple[str, ...], Callable[[RouterState, Request], Awaitable[Answer]]] = {
         ("POST", "xpeers"): admin.add_peers, ("DELETE", "xpeers"): admin.remove_peers,
         ("GET", "peers"): admin.list_peers, ("POST", "peers"): admin.add_peer,
         ("GET", "peers", "stats"): reads.stats, ("GET", "cache"): admin.cache_keys,
@@ -95,8 +96,8 @@ def resolve(st: RouterState, method: str, segs: list[str]) -> Optional[Callable[
     return None
 
 
-async def _simple(handler: Callable[[RouterState, Request], Awaitable[Response]], st: RouterState,
-                  req: Request, send: Any) -> Response:
+async def _simple(handler: Callable[[RouterState, Request], Awaitable[Answer]], st: RouterState,
+                  req: Request, send: Any) -> Answer:
     return await handler(st, req)
 
 
@@ -165,9 +166,9 @@ class RouterApp:
                 if any(self._route(m, segs) is not None for m in METHODS if m != method):
                     raise HTTPError(405, 400, f"method {method} not allowed on {scope.get('path')}")
                 raise HTTPError(404, 404, f"no route for {method} {scope.get('path')}")
-            response = await handler(Request(scope, receive), tracking_send)
-            if response is not None:
-                await response.send(send)
+            answer = await handler(Request(scope, receive, tracking_send), tracking_send)
+            if answer is not None:
+                await answer.send(tracking_send)
         except HTTPError as exc:
             if started:
                 log.warning("aborting %s %s after the response started: %s", scope["method"], scope.get("path"),
@@ -179,7 +180,7 @@ class RouterApp:
             # no terminating chunk, Content-Length unmet, so the client sees a broken stream.
             log.warning("aborting %s %s: %s", scope["method"], scope.get("path"), exc)
             return
-        except ClientGone:
+        except ClientDisconnected:
             return  # nobody to answer
         except Exception as exc:
             if started:

@@ -9,9 +9,11 @@ it returns exactly like a pending delete. Committing is idempotent, so a replay 
 from __future__ import annotations
 
 from ..asgi.errors import HTTPError, bad_request
+from ..asgi.request import Request
+from ..asgi.responses import Response, json_response
 from .fanout import Reply, fan_out, no_peer_available
 from .pending import commit_record
-from .state import Request, Response, RouterState, json_response
+from .state import RouterState
 from .versions import VERSION_HEADER, header_version
 
 
@@ -44,4 +46,4 @@ async def commit_ball(st: RouterState, req: Request, bucket_id: str, ball_id: st
                           "committed": sum(_count(r, "committed") for r in done),
                           "superseded": sum(_count(r, "superseded") for r in done),
                           "failed_peers": failed, "pending_peers": pending_peers},
-                         headers=[(VERSION_HEADER, version)])
+                         headers={VERSION_HEADER: version})

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 from urllib.parse import quote
 
 from ...protocol.direct import DIRECT_HEADER
 from ...protocol.inline import INLINE_MAX_HEADER, inline_max
 from ...protocol.sizes import format_size
-from ..asgi.errors import HTTPError, not_found
+from ..asgi.errors import ClientDisconnected, HTTPError, StreamBroken, not_found
+from ..asgi.request import Request
+from ..asgi.responses import Response, json_response
 from ..grants import grant_query
 from ..request_values import parse_bool, parse_chunk_size, parse_int_query, path_id
 from . import reconcile
 from .fanout import Reply, call, fan_out, fan_out_early, missing, no_peer_available
 from .registry import PeerEntry
-from .state import Request, Response, RouterState, json_response
-from .streaming import ClientGone, Opened, PassThrough, StreamBroken, open_first, relay, watch_disconnect
+from .state import RouterState
+from .streaming import Opened, PassThrough, open_first, relay
 from .versions import TOMBSTONE_HEADER, VERSION_HEADER, header_version, observe_meta, reply_version
 
 #: R2 answers at most this many balls per call; a longer window (an unpaged listing, or a larger
@@ -131,7 +133,7 @@ async def get_metadata(st: RouterState, req: Request, bucket_id: str, key: str) 
         raise _unresolved(st, res, pinned, f"metadata of {bucket_id}@{key}", bucket_id=bucket_id, key=key)
     body = res.best.body
     body.setdefault("version", res.version)
-    return json_response(body, headers=[(VERSION_HEADER, res.version)] if res.version else [])
+    return json_response(body, headers={VERSION_HEADER: res.version} if res.version else None)
 
 
 def _unresolved(st: RouterState, res: reconcile.Resolution, pinned: Optional[PeerEntry], what: str,
@@ -214,8 +216,7 @@ def _start(status: int, headers: list[tuple[str, str]]) -> dict:
             "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]}
 
 
-async def get_data(st: RouterState, req: Request, send: Callable[[dict], Any], bucket_id: str,
-                   key: str) -> Optional[Response]:
+async def get_data(st: RouterState, req: Request, bucket_id: str, key: str) -> Optional[Response]:
     attachment = parse_bool(req.query.get("attachment"), "attachment")
     parse_chunk_size(req.headers.get("chunk-size"))
     parse_bool(req.headers.get("force-get"), "Force-Get", default=True)
@@ -233,10 +234,10 @@ async def get_data(st: RouterState, req: Request, send: Callable[[dict], Any], b
     try:
         opened, failed = await open_first(st.registry, candidates, f"/buckets/{bucket_id}/{key}", headers)
     except PassThrough as exc:
-        out = [("content-type", "application/json")]
+        passed = {"content-type": "application/json"}
         if "content-range" in exc.headers:
-            out.append(("content-range", exc.headers["content-range"]))
-        return Response(exc.status, exc.body, out)
+            passed["content-range"] = exc.headers["content-range"]
+        return Response(exc.status, exc.body, passed)
     if opened is None:
         failed = sorted(set(failed) | set(failed_before))
         if pinned is not None:
@@ -260,10 +261,10 @@ async def get_data(st: RouterState, req: Request, send: Callable[[dict], Any], b
     except BaseException:
         await opened.aclose()
         raise
-    gone = asyncio.ensure_future(watch_disconnect(req.receive))
+    gone = asyncio.ensure_future(req.wait_disconnect())
     try:
-        await send(_start(opened.status, out))
-        await relay(send, opened, gone=gone)
+        await req.send(_start(opened.status, out))
+        await relay(req.send, opened, gone=gone)
     finally:
         gone.cancel()
     return None
@@ -285,8 +286,8 @@ async def _redirect(st: RouterState, candidates: list[PeerEntry], bucket_id: str
         if not isinstance(meta, dict) or meta.get("is_disabled") or reply_version(reply, st.clock) != version:
             continue
         location = entry.client_url + path + (f"?{grant_query(token, path, version)}" if token else "")
-        return Response(307, b"", [("location", location), (VERSION_HEADER, version), ("peer-id", entry.peer_id),
-                                   ("cache-control", "no-store")])
+        return Response(307, b"", {"location": location, VERSION_HEADER: version, "peer-id": entry.peer_id,
+                                   "cache-control": "no-store"})
     return None
 
 
@@ -310,8 +311,7 @@ async def _read_plan(st: RouterState, bucket_id: str, key: str, version: Optiona
 
 
 # --- R10 -----------------------------------------------------------------------------------
-async def merge(st: RouterState, req: Request, send: Callable[[dict], Any], bucket_id: str,
-                ball_id: str) -> Optional[Response]:
+async def merge(st: RouterState, req: Request, bucket_id: str, ball_id: str) -> None:
     attachment = parse_bool(req.query.get("attachment"), "attachment")
     parse_chunk_size(req.headers.get("chunk-size"))
     parse_bool(req.headers.get("force-get"), "Force-Get", default=True)
@@ -353,17 +353,17 @@ async def merge(st: RouterState, req: Request, send: Callable[[dict], Any], buck
         name = (req.query.get("filename") or _tag(first, "fullname") or _tag(first, "filename")
                 or f"{bucket_id}_{ball_id}")
         out.append(("content-disposition", _disposition(name)))
-    gone = asyncio.ensure_future(watch_disconnect(req.receive))
+    gone = asyncio.ensure_future(req.wait_disconnect())
     try:
-        await send(_start(200, out))
-        await relay(send, opened, last=count == 1, gone=gone)
+        await req.send(_start(200, out))
+        await relay(req.send, opened, last=count == 1, gone=gone)
         for i, part in enumerate(parts[1:], start=1):
             if gone.done():
-                raise ClientGone()
+                raise ClientDisconnected()
             next_chunk = await _open_chunk(st, bucket_id, part)
             if next_chunk is None:
                 raise StreamBroken(f"{what}: no holder could serve chunk {part.get('key')}")
-            await relay(send, next_chunk, last=i == count - 1, gone=gone)
+            await relay(req.send, next_chunk, last=i == count - 1, gone=gone)
     finally:
         gone.cancel()
     return None

@@ -58,11 +58,13 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from ..asgi.request import Request
+from ..asgi.responses import Response, json_response
 from .fanout import call
 from .placement import RF_TAG, rank
 from .registry import PeerEntry
 from .repair import _copy, _inventory
-from .state import Request, Response, RouterState, json_response
+from .state import RouterState
 from .versions import DROP_CURRENT_HEADER, IF_VERSION_HEADER, VERSION_HEADER, observe_meta, reply_tombstone
 
 log = logging.getLogger("mictlanx_sync.server.router.rebalance")

@@ -37,13 +37,15 @@ import asyncio
 from typing import Any, AsyncIterator, Optional
 
 from ..asgi.errors import HTTPError
+from ..asgi.request import Request
+from ..asgi.responses import Response, json_response
 from ..request_values import parse_int_query
 from .fanout import call, no_peer_available
 from .peerio import PeerError, SourceError, exchange
 from .placement import rank
 from .reconcile import Tombstones
 from .registry import PeerEntry
-from .state import Request, Response, RouterState, json_response
+from .state import RouterState
 from .streaming import Opened, open_data
 from .versions import VERSION_HEADER, observe_meta
 

@@ -1,19 +1,14 @@
-"""The router's configuration, its state, and the request/response helpers of its handlers."""
+"""The router's configuration and its state: registry, write groups, pending deletes, clock."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Mapping, Optional
-from urllib.parse import parse_qs
+from typing import Any, Coroutine, Optional
 
-from ..asgi.errors import HTTPError, unprocessable
-from ..asgi.request import MAX_JSON_BODY
-from ..request_values import declared_length
 from ..units import MIB
 from .groups import Groups
 from .pending import PendingDeletes
@@ -155,85 +150,3 @@ class RouterState:
 
     def ranked_available(self, bucket_id: str, key: str) -> list[PeerEntry]:
         return [e for e in self.ranked(bucket_id, key) if e.available]
-
-
-class Request:
-    """The parts of an ASGI HTTP request that handlers use."""
-
-    def __init__(self, scope: Mapping[str, Any], receive: Callable[[], Any]) -> None:
-        self.scope = scope
-        self.receive = receive
-        self.method: str = scope["method"]
-        self.headers: dict[str, str] = {}
-        for name, value in scope.get("headers", []):
-            self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-        raw_query = scope.get("query_string", b"").decode("latin-1")
-        self.query_all: dict[str, list[str]] = parse_qs(raw_query, keep_blank_values=True)
-        self.query: dict[str, str] = {k: v[0] for k, v in self.query_all.items()}
-
-    async def body(self, limit: int = MAX_JSON_BODY) -> bytes:
-        """The whole (small) body; 413/400 beyond ``limit``.
-
-        A ``Content-Length`` above ``limit`` is refused before reading anything; a chunked
-        body is read only until it passes ``limit``. Either way the answer closes the
-        connection, so the rest of the body is never read.
-        """
-        too_large = HTTPError(413, 400, f"JSON body too large (limit {limit} bytes)", headers={"connection": "close"})
-        declared = declared_length(self.headers.get("content-length"))
-        if declared is not None and declared > limit:
-            raise too_large
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
-
-    async def json(self) -> Any:
-        raw = await self.body()
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise unprocessable("body is not valid JSON", ["body"], "json_invalid") from None
-
-
-class Response:
-    """A complete (non-streamed) answer."""
-
-    __slots__ = ("status", "body", "headers")
-
-    def __init__(self, status: int, body: bytes = b"", headers: Optional[list[tuple[str, str]]] = None) -> None:
-        self.status = status
-        self.body = body
-        self.headers = headers or []
-
-    async def send(self, send: Callable[[dict], Any]) -> None:
-        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers]
-        if self.status != 204 and self.status != 304:
-            headers.append((b"content-length", str(len(self.body)).encode()))
-        await send({"type": "http.response.start", "status": self.status, "headers": headers})
-        await send({"type": "http.response.body", "body": self.body if self.status != 204 else b""})
-
-
-def json_response(obj: Any, status: int = 200, headers: Optional[list[tuple[str, str]]] = None) -> Response:
-    return Response(status, json.dumps(obj, separators=(",", ":")).encode(),
-                    [("content-type", "application/json"), *(headers or [])])
-
-
-def empty(status: int = 204, headers: Optional[list[tuple[str, str]]] = None) -> Response:
-    return Response(status, b"", headers)
-
-
-def error_response(exc: HTTPError, close: bool = False) -> Response:
-    headers = list(exc.headers.items())
-    if close:
-        headers.append(("connection", "close"))
-    return json_response(exc.body(), exc.status, headers)

@@ -20,22 +20,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Optional
 
-from ..asgi.errors import HTTPError
+from ..asgi.errors import ClientDisconnected, HTTPError, StreamBroken
+from ..asgi.multipart import MultipartStream
+from ..asgi.request import BodyReader
+from ..phase2 import MULTIPART_SLACK
 from .fanout import Reply
 from .groups import Group
 from .registry import PeerEntry, Registry
 
 log = logging.getLogger("mictlanx_sync.server.router")
-
-MULTIPART_SLACK = 64 * 1024
-
-
-class ClientGone(Exception):
-    """The client disconnected while sending its body."""
-
-
-class StreamBroken(Exception):
-    """An upstream data stream failed after the response started: abort the connection."""
 
 
 class _ReplicaDone(Exception):
@@ -46,112 +39,6 @@ class _Integrity(Exception):
     def __init__(self, received: int) -> None:
         super().__init__(received)
         self.received = received
-
-
-# --- the client's request body --------------------------------------------------------------
-class ClientBody:
-    """The ASGI request body, message by message, counting the raw bytes received."""
-
-    def __init__(self, receive: Callable[[], Any]) -> None:
-        self.receive = receive
-        self.done = False
-        self.received = 0
-
-    async def next(self) -> Optional[bytes]:
-        if self.done:
-            return None
-        message = await self.receive()
-        if message["type"] == "http.disconnect":
-            self.done = True
-            raise ClientGone()
-        body = message.get("body", b"")
-        self.received += len(body)
-        if not message.get("more_body", False):
-            self.done = True
-        return body
-
-    async def drain(self, limit: int) -> bool:
-        """Read and discard the rest up to ``limit`` bytes in all; True if the body ended."""
-        try:
-            while not self.done:
-                if self.received >= limit:
-                    return False
-                await self.next()
-        except ClientGone:
-            return False
-        return True
-
-
-class MultipartData:
-    """Incremental ``multipart/form-data`` parsing that yields the ``data`` part's bytes (P2)."""
-
-    def __init__(self, content_type: str) -> None:
-        from python_multipart.multipart import MultipartParser, parse_options_header
-
-        self._parse_options = parse_options_header
-        kind, params = parse_options_header(content_type)
-        boundary = params.get(b"boundary")
-        if kind != b"multipart/form-data" or not boundary:
-            raise HTTPError(422, 400, "body must be multipart/form-data with a boundary",
-                            errors=[{"loc": ["body"], "msg": "not multipart", "type": "value_error"}])
-        self.out: list[bytes] = []
-        self.seen_data = False
-        self.ended = False
-        self._in_data = False
-        self._field = b""
-        self._value = b""
-        self._disposition = b""
-        callbacks = {
-            "on_part_begin": self._part_begin, "on_header_field": self._header_field,
-            "on_header_value": self._header_value, "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished, "on_part_data": self._part_data,
-            "on_part_end": self._part_end, "on_end": self._end,
-        }
-        self.parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
-
-    def _part_begin(self) -> None:
-        self._disposition = b""
-        self._field = b""
-        self._value = b""
-
-    def _header_field(self, data: bytes, start: int, end: int) -> None:
-        self._field += data[start:end]
-
-    def _header_value(self, data: bytes, start: int, end: int) -> None:
-        self._value += data[start:end]
-
-    def _header_end(self) -> None:
-        if self._field.lower() == b"content-disposition":
-            self._disposition = self._value
-        self._field = b""
-        self._value = b""
-
-    def _headers_finished(self) -> None:
-        _, params = self._parse_options(self._disposition)
-        self._in_data = params.get(b"name") == b"data" and not self.seen_data
-        if self._in_data:
-            self.seen_data = True
-
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._in_data and end > start:
-            self.out.append(data[start:end])
-
-    def _part_end(self) -> None:
-        self._in_data = False
-
-    def _end(self) -> None:
-        self.ended = True
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        from python_multipart.exceptions import MultipartParseError
-
-        try:
-            self.parser.write(chunk)
-        except MultipartParseError as exc:
-            raise HTTPError(422, 400, f"invalid multipart body: {exc}",
-                            errors=[{"loc": ["body"], "msg": str(exc), "type": "value_error"}]) from None
-        out, self.out = self.out, []
-        return out
 
 
 # --- phase 2 to every replica ------------------------------------------------------------
@@ -218,8 +105,8 @@ class PutOutcome:
     replies: list[Reply]
 
 
-async def stream_to_replicas(registry: Registry, group: Group, body: ClientBody, *, piece_size: int,
-                             queue_depth: int, multipart: Optional[MultipartData]) -> PutOutcome:
+async def stream_to_replicas(registry: Registry, group: Group, body: BodyReader, *, piece_size: int,
+                             queue_depth: int, multipart: Optional[MultipartStream]) -> PutOutcome:
     """Relay the client body to every replica; raises HTTPError after cleaning up on failure."""
     entries = []
     for replica in group.replicas:
@@ -253,9 +140,9 @@ async def stream_to_replicas(registry: Registry, group: Group, body: ClientBody,
                 pieces, pending = [], 0
                 for upload in uploads:
                     await upload.put(piece)
-        if multipart is not None and not (multipart.seen_data and multipart.ended):
-            raise HTTPError(422, 400, "missing data part" if not multipart.seen_data else "truncated multipart body",
-                            errors=[{"loc": ["body", "data"], "msg": "field required", "type": "missing"}])
+        incomplete = multipart.incomplete() if multipart is not None else None
+        if incomplete is not None:
+            raise incomplete
         if count != size:
             raise _Integrity(count)
         if pending:
@@ -267,7 +154,7 @@ async def stream_to_replicas(registry: Registry, group: Group, body: ClientBody,
         replies = list(await asyncio.gather(*(u.task for u in uploads)))
     except BaseException as exc:
         failures = await _abort(uploads)
-        if isinstance(exc, (ClientGone, asyncio.CancelledError)):
+        if isinstance(exc, (ClientDisconnected, asyncio.CancelledError)):
             await cleanup(registry, group)
             raise
         await body.drain(_drain_limit(group))
@@ -506,18 +393,10 @@ class PassThrough(Exception):
         self.body = body
 
 
-async def watch_disconnect(receive: Callable[[], Any]) -> None:
-    """Return once the client has gone (ASGI ``http.disconnect``)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
 async def relay(send: Callable[[dict], Any], opened: Opened, *, last: bool = True,
                 gone: Optional[asyncio.Future] = None) -> int:
     """Send ``opened``'s body to the client; raises ``StreamBroken`` if the upstream breaks and
-    ``ClientGone`` once ``gone`` (a :func:`watch_disconnect` task) has finished."""
+    ``ClientDisconnected`` once ``gone`` (a ``Request.wait_disconnect`` task) has finished."""
     import httpx
 
     from .rawhttp import RawHTTPError
@@ -530,7 +409,7 @@ async def relay(send: Callable[[dict], Any], opened: Opened, *, last: bool = Tru
         try:
             async for chunk in opened.iterator:
                 if gone is not None and gone.done():
-                    raise ClientGone()
+                    raise ClientDisconnected()
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     sent += len(chunk)

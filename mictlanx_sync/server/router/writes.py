@@ -5,20 +5,23 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from ...protocol.inline import IF_ABSENT_HEADER, INLINE_FIELD
 from ..asgi.errors import HTTPError, bad_request, unprocessable
+from ..asgi.multipart import MultipartStream
+from ..asgi.request import Request
+from ..asgi.responses import Response, empty, error_response, json_response
 from ..phase2 import DRAIN_CAP, MULTIPART_SLACK, inline_write, length_mismatch
-from ..request_values import declared_length, header_task_id, parse_bool, parse_chunk_size, parse_if_match, path_task_id
+from ..request_values import header_task_id, parse_bool, parse_chunk_size, parse_if_match, path_task_id
 from . import reconcile
 from . import validation as v
 from .fanout import Reply, call, fan_out, missing, no_peer_available
 from .groups import Replica
 from .pending import ANY, ball_record, key_record
 from .placement import RF_TAG, rank
-from .state import Request, Response, RouterState, empty, error_response, json_response
-from .streaming import ClientBody, ClientGone, MultipartData, cleanup, stream_to_replicas
+from .state import RouterState
+from .streaming import cleanup, stream_to_replicas
 from .superseded import tombstone_below, write_failure
 from .versions import (
     IF_VERSION_HEADER,
@@ -89,7 +92,7 @@ async def put_metadata(st: RouterState, req: Request, bucket_id: str) -> Respons
     return json_response({"key": key, "service_time": time.perf_counter() - started, "tasks_ids": [group_id],
                           "bucket_id": bucket_id, "replicas": [r.peer_id for r in replicas],
                           "extra": {"exists": group.exists, "version": version}},
-                         headers=[(VERSION_HEADER, version)])
+                         headers={VERSION_HEADER: version})
 
 
 def _create_only(found: reconcile.Resolution, meta: dict[str, Any], version: str, bucket_id: str, key: str,
@@ -122,7 +125,7 @@ def _create_only(found: reconcile.Resolution, meta: dict[str, Any], version: str
                                   "bucket_id": bucket_id, "replicas": [],
                                   "extra": {"exists": True, "identical": True, "version": found.version,
                                             "num_chunks": str(tags.get("num_chunks", "1"))}},
-                                 headers=[(VERSION_HEADER, found.version)] if found.version else [])
+                                 headers={VERSION_HEADER: found.version} if found.version else None)
     newest = max(found.version, found.tombstone or "")  # the same content disabled: a new version re-enables it
     if newest and version <= newest:
         raise HTTPError(409, 409, f"version {version} of {bucket_id}@{key} is superseded by {newest}",
@@ -159,7 +162,7 @@ async def _finish_inline(st: RouterState, replies: list[Reply], data: bytes, buc
                           "bucket_id": bucket_id, "replicas": peer_ids, "peer_ids": peer_ids,
                           "combined_key": f"{bucket_id}@{key}", "size": len(data),
                           "extra": {"exists": exists, "version": version, "committed": True}},
-                         headers=[(VERSION_HEADER, version)])
+                         headers={VERSION_HEADER: version})
 
 
 async def _place(st: RouterState, ranking: list[Any], rf: int, group_id: str, path: str, headers: dict[str, str],
@@ -239,9 +242,8 @@ async def _drop_tasks(st: RouterState, peer_ids: list[str], group_id: str) -> No
 
 
 # --- R6, R7, R8 --------------------------------------------------------------------------------
-async def put_data(st: RouterState, req: Request, send: Callable[[dict], Any], task_id: str,
-                   multipart: bool) -> Optional[Response]:
-    body = ClientBody(req.receive)
+async def put_data(st: RouterState, req: Request, task_id: str, multipart: bool) -> Optional[Response]:
+    body = req.body_reader()
     try:
         group_id = path_task_id(task_id)
         piece_size = parse_chunk_size(req.headers.get("chunk-size"), st.config.piece_size)
@@ -253,12 +255,12 @@ async def put_data(st: RouterState, req: Request, send: Callable[[dict], Any], t
         drained = await body.drain(1024 * 1024)
         return error_response(exc, close=not drained)
     try:
-        parser = MultipartData(req.headers.get("content-type", "")) if multipart else None
+        parser = MultipartStream(req.headers.get("content-type")) if multipart else None
     except HTTPError as exc:
-        drained = await body.drain(group.size + 64 * 1024)
+        drained = await body.drain(group.size + MULTIPART_SLACK)
         await cleanup(st.registry, group)
         return error_response(exc, close=not drained)
-    declared = declared_length(req.headers.get("content-length"))
+    declared = req.content_length
     mismatch = length_mismatch(declared, group.size, group.checksum, multipart)
     if mismatch is not None and declared is not None:  # fail at once: nothing reaches the replicas
         limit = min(declared, group.size + (MULTIPART_SLACK if multipart else 0), DRAIN_CAP)
@@ -268,8 +270,6 @@ async def put_data(st: RouterState, req: Request, send: Callable[[dict], Any], t
     try:
         outcome = await stream_to_replicas(st.registry, group, body, piece_size=piece_size,
                                            queue_depth=st.config.queue_depth, multipart=parser)
-    except ClientGone:
-        return None
     except HTTPError as exc:
         return error_response(exc, close=not body.done)
     if group.update and not group.stage:
@@ -277,7 +277,7 @@ async def put_data(st: RouterState, req: Request, send: Callable[[dict], Any], t
                                  {r.peer_id for r in group.replicas}))
     result = {"peer_ids": [r.peer_id for r in outcome.replies], "combined_key": f"{group.bucket_id}@{group.key}",
               "bucket_id": group.bucket_id, "key": group.key, "size": outcome.size}
-    headers = [(VERSION_HEADER, group.version)] if group.version else []
+    headers = {VERSION_HEADER: group.version} if group.version else None
     return json_response(result, 201 if multipart else 200, headers=headers)
 
 
@@ -414,7 +414,7 @@ async def delete_key(st: RouterState, req: Request, bucket_id: str, key: str) ->
     if n_deletes > 0 or (not failed and pending_peers):
         return json_response({"n_deletes": n_deletes, "key": key, "failed_peers": failed,
                               "pending_peers": pending_peers, "version": stamp.version or ""},
-                             headers=[("n-deletes", str(n_deletes)), *stamp.response_headers()])
+                             headers={"n-deletes": str(n_deletes), **stamp.response_headers()})
     if failed:
         raise HTTPError(502, 504, "delete failed on some peers", failed_peers=failed, pending_peers=pending_peers,
                         bucket_id=bucket_id, key=key)
@@ -442,7 +442,7 @@ async def delete_ball(st: RouterState, req: Request, bucket_id: str, ball_id: st
                         bucket_id=bucket_id, ball_id=ball_id)
     return json_response({"n_deletes": n_deletes, "ball_id": ball_id, "failed_peers": failed,
                           "pending_peers": pending_peers, "version": stamp.version or ""},
-                         headers=[("n-deletes", str(n_deletes)), *stamp.response_headers()])
+                         headers={"n-deletes": str(n_deletes), **stamp.response_headers()})
 
 
 @dataclass
@@ -460,8 +460,8 @@ class DeleteStamp:
             out[IF_VERSION_HEADER] = self.if_version
         return out
 
-    def response_headers(self) -> list[tuple[str, str]]:
-        return [(VERSION_HEADER, self.version)] if self.version else []
+    def response_headers(self) -> dict[str, str]:
+        return {VERSION_HEADER: self.version} if self.version else {}
 
 
 def _delete_versions(st: RouterState, req: Request, *, preconditioned: bool) -> DeleteStamp:
