@@ -53,7 +53,12 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Optional
+
+from .asgi.errors import ClientDisconnected, HTTPError, unprocessable
+from .asgi.request import BodyReader, Request
+from .asgi.responses import Response, empty, error_response, json_response
+from .phase2 import DRAIN_CAP
 
 log = logging.getLogger("mictlanx_sync.server.faults")
 
@@ -61,7 +66,6 @@ ADMIN_PATH = "/_faults"
 ENV = "MICTLANX_FAULTS"
 ACTIONS = ("delay", "status", "drop_before_first_byte", "drop_after_first_byte", "truncate")
 MAX_SPEC = 1024 * 1024
-_DRAIN_LIMIT = 8 * 1024 * 1024
 _FIELDS = {"route", "method", "path", "action", "count", "skip", "delay", "status", "code", "msg", "headers",
            "stage", "bytes", "fix_length"}
 
@@ -200,39 +204,6 @@ def parse_spec(spec: Any) -> list[FaultRule]:
     return [_rule(item, i) for i, item in enumerate(spec)]
 
 
-# --- endpoint ids ----------------------------------------------------------------------------
-class EndpointTable:
-    """Maps ``(method, path)`` to an endpoint id from ``(id, method, template)`` rows.
-
-    Literal segments win over parameters, and a third segment ``metadata`` under
-    ``/api/v4/buckets`` always selects a metadata route (protocol §2.9).
-    """
-
-    def __init__(self, rows: Iterable[tuple[str, str, str]]) -> None:
-        self.rows = [(rid, method.upper(), [s for s in path.split("/") if s]) for rid, method, path in rows]
-
-    def classify(self, method: str, path: str) -> Optional[str]:
-        segments = [s for s in path.split("/") if s]
-        if "api" in segments:
-            at = segments.index("api")
-            segments = segments[at:]
-        elif segments:
-            segments = segments[-1:]  # /health, /openapi.json (also under a root path)
-        method = "GET" if method == "HEAD" else method
-        best: Optional[tuple[tuple[int, ...], str]] = None
-        for rid, rmethod, template in self.rows:
-            if rmethod != method or len(template) != len(segments):
-                continue
-            if any(not t.startswith("{") and t != s for t, s in zip(template, segments, strict=True)):
-                continue
-            literal = [0 if t.startswith("{") else 1 for t in template]
-            meta = 1 if len(template) > 4 and template[2] == "buckets" and template[4] == "metadata" else 0
-            score = (meta, *literal)
-            if best is None or score > best[0]:
-                best = (score, rid)
-        return best[1] if best is not None else None
-
-
 # --- the middleware --------------------------------------------------------------------------
 def _transport(send: Callable[..., Any]) -> Any:
     """uvicorn's transport behind its ``send`` (a bound method of the request cycle)."""
@@ -256,37 +227,14 @@ async def _drop(send: Callable[..., Any], receive: Callable[..., Any]) -> None:
         pass
 
 
-async def _json(send: Callable[..., Any], status: int, payload: Any,
-                headers: Optional[dict[str, str]] = None) -> None:
-    body = b"" if status == 204 else json.dumps(payload).encode()
-    head = [(b"content-type", b"application/json")]
-    if status != 204:
-        head.append((b"content-length", str(len(body)).encode()))
-    head += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _drain(receive: Callable[..., Any], limit: int) -> bool:
-    """Read and discard the request body up to ``limit`` bytes; True if it ended."""
-    seen = 0
-    while seen <= limit:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return False
-        seen += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return True
-    return False
-
-
 class FaultMiddleware:
     """Applies the configured faults; serves ``/_faults`` (see the module docstring)."""
 
-    def __init__(self, app: Any, rules: list[FaultRule], endpoints: EndpointTable) -> None:
+    def __init__(self, app: Any, rules: list[FaultRule], endpoint_of: Callable[[dict], Optional[str]]) -> None:
         self.app = app
         self.rules = rules
-        self.endpoints = endpoints
+        #: the endpoint id (``P5``, ``R11``) the served app routes a request to
+        self.endpoint_of = endpoint_of
 
     async def __call__(self, scope: dict, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] != "http":
@@ -296,7 +244,7 @@ class FaultMiddleware:
         if path == ADMIN_PATH:
             await self._admin(scope, receive, send)
             return
-        rule = self._select(scope["method"], path)
+        rule = self._select(scope)
         if rule is None:
             await self.app(scope, receive, send)
             return
@@ -306,21 +254,20 @@ class FaultMiddleware:
         if rule.action == "delay":
             await self.app(scope, receive, send)
         elif rule.action == "status":
-            drained = await _drain(receive, _DRAIN_LIMIT)
-            headers = dict(rule.headers)
-            if not drained:
-                headers["connection"] = "close"
+            drained = await BodyReader(receive).drain(DRAIN_CAP)
             code = rule.code if rule.code is not None else rule.status
-            await _json(send, rule.status, {"detail": {"code": code, "msg": rule.msg, "injected": True}}, headers)
+            error = HTTPError(rule.status, code, rule.msg, rule.headers, injected=True)
+            await error_response(error, close=not drained).send(send)
         elif rule.action == "drop_before_first_byte" and rule.stage == "request":
             await _drop(send, receive)
         else:
             await self._on_response(rule, scope, receive, send)
 
-    def _select(self, method: str, path: str) -> Optional[FaultRule]:
+    def _select(self, scope: dict) -> Optional[FaultRule]:
         if not self.rules:
             return None
-        endpoint = self.endpoints.classify(method, path)
+        method, path = scope["method"], scope.get("path", "")
+        endpoint = self.endpoint_of(scope)
         for rule in self.rules:
             if rule.matches(method, path, endpoint) and rule.take():
                 return rule
@@ -376,44 +323,36 @@ class FaultMiddleware:
         await self.app(scope, receive, faulty_send)
 
     async def _admin(self, scope: dict, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        method = scope["method"]
-        if method == "GET":
-            await _json(send, 200, {"faults": [r.describe() for r in self.rules]})
-        elif method == "DELETE":
+        req = Request(scope, receive, send)
+        try:
+            answer = await self._admin_answer(req)
+        except HTTPError as exc:
+            answer = error_response(exc)
+        except ClientDisconnected:
+            return
+        await answer.send(send)
+
+    async def _admin_answer(self, req: Request) -> Response:
+        if req.method == "GET":
+            return json_response({"faults": [r.describe() for r in self.rules]})
+        if req.method == "DELETE":
             self.rules = []
-            await _json(send, 204, None)
-        elif method in ("POST", "PUT"):
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                chunks.append(message.get("body", b""))
-                size += len(chunks[-1])
-                if size > MAX_SPEC:
-                    await _json(send, 413, {"detail": {"code": 400, "msg": "fault spec too large"}},
-                                {"connection": "close"})
-                    return
-                if not message.get("more_body", False):
-                    break
+            return empty(204)
+        if req.method in ("POST", "PUT"):
+            spec = await req.body(MAX_SPEC)
             try:
-                rules = parse_spec(b"".join(chunks))
+                self.rules = parse_spec(spec)
             except ValueError as exc:
-                await _json(send, 422, {"detail": {"code": 400, "msg": str(exc), "errors": [
-                    {"loc": ["body"], "msg": str(exc), "type": "value_error"}]}})
-                return
-            self.rules = rules
-            await _json(send, 200, {"faults": [r.describe() for r in self.rules]})
-        else:
-            await _json(send, 405, {"detail": {"code": 400, "msg": f"method {method} not allowed here"}},
-                        {"allow": "DELETE, GET, POST"})
+                raise unprocessable(str(exc), ["body"]) from None
+            return json_response({"faults": [r.describe() for r in self.rules]})
+        raise HTTPError(405, 400, f"method {req.method} not allowed here", {"allow": "DELETE, GET, POST"})
 
 
-def wrap(app: Any, spec: Optional[str], rows: Iterable[tuple[str, str, str]]) -> Any:
-    """``app`` wrapped in a :class:`FaultMiddleware` when ``spec`` is not None, else ``app`` itself."""
+def wrap(app: Any, spec: Optional[str], endpoint_of: Callable[[dict], Optional[str]]) -> Any:
+    """``app`` wrapped in a :class:`FaultMiddleware` when ``spec`` is not None, else ``app`` itself;
+    ``endpoint_of`` names the endpoint a request is routed to (``RoutedApp.endpoint_of``)."""
     if spec is None:
         return app
     rules = parse_spec(spec)
     log.warning("fault injection is enabled (%d rules); admin route %s", len(rules), ADMIN_PATH)
-    return FaultMiddleware(app, rules, EndpointTable(rows))
+    return FaultMiddleware(app, rules, endpoint_of)

@@ -4,7 +4,8 @@ each parsed here, or answered 400/400."""
 from __future__ import annotations
 
 import re
-from typing import Optional
+from functools import partial
+from typing import Callable, Mapping, Optional
 
 from ..protocol.errors import ValidationError
 from ..protocol.ids import is_valid_task_id, validate_id, validate_key, validate_task_id
@@ -25,6 +26,16 @@ def path_id(value: str, field: str, *, key: bool = False) -> str:
         return validate_key(value, field) if key else validate_id(value, field)
     except ValidationError as exc:
         raise bad_request(exc.message) from None
+
+
+#: the path parameters the routing tables validate by name (400/400 when invalid); task ids are
+#: left to the handlers, because a phase 2 drains the body before it answers an invalid one
+PATH_PARAMS: Mapping[str, Callable[[str], str]] = {
+    "bucket_id": partial(path_id, field="bucket_id"),
+    "peer_id": partial(path_id, field="peer_id"),
+    "key": partial(path_id, field="key", key=True),
+    "ball_id": partial(path_id, field="ball_id", key=True),
+}
 
 
 def path_task_id(value: str, field: str = "task_id") -> str:

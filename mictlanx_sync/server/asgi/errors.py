@@ -8,7 +8,6 @@ be completed: the server closes the connection) end the request with no answer.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping, Optional
 
 
@@ -26,9 +25,6 @@ class HTTPError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"detail": {"code": self.code, "msg": self.msg, **self.extra}}
-
-    def to_bytes(self) -> bytes:
-        return json.dumps(self.body()).encode()
 
 
 def bad_request(msg: str, **extra: Any) -> HTTPError:

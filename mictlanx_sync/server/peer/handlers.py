@@ -16,7 +16,6 @@ from ..asgi.responses import Answer, StreamedJSON, dumps, empty, json_response
 from ..phase2 import inline_write
 from ..request_values import header_task_id, parse_bool, parse_if_match, parse_int_query, path_id, path_task_id
 from . import download, lww, replicate, upload, versioned, versionstore
-from .openapi import openapi_document
 from .state import PeerState
 from .storage import Ball
 from .tasks import Task
@@ -119,7 +118,6 @@ def _admit(peer: PeerState, size: int, client: str, bucket_id: str, key: str) ->
 async def put_metadata(peer: PeerState, req: Request, bucket_id: str) -> Answer:
     """P1: validate, apply the existing-key rules (§3.2, or LWW when versioned), reserve capacity, create a task."""
     started = time.perf_counter()
-    bucket_id = path_id(bucket_id, "bucket_id")
     requested_id = header_task_id(req.headers.get("task-id"))
     update = parse_bool(req.headers.get("update"), "Update")
     version = lww.header_version(req)
@@ -204,14 +202,12 @@ async def put_data_multipart(peer: PeerState, req: Request, task_id: str) -> Non
 # --- reads -----------------------------------------------------------------------------------------
 async def get_data(peer: PeerState, req: Request, bucket_id: str, key: str) -> None:
     """P5 (streamed by ``download``)."""
-    bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
     await download.handle_get_data(peer, req, req.send, bucket_id, key)
 
 
 async def get_metadata(peer: PeerState, req: Request, bucket_id: str, key: str) -> Answer:
     """P4: disabled balls included."""
     started = time.perf_counter()
-    bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
     ball = versioned.lookup(peer, req, bucket_id, key)
     peer_id = peer.config.peer_id
     answer = {"service_time": _ms(started), "peer_id": peer_id, "local_peer_id": peer_id,
@@ -224,7 +220,6 @@ async def get_metadata(peer: PeerState, req: Request, bucket_id: str, key: str) 
 
 async def get_size(peer: PeerState, req: Request, bucket_id: str, key: str) -> Answer:
     """P11."""
-    bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
     ball = versioned.lookup(peer, req, bucket_id, key)
     return json_response({"bucket_id": bucket_id, "key": key, "peer_id": peer.config.peer_id, "size": ball.size},
                          headers={VERSION_HEADER: ball.version})
@@ -232,7 +227,6 @@ async def get_size(peer: PeerState, req: Request, bucket_id: str, key: str) -> A
 
 async def list_bucket(peer: PeerState, req: Request, bucket_id: str) -> Answer:
     """P6, streamed from keyset batches (a bucket of any size costs one batch of memory)."""
-    bucket_id = path_id(bucket_id, "bucket_id")
     after = req.query.get("after")
     if after is not None:
         after = path_id(after, "after")
@@ -255,14 +249,13 @@ async def list_bucket(peer: PeerState, req: Request, bucket_id: str) -> Answer:
     return StreamedJSON(200, pieces())
 
 
-def _group(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> tuple[str, str, list[Ball]]:
-    bucket_id, ball_id = path_id(bucket_id, "bucket_id"), path_id(ball_id, "ball_id", key=True)
-    return bucket_id, ball_id, peer.storage.group(bucket_id, ball_id, include_disabled=_include_disabled(req))
+def _group(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> list[Ball]:
+    return peer.storage.group(bucket_id, ball_id, include_disabled=_include_disabled(req))
 
 
 async def get_group(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> Answer:
     """P7: 404 when no ball has this ball_id."""
-    bucket_id, ball_id, balls = _group(peer, req, bucket_id, ball_id)
+    balls = _group(peer, req, bucket_id, ball_id)
     tombstones = (versionstore.tombstones_of_ball_id(peer.storage, bucket_id, ball_id)
                   if versioned.include_tombstones(req) else None)
     if not balls and not tombstones:  # a tombstone alone is an answer: it proves a delete
@@ -276,7 +269,7 @@ async def get_group(peer: PeerState, req: Request, bucket_id: str, ball_id: str)
 
 async def get_chunks(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> Answer:
     """P22: P7's selection as a bare array."""
-    _, _, balls = _group(peer, req, bucket_id, ball_id)
+    balls = _group(peer, req, bucket_id, ball_id)
     return json_response([b.meta() for b in balls])
 
 
@@ -284,7 +277,6 @@ async def get_chunks(peer: PeerState, req: Request, bucket_id: str, ball_id: str
 async def delete_key(peer: PeerState, req: Request, bucket_id: str, key: str) -> Answer:
     """P8: the optional If-Match and Task-Id preconditions; or a tombstone, or one exact version
     (with ``Mictlanx-Drop-Current``, the current one: docs/rebalancing.md §4)."""
-    bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
     parse_bool(req.headers.get("force"), "Force")
     if_match = parse_if_match(req.headers.get("if-match"))
     task_id = header_task_id(req.headers.get("task-id"))
@@ -316,7 +308,6 @@ async def delete_key(peer: PeerState, req: Request, bucket_id: str, key: str) ->
 
 async def delete_ball_id(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> Answer:
     """P9: every current ball of the ball_id; or a tombstone, or one exact version of each."""
-    bucket_id, ball_id = path_id(bucket_id, "bucket_id"), path_id(ball_id, "ball_id", key=True)
     parse_bool(req.headers.get("force"), "Force")
     version, if_version = versioned.delete_headers(req)
     versioned.refuse_drop_current_of_ball_id(req)
@@ -330,7 +321,6 @@ async def delete_ball_id(peer: PeerState, req: Request, bucket_id: str, ball_id:
 
 async def disable(peer: PeerState, req: Request, bucket_id: str, key: str) -> Answer:
     """P10."""
-    bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
     if not peer.storage.essential(peer.storage.disable, bucket_id, key):
         raise _missing(bucket_id, key)
     return empty(204)
@@ -338,7 +328,6 @@ async def disable(peer: PeerState, req: Request, bucket_id: str, key: str) -> An
 
 async def replicate_ball(peer: PeerState, req: Request, bucket_id: str, key: str) -> Answer:
     """P12."""
-    bucket_id, key = path_id(bucket_id, "bucket_id"), path_id(key, "key", key=True)
     to = req.query.get("to")
     if to is not None:
         to = path_id(to, "to")
@@ -456,7 +445,3 @@ async def health(peer: PeerState, req: Request) -> Answer:
     if peer.config.advertise_url:
         answer["advertise_url"] = peer.config.advertise_url
     return json_response(answer)
-
-
-async def openapi(peer: PeerState, req: Request) -> Answer:
-    return json_response(openapi_document(peer.config.peer_id))

@@ -1,36 +1,13 @@
-"""The hand-written OpenAPI 3 document of the peer (every route of protocol §3.3)."""
+"""The peer's OpenAPI 3 document, made from its routing table (protocol §3.3)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
-_B = "{bucket_id}"
-ROUTES: list[tuple[str, str, str, str, int]] = [
-    ("P1", "post", f"/api/v4/buckets/{_B}/metadata", "Put metadata (phase 1)", 201),
-    ("P2", "post", "/api/v4/buckets/data/{task_id}", "Put data, multipart (phase 2)", 201),
-    ("P3", "post", "/api/v4/buckets/data/{task_id}/chunked", "Put data, raw stream (phase 2)", 201),
-    ("P4", "get", f"/api/v4/buckets/{_B}/metadata/{{key}}", "Get metadata", 200),
-    ("P5", "get", f"/api/v4/buckets/{_B}/{{key}}", "Get data (Range supported)", 200),
-    ("P6", "get", f"/api/v4/buckets/{_B}/metadata", "List a bucket", 200),
-    ("P7", "get", f"/api/v4/buckets/{_B}/metadata/{{ball_id}}/group", "List a ball group", 200),
-    ("P8", "delete", f"/api/v4/buckets/{_B}/{{key}}", "Delete a key", 200),
-    ("P9", "delete", f"/api/v4/buckets/{_B}/bid/{{ball_id}}", "Delete by ball_id", 200),
-    ("P10", "post", f"/api/v4/buckets/{_B}/{{key}}/disable", "Disable a ball", 204),
-    ("P11", "get", f"/api/v4/buckets/{_B}/{{key}}/size", "Size of a ball", 200),
-    ("P12", "post", f"/api/v4/buckets/{_B}/{{key}}/replicate", "Replicate to another node", 200),
-    ("P13", "get", "/api/v4/stats", "Peer stats", 200),
-    ("P14", "get", "/api/v4/stats/ufs", "Utilization factors", 200),
-    ("P15", "get", "/api/v4/xballs", "Inventory", 200),
-    ("P16", "get", "/api/v4/xballs/size", "Inventory as arrays", 200),
-    ("P17", "get", "/api/v4/balls/len", "Number of balls", 200),
-    ("P18", "get", "/api/v4/peers/state", "Current state", 200),
-    ("P19", "post", "/api/v4/nodes", "Register a node", 201),
-    ("P20", "delete", "/api/v4/tasks", "Flush pending tasks", 204),
-    ("P21", "get", "/health", "Health", 200),
-    ("P22", "get", f"/api/v4/buckets/{_B}/metadata/{{ball_id}}/chunks", "List a ball group (legacy)", 200),
-    ("P23", "delete", "/api/v4/tasks/{task_id}", "Cancel a task", 204),
-    ("P24", "post", f"/api/v4/buckets/{_B}/{{ball_id}}/commit", "Commit a ball_id at a version", 200),
-]
+from ..asgi.routing import Route
+
+#: success statuses other than 200
+_STATUS = {"P1": 201, "P2": 201, "P3": 201, "P10": 204, "P19": 201, "P20": 204, "P23": 204}
 _ERROR = {
     "type": "object",
     "properties": {"detail": {"type": "object", "required": ["code", "msg"],
@@ -41,18 +18,23 @@ _DEFAULT = {"description": "error",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-def openapi_document(peer_id: str) -> dict[str, Any]:
+def openapi_document(peer_id: str, routes: Iterable[Route]) -> dict[str, Any]:
+    """Every route with an endpoint id (``/openapi.json`` itself has none)."""
     paths: dict[str, dict[str, Any]] = {}
-    for route_id, method, path, summary, status in ROUTES:
-        params = [{"name": name.strip("{}"), "in": "path", "required": True, "schema": {"type": "string"}}
-                  for name in path.split("/") if name.startswith("{")]
+    for route in routes:
+        route_id = route.endpoint
+        if not route_id:
+            continue
+        status = _STATUS.get(route_id, 200)
+        params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for name in route.param_names]
         ok: dict[str, Any] = {"description": "success"}
         if status != 204:
             kind = "application/octet-stream" if route_id == "P5" else "application/json"
             ok["content"] = {kind: {"schema": {"type": "string", "format": "binary"} if route_id == "P5"
                                     else {"type": "object"}}}
-        paths.setdefault(path, {})[method] = {
-            "operationId": route_id, "summary": f"{route_id}: {summary}", "parameters": params,
+        paths.setdefault(route.path, {})[route.method.lower()] = {
+            "operationId": route_id, "summary": f"{route_id}: {route.summary}", "parameters": params,
             "responses": {str(status): ok, "default": _DEFAULT},
         }
     return {

@@ -13,7 +13,7 @@ from ...protocol.versions import DROP_CURRENT_HEADER, IF_VERSION_HEADER, TOMBSTO
 from ..asgi.errors import HTTPError, not_found
 from ..asgi.request import Request
 from ..asgi.responses import Response, json_response
-from ..request_values import parse_bool, path_id
+from ..request_values import parse_bool
 from . import lww, versionstore
 from .state import PeerState
 from .storage import STAGED, SUPERSEDED, Ball
@@ -172,7 +172,6 @@ def drop_ball_id_version(peer: PeerState, bucket_id: str, ball_id: str, version:
 # --- P24 ------------------------------------------------------------------------------------------------
 async def commit(peer: PeerState, req: Request, bucket_id: str, ball_id: str) -> Response:
     """P24: promote the staged chunks of a ball_id at version V and supersede what V replaces."""
-    bucket_id, ball_id = path_id(bucket_id, "bucket_id"), path_id(ball_id, "ball_id", key=True)
     version = lww.header_version(req)
     if version is None:
         raise HTTPError(400, 400, f"{VERSION_HEADER} is required")

@@ -242,6 +242,16 @@ async def _drop_tasks(st: RouterState, peer_ids: list[str], group_id: str) -> No
 
 
 # --- R6, R7, R8 --------------------------------------------------------------------------------
+async def put_data_multipart(st: RouterState, req: Request, task_id: str) -> Optional[Response]:
+    """R6."""
+    return await put_data(st, req, task_id, multipart=True)
+
+
+async def put_data_raw(st: RouterState, req: Request, task_id: str) -> Optional[Response]:
+    """R7 and R8."""
+    return await put_data(st, req, task_id, multipart=False)
+
+
 async def put_data(st: RouterState, req: Request, task_id: str, multipart: bool) -> Optional[Response]:
     body = req.body_reader()
     try:
