@@ -73,8 +73,8 @@ class RaceCluster(cs.Cluster):
 
     def _router_node(self, router_id: str) -> Any:
         from mictlanx_sync.server.router.app import create_app
-        from mictlanx_sync.server.router.registry import PeerEntry
-        from mictlanx_sync.server.router.state import RouterConfig
+        from mictlanx_sync.server.router.config import RouterConfig
+        from mictlanx_sync.server.router.peers import PeerEntry
 
         data_dir = self.data_dir / router_id
 

@@ -129,8 +129,8 @@ class _Server:
                                           ssl_certfile=self.tls.certfile if self.tls else None,
                                           ssl_keyfile=self.tls.keyfile if self.tls else None))
         from .router.app import create_app as create_router
-        from .router.registry import PeerEntry
-        from .router.state import RouterConfig
+        from .router.config import RouterConfig
+        from .router.peers import PeerEntry
 
         peers = [PeerEntry(pid, host, port, self.scheme) for pid, host, port in self.options["peers"]]
         return create_router(RouterConfig(

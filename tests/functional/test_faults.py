@@ -63,7 +63,7 @@ def test_off_by_default_no_middleware_no_admin_route(tmp_path: Path) -> None:
     from mictlanx_sync.server.peer.app import create_app as create_peer
     from mictlanx_sync.server.peer.config import PeerConfig
     from mictlanx_sync.server.router.app import create_app as create_router
-    from mictlanx_sync.server.router.state import RouterConfig
+    from mictlanx_sync.server.router.config import RouterConfig
 
     assert not isinstance(create_peer(PeerConfig(data_dir=tmp_path / "p")), faults_module.FaultMiddleware)
     assert not isinstance(create_router(RouterConfig(data_dir=tmp_path / "r")), faults_module.FaultMiddleware)

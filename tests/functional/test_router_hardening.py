@@ -363,7 +363,7 @@ def test_router_limits_have_options_environment_variables_and_defaults() -> None
     import subprocess
     import sys
 
-    from mictlanx_sync.server.router.state import RouterConfig
+    from mictlanx_sync.server.router.config import RouterConfig
 
     out = subprocess.run([sys.executable, "-m", "mictlanx_sync", "router", "--help"], capture_output=True, text=True,
                          timeout=60, check=True).stdout

@@ -512,14 +512,11 @@ def test_uvicorn_keep_alive_timeout(run: Callable[[Awaitable[Any]], Any], monkey
     run(main())
 
 
-def test_peerio_exchange_raw_and_httpx(run: Callable[[Awaitable[Any]], Any], tmp_path: Any) -> None:
-    """``peerio.exchange``: the same answers through the lean client and through httpx (the
+def test_peer_client_exchange_raw_and_httpx(run: Callable[[Awaitable[Any]], Any]) -> None:
+    """``PeerClient.exchange``: the same answers through the lean client and through httpx (the
     ``MICTLANX_ROUTER_RAW_WRITES=0`` escape hatch, and https peers)."""
-    import httpx
-
-    from mictlanx_sync.server.router.peerio import PeerError, SourceError, exchange, target
-    from mictlanx_sync.server.router.pending import PendingDeletes
-    from mictlanx_sync.server.router.registry import PeerEntry, Registry
+    from mictlanx_sync.server.router.peer_client import PeerClient, PeerError, SourceError, target
+    from mictlanx_sync.server.router.peers import PeerEntry
 
     assert target("/api/v4/b/k.1", {"a": "x y", "after": "k_1"}) == "/api/v4/b/k.1?a=x+y&after=k_1"
     assert target("/api/v4/b/a b") == "/api/v4/b/a%20b"
@@ -530,34 +527,33 @@ def test_peerio_exchange_raw_and_httpx(run: Callable[[Awaitable[Any]], Any], tmp
 
     async def main() -> None:
         async with Server() as server:
-            registry = Registry(tmp_path, PendingDeletes(tmp_path / "pending.jsonl"))
-            registry.raw = RawPool(2.0, 5.0, headers={"Authorization": "Bearer t"})
-            registry.client = httpx.AsyncClient(headers={"Authorization": "Bearer t"}, trust_env=False)
-            entry = PeerEntry("p", HOST, server.port)
+            client = PeerClient(2.0, 5.0, peer_token="t")
+            entry = PeerEntry("p", HOST, server.port, trusted=True)  # a trusted peer gets the token
             try:
-                assert registry.raw_pool(PeerEntry("s", HOST, 1, "https")) is None
+                client.raw_reads = False
+                assert client.pool(PeerEntry("s", HOST, 1, "https"), read=True) is None
                 for raw in (True, False):
-                    registry.raw_writes = raw
-                    assert (registry.raw_pool(entry) is not None) is raw
-                    answer = await exchange(registry, entry, "POST", "/api/v4/x", params={"q": "1"},
-                                            headers={"Task-Id": "t1"}, body=_pieces(3 * MIB, MIB), length=3 * MIB)
+                    client.raw_writes = raw
+                    assert (client.pool(entry) is not None) is raw
+                    answer = await client.exchange(entry, "POST", "/api/v4/x", params={"q": "1"},
+                                                   headers={"Task-Id": "t1"}, body=_pieces(3 * MIB, MIB),
+                                                   length=3 * MIB)
                     got = json.loads(answer.content)
                     assert answer.status == 200 and got["size"] == 3 * MIB
                     assert got["target"] == "/api/v4/x?q=1" and got["headers"]["task-id"] == "t1"
                     assert got["headers"]["authorization"] == "Bearer t"
                     assert answer.headers["content-type"] == "application/json"
                     with pytest.raises(SourceError, match="broke"):  # the source's fault, not the peer's
-                        await exchange(registry, entry, "POST", "/x", body=broken(), length=100)
+                        await client.exchange(entry, "POST", "/x", body=broken(), length=100)
                     with pytest.raises(PeerError) as refused:
-                        await exchange(registry, PeerEntry("gone", HOST, _free_port()), "GET", "/health")
+                        await client.exchange(PeerEntry("gone", HOST, _free_port()), "GET", "/health")
                     assert refused.value.transport
-                registry.raw_writes = True
+                client.raw_writes = True
                 with pytest.raises(PeerError) as large:
-                    await exchange(registry, entry, "GET", "/big", limit=1000)
+                    await client.exchange(entry, "GET", "/big", limit=1000)
                 assert not large.value.transport
             finally:
-                registry.raw.close()
-                await registry.client.aclose()
+                await client.aclose()
 
     run(main())
 
@@ -573,17 +569,17 @@ def test_router_with_raw_writes_off(monkeypatch: pytest.MonkeyPatch) -> None:
     import requests
 
     from mictlanx_sync.server.local import LocalVSS
-    from mictlanx_sync.server.router import peerio
+    from mictlanx_sync.server.router.peer_client import PeerClient
 
     monkeypatch.setenv("MICTLANX_ROUTER_RAW_WRITES", "0")
     calls: list[str] = []
-    original = peerio._httpx_exchange
+    original = PeerClient._httpx_exchange
 
-    async def counting(registry: Any, entry: Any, method: str, url_target: str, *args: Any) -> Any:
+    async def counting(client: Any, entry: Any, method: str, url_target: str, *args: Any) -> Any:
         calls.append(f"{method} {url_target}")
-        return await original(registry, entry, method, url_target, *args)
+        return await original(client, entry, method, url_target, *args)
 
-    monkeypatch.setattr(peerio, "_httpx_exchange", counting)
+    monkeypatch.setattr(PeerClient, "_httpx_exchange", counting)
     data = bytes(range(256)) * 5000
     with LocalVSS(peers=2, health_interval=0.3) as vss, requests.Session() as session:
         url = vss.router_urls[0]
@@ -718,27 +714,21 @@ def test_streamed_body_of_the_wrong_length_is_the_sources_fault(run: Callable[[A
                                                                 tmp_path: Any) -> None:
     """A repair source (a holder) yielding fewer or more bytes than the metadata size is not the
     target peer's fault: ``SourceError``, so the caller does not mark the target failed."""
-    import httpx
-
-    from mictlanx_sync.server.router.peerio import SourceError, exchange
-    from mictlanx_sync.server.router.pending import PendingDeletes
-    from mictlanx_sync.server.router.registry import PeerEntry, Registry
+    from mictlanx_sync.server.router.peer_client import PeerClient, SourceError
+    from mictlanx_sync.server.router.peers import PeerEntry
 
     async def main() -> None:
         async with Server() as server:
-            registry = Registry(tmp_path, PendingDeletes(tmp_path / "pending.jsonl"))
-            registry.raw = RawPool(2.0, 5.0)
-            registry.client = httpx.AsyncClient(trust_env=False)
+            client = PeerClient(2.0, 5.0)
             entry = PeerEntry("p", HOST, server.port)
             try:
                 for raw in (True, False):
-                    registry.raw_writes = raw
+                    client.raw_writes = raw
                     for total in (1000, 3000):
                         with pytest.raises(SourceError):
-                            await exchange(registry, entry, "POST", "/u", body=_pieces(total, 256), length=2000)
+                            await client.exchange(entry, "POST", "/u", body=_pieces(total, 256), length=2000)
             finally:
-                registry.raw.close()
-                await registry.client.aclose()
+                await client.aclose()
 
     run(main())
 

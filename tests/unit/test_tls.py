@@ -13,8 +13,9 @@ from typing import Any, Awaitable, Callable, Optional
 import pytest
 
 from mictlanx_sync.server import tls as tls_module
+from mictlanx_sync.server.router.peer_client import PeerClient
+from mictlanx_sync.server.router.peers import PeerEntry
 from mictlanx_sync.server.router.rawhttp import PeerTLSError, RawPool
-from mictlanx_sync.server.router.registry import PeerEntry, Registry
 from mictlanx_sync.server.tls import (
     ServerTLS,
     TLSSetupError,
@@ -87,14 +88,13 @@ def test_server_options_and_their_environment(certificate: ServerTLS, monkeypatc
     assert server_tls_from_args(_parse(), "test") == certificate
 
 
-def test_registry_picks_the_pool_of_the_peer_scheme(tmp_path: Path) -> None:
-    registry = Registry(tmp_path, pending=None)  # type: ignore[arg-type]
-    registry.raw, registry.raw_tls = object(), object()
-    assert registry.raw_pool(PeerEntry("a", HOST, 1, "http")) is registry.raw
-    assert registry.raw_pool(PeerEntry("b", HOST, 1, "https")) is registry.raw_tls
-    assert registry.raw_pool(PeerEntry("c", HOST, 1, "gopher")) is None
-    registry.raw_writes = False
-    assert registry.raw_pool(PeerEntry("b", HOST, 1, "https")) is None
+def test_peer_client_picks_the_pool_of_the_peer_scheme() -> None:
+    client = PeerClient(1.0, 1.0)
+    assert client.pool(PeerEntry("a", HOST, 1, "http")) is client.raw
+    assert client.pool(PeerEntry("b", HOST, 1, "https")) is client.raw_tls
+    assert client.pool(PeerEntry("c", HOST, 1, "gopher")) is None
+    client.raw_writes = False
+    assert client.pool(PeerEntry("b", HOST, 1, "https")) is None
 
 
 # --- the lean client over TLS ----------------------------------------------------------------------

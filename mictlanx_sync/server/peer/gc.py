@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from . import versionstore
-
-if TYPE_CHECKING:
-    from .state import PeerState
+from .config import PeerConfig
+from .storage import Storage
 
 log = logging.getLogger("mictlanx_sync.server.peer")
 
 
-def sweep_once(peer: PeerState) -> tuple[int, int]:
+class Swept(Protocol):
+    """What the sweep needs of a peer (``PeerState``, which starts it)."""
+
+    config: PeerConfig
+    storage: Storage
+
+
+def sweep_once(peer: Swept) -> tuple[int, int]:
     """One sweep on the event-loop thread (where all index access happens)."""
     config = peer.config
     storage = peer.storage
@@ -23,7 +29,7 @@ def sweep_once(peer: PeerState) -> tuple[int, int]:
     return removed
 
 
-async def run(peer: PeerState) -> None:
+async def run(peer: Swept) -> None:
     """Sweep every ``gc_interval`` seconds until cancelled; a failed sweep is logged and retried."""
     while True:
         await asyncio.sleep(peer.config.gc_interval)

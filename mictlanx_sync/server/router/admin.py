@@ -8,7 +8,7 @@ from ...protocol.ids import is_valid_id
 from ..asgi.errors import HTTPError, unprocessable
 from ..asgi.request import Request, parse_json_body
 from ..asgi.responses import Response, empty, json_response
-from .registry import PeerEntry
+from .peers import PeerEntry
 from .state import RouterState
 
 
@@ -43,11 +43,11 @@ def _trusted(st: RouterState, req: Request) -> bool:
     token, as ``LocalVSS`` runs). Otherwise registering an address one listens on would hand
     out the peer token to anyone holding the router token.
     """
-    registry = st.registry
-    if registry.proves_peer_token(req.headers.get(PEER_TOKEN_HEADER)):
+    client = st.registry.client
+    if client.proves_peer_token(req.headers.get(PEER_TOKEN_HEADER)):
         return True
     auth = req.headers.get("authorization", "").strip()
-    return auth[:7].lower() == "bearer " and registry.proves_peer_token(auth[7:].strip())
+    return auth[:7].lower() == "bearer " and client.proves_peer_token(auth[7:].strip())
 
 
 async def add_peers(st: RouterState, req: Request) -> Response:

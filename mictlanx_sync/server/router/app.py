@@ -13,8 +13,10 @@ from typing import Any
 from .. import auth, faults
 from ..asgi.access_log import AccessLogMiddleware
 from ..asgi.app import RoutedApp
+from .config import RouterConfig
+from .rebalance import Rebalancer
 from .routes import TABLE
-from .state import RouterConfig, RouterState
+from .state import RouterState
 
 log = logging.getLogger("mictlanx_sync.server.router")
 
@@ -24,7 +26,7 @@ class RouterApp(RoutedApp[RouterState]):
 
     def __init__(self, config: RouterConfig) -> None:
         # One trailing slash is ignored, as upstream's router (FastAPI) redirects it away.
-        super().__init__(RouterState(config), TABLE, config.root_path, log, trailing_slash=True)
+        super().__init__(RouterState(config, Rebalancer), TABLE, config.root_path, log, trailing_slash=True)
         self.config = config
 
     async def startup(self) -> None:

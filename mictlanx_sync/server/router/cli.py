@@ -8,8 +8,14 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from ...protocol.errors import ValidationError
+from ...protocol.sizes import parse_size
+from ...protocol.uri import parse
+from ..faults import parse_spec
 from ..limits import add_limit_arguments, limits_from_args
-from ..tls import add_server_tls_arguments, server_tls_from_args
+from ..tls import TLSSetupError, add_server_tls_arguments, peer_ssl_context, server_tls_from_args
+from .config import RouterConfig
+from .peers import PeerEntry
 
 
 def _env(name: str, default: Optional[str] = None) -> Optional[str]:
@@ -91,13 +97,7 @@ def _positive(value: float, name: str) -> float:
     return float(value)
 
 
-def build_config(args: argparse.Namespace):  # -> RouterConfig
-    from ...protocol.errors import ValidationError
-    from ...protocol.sizes import parse_size
-    from ...protocol.uri import parse
-    from .registry import PeerEntry
-    from .state import RouterConfig
-
+def build_config(args: argparse.Namespace) -> RouterConfig:
     peers = []
     peer_token = args.peer_token or None
     if args.peers:
@@ -107,8 +107,6 @@ def build_config(args: argparse.Namespace):  # -> RouterConfig
             peer_token = peer_token or endpoint.token
     faults = args.faults or None
     if faults is not None:
-        from ..faults import parse_spec
-
         try:
             parse_spec(faults)
         except (ValueError, OSError) as exc:
@@ -126,8 +124,6 @@ def build_config(args: argparse.Namespace):  # -> RouterConfig
                          f"{args.rebalance_drop_surplus!r} (use on or off)")
     peer_ca_file = args.peer_ca_file or None
     if peer_ca_file is not None:
-        from ..tls import TLSSetupError, peer_ssl_context
-
         try:
             peer_ssl_context(peer_ca_file)
         except TLSSetupError as exc:

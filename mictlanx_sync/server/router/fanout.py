@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from ..asgi.errors import HTTPError
-from .peerio import PeerError, exchange
-from .registry import PeerDown, PeerEntry, PeerTimeout, Registry
+from .peer_client import PeerError
+from .peers import PeerEntry
+from .registry import PeerDown, PeerTimeout, Registry
 
 log = logging.getLogger("mictlanx_sync.server.router")
 
@@ -73,7 +74,7 @@ async def call(registry: Registry, entry: PeerEntry, method: str, path: str, *,
     ``json_body`` is sent as httpx would (compact, UTF-8); ``content`` as raw bytes. ``timeout`` (seconds, default the
     registry's ``meta_timeout``) bounds the whole call, or with ``stream`` (listings, whose
     answers may be large) the connection and each wait for more of the answer. A timeout marks
-    the peer unavailable at once. Plain-http peers go through the lean client (``peerio``).
+    the peer unavailable at once. Sent by the registry's :class:`~.peer_client.PeerClient`.
     """
     body: Optional[bytes] = content  # raw bytes (``content``) or JSON (``json_body``)
     if json_body is not None:
@@ -81,9 +82,9 @@ async def call(registry: Registry, entry: PeerEntry, method: str, path: str, *,
         headers = {"Content-Type": "application/json", **(headers or {})}
     limit = registry.meta_timeout if timeout is None else timeout
     try:
-        answer = await registry.guard(entry, exchange(registry, entry, method, f"/api/v4{path}", params=params,
-                                                      headers=headers, body=body, timeout=limit),
-                                      None if stream else limit)
+        exchange = registry.client.exchange(entry, method, f"/api/v4{path}", params=params, headers=headers,
+                                            body=body, timeout=limit)
+        answer = await registry.guard(entry, exchange, None if stream else limit)
     except (PeerTimeout, PeerDown) as exc:  # the peer is now marked unavailable
         return Reply(entry.peer_id, None, error=str(exc), late=True)
     except PeerError as exc:

@@ -20,6 +20,9 @@ import os
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
+from ...protocol.versions import IF_VERSION_HEADER, VERSION_HEADER
+from .peer_client import PeerError
+
 log = logging.getLogger("mictlanx_sync.server.router")
 
 ANY = "any"
@@ -112,8 +115,6 @@ def commit_record(peer_id: str, bucket_id: str, ball_id: str, version: str) -> d
 
 def _request(record: dict[str, Any]) -> tuple[str, str, dict[str, str], tuple[int, ...]]:
     """The peer request that replays ``record``: method, path, headers, statuses that complete it."""
-    from ...protocol.versions import IF_VERSION_HEADER, VERSION_HEADER
-
     bucket = record.get("bucket_id", "")
     headers: dict[str, str] = {}
     if record.get("version"):
@@ -134,9 +135,7 @@ def _request(record: dict[str, Any]) -> tuple[str, str, dict[str, str], tuple[in
 async def replay(send: Callable[[str, str, dict[str, str]], Awaitable[int]], pending: PendingDeletes,
                  peer_id: str) -> bool:
     """Replay ``peer_id``'s records in order with ``send(method, path, headers) -> status`` (raises
-    ``peerio.PeerError`` on transport errors); True when none is left."""
-    from .peerio import PeerError
-
+    :class:`~.peer_client.PeerError` on transport errors); True when none is left."""
     records = pending.for_peer(peer_id)
     if not records:
         return True

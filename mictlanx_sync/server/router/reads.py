@@ -17,7 +17,7 @@ from ..grants import grant_query
 from ..request_values import parse_bool, parse_chunk_size, parse_int_query, path_id
 from . import reconcile
 from .fanout import Reply, call, fan_out, fan_out_early, missing, no_peer_available
-from .registry import PeerEntry
+from .peers import PeerEntry
 from .state import RouterState
 from .streaming import Opened, PassThrough, open_first, relay
 from .versions import TOMBSTONE_HEADER, VERSION_HEADER, header_version, observe_meta, reply_version
@@ -275,7 +275,7 @@ async def _redirect(st: RouterState, candidates: list[PeerEntry], bucket_id: str
     """307 to the first candidate holding ``version`` readable (P4 pinned says so), with a read
     grant when peers need the token; None when no candidate qualifies (then R11 streams, and
     fails over, as usual). A peer the router may not send the token to gets no grant either."""
-    token = st.registry.peer_token
+    token = st.registry.client.peer_token
     path = f"/api/v4/buckets/{bucket_id}/{key}"
     for entry in candidates:
         if token and not entry.trusted:

@@ -61,8 +61,8 @@ from typing import Any, Optional
 from ..asgi.request import Request
 from ..asgi.responses import Response, json_response
 from .fanout import call
+from .peers import PeerEntry
 from .placement import RF_TAG, rank
-from .registry import PeerEntry
 from .repair import _copy, _inventory
 from .state import RouterState
 from .versions import DROP_CURRENT_HEADER, IF_VERSION_HEADER, VERSION_HEADER, observe_meta, reply_tombstone

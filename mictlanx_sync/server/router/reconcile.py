@@ -17,8 +17,8 @@ from typing import Any, Iterable, Optional
 
 from ..asgi.errors import HTTPError
 from .fanout import Reply, fan_out_early, missing
+from .peers import PeerEntry
 from .placement import score
-from .registry import PeerEntry
 from .state import RouterState
 from .versions import TOMBSTONE_HEADER, VERSION_HEADER, newest, observe_meta, reply_tombstone, reply_version
 

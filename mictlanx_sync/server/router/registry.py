@@ -15,6 +15,7 @@ probes and data-path calls carry no ``Authorization`` at all, so registering an 
 listens on reveals nothing. A token-protected peer answers such probes with
 ``WWW-Authenticate`` and stays unavailable until an operator configures it. Trust is kept in
 ``peers.json`` (the operator's file); replacing an entry's address through the API drops it.
+The :class:`~.peer_client.PeerClient` given to the registry sends the token by that rule.
 
 **In-flight calls** (issue 12 point 4). Every peer call of a fan-out, data read and replica
 upload runs through :meth:`Registry.guard`, which tracks it per peer: when the registry marks
@@ -27,50 +28,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ...protocol.direct import is_base_url
-from ...protocol.uri import base_url
+from .peer_client import PeerClient, PeerError
+from .peers import PeerEntry
 from .pending import PendingDeletes, replay
 
 log = logging.getLogger("mictlanx_sync.server.router")
 
 REGISTRATION_TIMEOUT = 2.0
-
-
-@dataclass
-class PeerEntry:
-    peer_id: str
-    hostname: str
-    port: int
-    protocol: str = "http"
-    available: bool = False
-    failures: int = 0
-    #: the peer token may be sent to it (configured, or registered by a holder of the token)
-    trusted: bool = False
-    #: the base URL the peer tells clients to use (its P21 ``advertise_url``), if any
-    advertise_url: Optional[str] = None
-
-    @property
-    def url(self) -> str:
-        return base_url(self.protocol, self.hostname, self.port)
-
-    @property
-    def client_url(self) -> str:
-        """Where clients reach the peer for direct reads: its advertised URL, else ours."""
-        return self.advertise_url or self.url
-
-    def public(self) -> dict[str, Any]:
-        return {"peer_id": self.peer_id, "hostname": self.hostname, "port": self.port, "protocol": self.protocol}
-
-    def same_address(self, other: PeerEntry) -> bool:
-        return (self.hostname, self.port, self.protocol) == (other.hostname, other.port, other.protocol)
 
 
 class PeerTimeout(Exception):
@@ -89,25 +60,21 @@ def _consume(task: asyncio.Future) -> None:
 class Registry:
     """Known peers, their availability, and the health loop that maintains it."""
 
-    def __init__(self, data_dir: Path, pending: PendingDeletes, *, health_interval: float = 2.0,
-                 unhealthy_threshold: int = 3) -> None:
+    def __init__(self, data_dir: Path, pending: PendingDeletes, client: PeerClient, *,
+                 health_interval: float = 2.0, unhealthy_threshold: int = 3, meta_timeout: float = 2.0,
+                 first_byte_timeout: float = 2.0, grace: float = 0.5) -> None:
         self.path = data_dir / "peers.json"
         self.pending = pending
+        #: every request to a peer goes through it
+        self.client = client
         self.health_interval = health_interval
         self.unhealthy_threshold = max(1, unhealthy_threshold)
         self.peers: dict[str, PeerEntry] = {}
-        self.client: Any = None  # httpx.AsyncClient: everything when raw_* is off
-        self.raw: Any = None  # the lean client (rawhttp.RawPool) for plain-http peers
-        self.raw_tls: Any = None  # the lean client with the peers' TLS context, for https peers
-        self.raw_reads = True  # data reads (P5) through ``raw``
-        self.raw_writes = True  # every other request through ``raw``
         self._locks: dict[str, asyncio.Lock] = {}
-        #: the bearer token sent to trusted peers (None: none)
-        self.peer_token: Optional[str] = None
         #: limits of ``RouterConfig`` (peer_meta_timeout, peer_first_byte_timeout, fanout_grace)
-        self.meta_timeout = 2.0
-        self.first_byte_timeout = 2.0
-        self.grace = 0.5
+        self.meta_timeout = meta_timeout
+        self.first_byte_timeout = first_byte_timeout
+        self.grace = grace
         #: calls in flight per peer id, cancelled when the peer is marked unavailable
         self._inflight: dict[str, set[asyncio.Future]] = {}
         #: the last TLS failure logged per peer id (each new one is logged once)
@@ -151,26 +118,6 @@ class Registry:
 
     def unavailable_ids(self) -> list[str]:
         return sorted(p for p, e in self.peers.items() if not e.available)
-
-    def auth_headers(self, entry: PeerEntry) -> dict[str, str]:
-        """``Authorization`` for a request to ``entry``: only trusted entries get the peer token."""
-        if self.peer_token and entry.trusted:
-            return {"Authorization": f"Bearer {self.peer_token}"}
-        return {}
-
-    def proves_peer_token(self, presented: Optional[str]) -> bool:
-        """True when ``presented`` (a request's credential) is the peer token itself."""
-        if not self.peer_token or not presented:
-            return False
-        return hmac.compare_digest(presented.encode("utf-8"), self.peer_token.encode("utf-8"))
-
-    def raw_pool(self, entry: PeerEntry, *, read: bool = False) -> Any:
-        """The lean client for a request to ``entry`` (data reads if ``read``): the plain pool for
-        an http peer, the TLS pool for an https one; None for httpx."""
-        pool = {"http": self.raw, "https": self.raw_tls}.get(entry.protocol)
-        if pool is None:
-            return None
-        return pool if (self.raw_reads if read else self.raw_writes) else None
 
     # --- changes ------------------------------------------------------------------------
     async def register(self, entries: list[PeerEntry]) -> None:
@@ -260,10 +207,8 @@ class Registry:
 
     # --- health -------------------------------------------------------------------------
     async def probe(self, entry: PeerEntry, timeout: float) -> bool:
-        from .peerio import PeerError, exchange
-
         try:
-            answer = await exchange(self, entry, "GET", "/health", timeout=timeout)
+            answer = await self.client.exchange(entry, "GET", "/health", timeout=timeout)
         except PeerError as exc:
             if exc.tls and self._tls_failures.get(entry.peer_id) != str(exc):
                 self._tls_failures[entry.peer_id] = str(exc)
@@ -291,9 +236,7 @@ class Registry:
 
     async def _replay_one(self, entry: PeerEntry, method: str, path: str, headers: dict[str, str]) -> int:
         """One request of the pending-record replay: the status (``PeerError`` on transport errors)."""
-        from .peerio import exchange
-
-        return (await exchange(self, entry, method, path, headers=headers)).status
+        return (await self.client.exchange(entry, method, path, headers=headers)).status
 
     async def _check_and_update(self, entry: PeerEntry, timeout: float, *, first: bool = False) -> None:
         lock = self._locks.setdefault(entry.peer_id, asyncio.Lock())

@@ -41,10 +41,10 @@ from ..asgi.request import Request
 from ..asgi.responses import Response, json_response
 from ..request_values import parse_int_query
 from .fanout import call, no_peer_available
-from .peerio import PeerError, SourceError, exchange
+from .peer_client import PeerError, SourceError
+from .peers import PeerEntry
 from .placement import rank
 from .reconcile import Tombstones
-from .registry import PeerEntry
 from .state import RouterState
 from .streaming import Opened, open_data
 from .versions import VERSION_HEADER, observe_meta
@@ -190,8 +190,9 @@ async def _push(st: RouterState, bucket_id: str, key: str, meta: dict[str, Any],
 
     path = f"/api/v4/buckets/data/{task_id}/chunked"
     try:
-        answer = await exchange(st.registry, target, "POST", path, body=pieces(), length=int(meta.get("size", 0)),
-                                headers={"Content-Type": "application/octet-stream"})
+        answer = await st.registry.client.exchange(target, "POST", path, body=pieces(),
+                                                   length=int(meta.get("size", 0)),
+                                                   headers={"Content-Type": "application/octet-stream"})
     except Exception as exc:  # transport error on either side: the peer stores nothing
         await call(st.registry, target, "DELETE", f"/tasks/{task_id}")
         if isinstance(exc, PeerError) and exc.transport:

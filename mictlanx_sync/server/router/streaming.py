@@ -24,9 +24,12 @@ from ..asgi.errors import ClientDisconnected, HTTPError, StreamBroken
 from ..asgi.multipart import MultipartStream
 from ..asgi.request import BodyReader
 from ..phase2 import MULTIPART_SLACK
-from .fanout import Reply
+from .fanout import Reply, call, parse_json
 from .groups import Group
-from .registry import PeerEntry, Registry
+from .peer_client import STREAM_ERRORS, PeerError
+from .peers import PeerEntry
+from .registry import PeerDown, PeerTimeout, Registry
+from .superseded import write_failure
 
 log = logging.getLogger("mictlanx_sync.server.router")
 
@@ -61,16 +64,11 @@ class ReplicaUpload:
             yield piece
 
     async def _run(self) -> Reply:
-        from .fanout import parse_json
-        from .peerio import PeerError, exchange
-
         path = f"/api/v4/buckets/data/{self.group.group_id}/chunked"
-        from .registry import PeerDown
-
         try:
             # Tracked per peer: marking the peer unavailable cancels the upload at once.
-            answer = await self.registry.guard(self.entry, exchange(
-                self.registry, self.entry, "POST", path, body=self._body(), length=self.group.size,
+            answer = await self.registry.guard(self.entry, self.registry.client.exchange(
+                self.entry, "POST", path, body=self._body(), length=self.group.size,
                 headers={"Content-Type": "application/octet-stream"}))
         except PeerDown as exc:
             return Reply(self.entry.peer_id, None, error=str(exc))
@@ -167,16 +165,12 @@ async def stream_to_replicas(registry: Registry, group: Group, body: BodyReader,
                             expected_size=size, received_size=received, expected_checksum=group.checksum,
                             errors=[r.describe() for r in failures]) from None
         if isinstance(exc, _ReplicaDone):
-            from .superseded import write_failure
-
             raise write_failure(failures or [Reply(e.peer_id, None, error="aborted") for e in entries],
                                 bucket_id=group.bucket_id, key=group.key, version=group.version or None) from None
         raise
     failures = [r for r in replies if not r.ok]
     if failures:
         await cleanup(registry, group)
-        from .superseded import write_failure
-
         raise write_failure(failures, bucket_id=group.bucket_id, key=group.key, version=group.version or None)
     return PutOutcome(count, replies)
 
@@ -208,8 +202,6 @@ async def cleanup(registry: Registry, group: Group) -> None:
     replica is an acknowledged-elsewhere write that a retry converges, not debris. A failed
     staged put is dropped by its writer (R14 with ``Mictlanx-If-Version``).
     """
-    from .fanout import call
-
     calls = []
     for replica in group.replicas:
         entry = registry.get(replica.peer_id)
@@ -245,8 +237,6 @@ async def open_data(registry: Registry, entry: PeerEntry, path: str, headers: di
     (else the peer is marked unavailable and this is ``"failed"``); the call is tracked per peer,
     so marking the peer unavailable meanwhile fails it at once.
     """
-    from .registry import PeerDown, PeerTimeout
-
     try:
         return await registry.guard(entry, _open_data(registry, entry, path, headers, expect_size),
                                     registry.first_byte_timeout)
@@ -256,36 +246,17 @@ async def open_data(registry: Registry, entry: PeerEntry, path: str, headers: di
 
 async def _open_data(registry: Registry, entry: PeerEntry, path: str, headers: dict[str, str],
                      expect_size: Optional[int] = None) -> tuple[str, Any]:
-    """:func:`open_data` without its deadline. Peers are read through the lean :mod:`.rawhttp`
-    client (httpx when ``raw_reads`` is off)."""
-    import httpx
-
-    from .peerio import target
-    from .rawhttp import RawHTTPError
-
-    errors: tuple[type[Exception], ...] = (httpx.HTTPError, RawHTTPError)
-    auth = registry.auth_headers(entry)
-    if auth:
-        headers = {**auth, **headers}
+    """:func:`open_data` without its deadline."""
     try:
-        pool = registry.raw_pool(entry, read=True)
-        if pool is not None:
-            raw = await pool.get(entry.hostname, entry.port, target(f"/api/v4{path}"), headers)
-            status, peer_headers, response = raw.status, raw.headers, raw
-            make_iterator: Callable[[], AsyncIterator[bytes]] = raw.iter_raw
-        else:
-            client = registry.client
-            request = client.build_request("GET", f"{entry.url}/api/v4{path}", headers=headers)
-            streamed = await client.send(request, stream=True)
-            status, peer_headers, response = streamed.status_code, streamed.headers, streamed
-            make_iterator = streamed.aiter_raw
-    except errors as exc:
+        response = await registry.client.open(entry, f"/api/v4{path}", headers)
+    except STREAM_ERRORS as exc:
         registry.mark_failure(entry)
         return "failed", f"{type(exc).__name__}: {exc}"
+    status, peer_headers = response.status, response.headers
     if status not in (200, 206):
         try:
             body = await response.aread()
-        except errors:
+        except STREAM_ERRORS:
             body = b""
         finally:
             await response.aclose()
@@ -297,12 +268,12 @@ async def _open_data(registry: Registry, entry: PeerEntry, path: str, headers: d
     if expect_size is not None and peer_headers.get("content-length") not in (None, str(expect_size)):
         await response.aclose()
         return "missing", None  # another version of the chunk: try the next holder
-    iterator = make_iterator()
+    iterator = response.iter_raw()
     try:
         first = await iterator.__anext__()
     except StopAsyncIteration:
         first = b""
-    except errors as exc:
+    except STREAM_ERRORS as exc:
         await response.aclose()
         registry.mark_failure(entry)
         return "failed", f"{type(exc).__name__}: {exc}"
@@ -397,10 +368,6 @@ async def relay(send: Callable[[dict], Any], opened: Opened, *, last: bool = Tru
                 gone: Optional[asyncio.Future] = None) -> int:
     """Send ``opened``'s body to the client; raises ``StreamBroken`` if the upstream breaks and
     ``ClientDisconnected`` once ``gone`` (a ``Request.wait_disconnect`` task) has finished."""
-    import httpx
-
-    from .rawhttp import RawHTTPError
-
     sent = 0
     try:
         if opened.first:
@@ -413,7 +380,7 @@ async def relay(send: Callable[[dict], Any], opened: Opened, *, last: bool = Tru
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     sent += len(chunk)
-        except (httpx.HTTPError, RawHTTPError) as exc:
+        except STREAM_ERRORS as exc:
             raise StreamBroken(f"stream from {opened.entry.peer_id} broke after {sent} bytes: {exc}") from None
     finally:
         await opened.aclose()
