@@ -12,6 +12,8 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
+from . import __version__
+
 _SUBCOMMANDS = (
     ("peer", "mictlanx_sync.server.peer.cli", "run a storage peer"),
     ("router", "mictlanx_sync.server.router.cli", "run a router in front of peers"),
@@ -31,8 +33,6 @@ _SUBCOMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = argparse.ArgumentParser(prog="mictlanx-sync", description="MictlanX object store tools")
     parser.add_argument("--version", action="version", version=f"mictlanx-sync {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

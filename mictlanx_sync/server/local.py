@@ -36,8 +36,23 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from ..protocol.errors import ConnectFailedError
+from ..protocol.peer import Peer
+from ..protocol.router import Router
 from ..protocol.uri import Endpoint, build
+from .peer.config import PeerConfig
+from .router.config import RouterConfig
+from .router.peers import PeerEntry
 from .tls import ServerTLS, make_self_signed
+
+try:  # the server stack needs the server extra; without it, start() says what to install
+    from .peer.app import create_app as create_peer_app
+    from .router.app import create_app as create_router_app
+    from .serving import ThreadedServer
+    _MISSING_EXTRA: Optional[ModuleNotFoundError] = None
+except ModuleNotFoundError as exc:
+    if exc.name is None or exc.name.split(".")[0] == "mictlanx_sync":
+        raise
+    _MISSING_EXTRA = exc
 
 __all__ = ["LocalVSS"]
 
@@ -50,12 +65,14 @@ _EXTRA_HINT = "LocalVSS needs the server extra: pip install 'mictlanx-sync[serve
 
 
 def _require_server_extra() -> None:
-    try:
+    try:  # checked at each start: a process may lose them after this module was imported
         import httpx  # noqa: F401
         import python_multipart  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
         raise ImportError(f"{_EXTRA_HINT} ({exc})") from exc
+    if _MISSING_EXTRA is not None:
+        raise ImportError(f"{_EXTRA_HINT} ({_MISSING_EXTRA})") from _MISSING_EXTRA
 
 
 class _Server:
@@ -104,8 +121,6 @@ class _Server:
             self._start_process()
 
     def _start_thread(self) -> None:
-        from .serving import ThreadedServer
-
         app = self._build_app()
         try:
             server = ThreadedServer(app, self.host, self.port, log_level=self.log_level.lower(), tls=self.tls)
@@ -118,22 +133,14 @@ class _Server:
 
     def _build_app(self) -> Any:
         if self.kind == "peer":
-            from .peer.app import create_app as create_peer
-            from .peer.config import PeerConfig
-
-            return create_peer(PeerConfig(peer_id=self.server_id, host=self.host, port=self.port,
-                                          data_dir=self.data_dir, fsync=self.options.get("fsync", False),
-                                          task_ttl=self.options.get("task_ttl", 600.0),
-                                          log_level=self.log_level.lower(), token=self.options.get("token"),
-                                          faults=self.options.get("faults"),
-                                          ssl_certfile=self.tls.certfile if self.tls else None,
-                                          ssl_keyfile=self.tls.keyfile if self.tls else None))
-        from .router.app import create_app as create_router
-        from .router.config import RouterConfig
-        from .router.peers import PeerEntry
-
+            return create_peer_app(PeerConfig(
+                peer_id=self.server_id, host=self.host, port=self.port, data_dir=self.data_dir,
+                fsync=self.options.get("fsync", False), task_ttl=self.options.get("task_ttl", 600.0),
+                log_level=self.log_level.lower(), token=self.options.get("token"), faults=self.options.get("faults"),
+                ssl_certfile=self.tls.certfile if self.tls else None,
+                ssl_keyfile=self.tls.keyfile if self.tls else None))
         peers = [PeerEntry(pid, host, port, self.scheme) for pid, host, port in self.options["peers"]]
-        return create_router(RouterConfig(
+        return create_router_app(RouterConfig(
             router_id=self.server_id, data_dir=self.data_dir, peers=peers,
             health_interval=self.options["health_interval"], task_ttl=self.options.get("task_ttl", 600.0),
             token=self.options.get("token"), peer_token=self.options.get("token"),
@@ -437,14 +444,8 @@ class LocalVSS:
         return [self._endpoint_object("peer", p) for p in self._peers]
 
     def _endpoint_object(self, kind: str, server: _Server) -> Any:
-        """A ``Router``/``Peer`` client object when those classes exist, else a plain record."""
-        import importlib
-
-        module_name, class_name = ("peer", "Peer") if kind == "peer" else ("router", "Router")
-        try:
-            cls: Any = getattr(importlib.import_module(f"mictlanx_sync.protocol.{module_name}"), class_name)
-        except (ImportError, AttributeError):
-            return Endpoint(server.server_id, self.host, server.port, protocol=self.scheme)
+        """The ``Peer``/``Router`` client object of ``server`` (one per server and port)."""
+        cls: Any = Peer if kind == "peer" else Router
         cache_key = (kind, server.server_id, server.port)
         obj = self._objects.get(cache_key)
         if obj is None:

@@ -1,6 +1,7 @@
 """Running an ASGI app with uvicorn: process set-up, binding, the foreground server that prints
 ``listening on http://HOST:PORT`` (``https://`` with TLS) once bound (protocol §7), and the
-threaded server of ``LocalVSS``."""
+threaded server of ``LocalVSS``. Needs the server extra (uvicorn): the command-line entry
+points import it when they run, never to build their ``--help``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ import threading
 import time
 from typing import Any, Awaitable, Callable, Optional
 
+import uvicorn
+
+from .guarded_protocol import GuardedHttpToolsProtocol
+from .limits import HttpLimits
 from .tls import ServerTLS, TLSSetupError
+from .tls_accept import TLSServer
 from .units import KIB, MIB
 
 
@@ -62,11 +68,6 @@ def uvicorn_config(app: Any, log_level: str = "warning", root_path: str = "", li
     """uvicorn settings shared by both servers; ``limits`` is an :class:`~.limits.HttpLimits`
     (default: from the ``MICTLANX_*`` environment), enforced by the guarded protocol;
     ``tls`` (a :class:`~.tls.ServerTLS`) makes the server speak HTTPS only."""
-    import uvicorn
-
-    from .guarded_protocol import GuardedHttpToolsProtocol
-    from .limits import HttpLimits
-
     config = uvicorn.Config(
         app, loop="uvloop", http=GuardedHttpToolsProtocol, lifespan="on", log_level=log_level.lower(),
         access_log=False, timeout_graceful_shutdown=5, root_path=root_path, server_header=False,
@@ -81,12 +82,8 @@ def make_server(config: Any) -> Any:
     """The ``uvicorn.Server`` of ``config``: with a certificate, a :class:`~.tls_accept.TLSServer`,
     whose handshakes are bounded by ``--ssl-handshake-timeout`` and count against
     ``--max-connections``."""
-    import uvicorn
-
     if config.ssl_certfile is None:
         return uvicorn.Server(config)
-    from .tls_accept import TLSServer
-
     return TLSServer(config)
 
 
@@ -138,7 +135,7 @@ def _request_exit(server: Any) -> None:
 
 
 def _run_uvloop(main: Callable[[], Awaitable[None]]) -> None:
-    try:
+    try:  # optional: uvicorn[standard] brings it, plain uvicorn does not
         import uvloop
     except ImportError:
         asyncio.run(main())  # type: ignore[arg-type]

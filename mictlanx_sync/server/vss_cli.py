@@ -16,6 +16,8 @@ import sys
 import threading
 from typing import Any
 
+from ..protocol.errors import MictlanXError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peers", type=int, default=2, help="number of peers (default 2)")
@@ -47,7 +49,7 @@ def _peer_ports(args: argparse.Namespace) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..protocol.errors import MictlanXError
+    # The server stack (and the server extra) loads when the command runs, not to build --help.
     from .local import LocalVSS
     from .serving import tune_malloc
 

@@ -12,6 +12,7 @@ from ...protocol.direct import is_base_url
 from ...protocol.errors import ValidationError
 from ...protocol.ids import is_valid_id
 from ...protocol.sizes import parse_size
+from ..faults import parse_spec
 from ..limits import add_limit_arguments, limits_from_args
 from ..tls import ServerTLS, add_server_tls_arguments, server_tls_from_args
 from . import config as cfg
@@ -180,8 +181,6 @@ def _faults(spec: Optional[str]) -> Optional[str]:
     """The spec, checked now so a bad one fails at start with a clear message."""
     if spec is None or spec == "":
         return None
-    from ..faults import parse_spec
-
     try:
         parse_spec(spec)
     except (ValueError, OSError) as exc:
@@ -191,6 +190,7 @@ def _faults(spec: Optional[str]) -> Optional[str]:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    # The server stack (and the server extra) loads when the command runs, not to build --help.
     from ..serving import configure_logging, serve_forever, tune_malloc
     from .app import create_app
 

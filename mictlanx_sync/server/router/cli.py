@@ -147,6 +147,7 @@ def build_config(args: argparse.Namespace) -> RouterConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The server stack (and the server extra) loads when the command runs, not to build --help.
     from ..serving import configure_logging, serve_forever, tune_malloc
     from .app import create_app
 
