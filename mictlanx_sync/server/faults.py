@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .asgi.errors import ClientDisconnected, HTTPError, unprocessable
-from .asgi.request import BodyReader, Request
+from .asgi.request import Request, RequestBody
 from .asgi.responses import Response, empty, error_response, json_response
 from .phase2 import DRAIN_CAP
 
@@ -254,7 +254,7 @@ class FaultMiddleware:
         if rule.action == "delay":
             await self.app(scope, receive, send)
         elif rule.action == "status":
-            drained = await BodyReader(receive).drain(DRAIN_CAP)
+            drained = await RequestBody(receive).drain(DRAIN_CAP)
             code = rule.code if rule.code is not None else rule.status
             error = HTTPError(rule.status, code, rule.msg, rule.headers, injected=True)
             await error_response(error, close=not drained).send(send)

@@ -735,7 +735,7 @@ def test_streamed_body_of_the_wrong_length_is_the_sources_fault(run: Callable[[A
 
 def test_cancelled_body_read_closes_the_connection_without_aclose(run: Callable[[Awaitable[Any]], Any]) -> None:
     """A task cancelled inside ``iter_raw`` must not leave the connection open when its caller
-    never reaches ``aclose()`` (``streaming.open_data`` awaits the first piece outside a
+    never reaches ``aclose()`` (``read_relay.open_data`` awaits the first piece outside a
     ``finally``): the peer would otherwise hold a half-sent answer forever."""
     async def main() -> None:
         async with Server() as server:

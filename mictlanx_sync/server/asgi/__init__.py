@@ -1,6 +1,6 @@
 """The small ASGI layer the peer and the router are both written on (no framework on the data path).
 
-- :mod:`.request`: ``Request`` (headers, query, body) and ``BodyReader``, the one body loop,
+- :mod:`.request`: ``Request`` (headers, query, body) and ``RequestBody``, the one body loop,
   with the one rule for a client that disconnects mid-body (``ClientDisconnected``, never a
   truncated body taken for a whole one).
 - :mod:`.multipart`: the streaming ``multipart/form-data`` parser of P2 and R6.

@@ -1,6 +1,6 @@
 """The request a handler sees: method, headers, query and body, over the raw ASGI channels.
 
-**One rule for a client that goes away.** The body is read through :class:`BodyReader`, and an
+**One rule for a client that goes away.** The body is read through :class:`RequestBody`, and an
 ``http.disconnect`` before its last message raises :class:`~.errors.ClientDisconnected`: a
 truncated body is never taken for a whole one, whatever reads it (a JSON body, a phase-2
 stream, a drain). The app answers nothing then (there is nobody to answer).
@@ -23,7 +23,7 @@ Send = Callable[[dict], Awaitable[None]]
 MAX_JSON_BODY = 1024 * 1024
 
 
-class BodyReader:
+class RequestBody:
     """The request body, message by message, counting the bytes received."""
 
     def __init__(self, receive: Receive) -> None:
@@ -77,7 +77,7 @@ class Request:
         self._headers: Optional[dict[str, str]] = None
         self._query: Optional[dict[str, str]] = None
         self._query_all: Optional[dict[str, list[str]]] = None
-        self._body: Optional[BodyReader] = None
+        self._body: Optional[RequestBody] = None
 
     @property
     def headers(self) -> Mapping[str, str]:
@@ -109,10 +109,10 @@ class Request:
         """The declared ``Content-Length`` (None when absent, malformed or negative)."""
         return declared_length(self.headers.get("content-length"))
 
-    def body_reader(self) -> BodyReader:
+    def body_stream(self) -> RequestBody:
         """The body as a stream (the same reader on every call)."""
         if self._body is None:
-            self._body = BodyReader(self.receive)
+            self._body = RequestBody(self.receive)
         return self._body
 
     async def body(self, limit: int = MAX_JSON_BODY) -> bytes:
@@ -126,7 +126,7 @@ class Request:
         declared = self.content_length
         if declared is not None and declared > limit:
             raise too_large
-        reader = self.body_reader()
+        reader = self.body_stream()
         parts: list[bytes] = []
         while (piece := await reader.next()) is not None:
             if reader.received > limit:

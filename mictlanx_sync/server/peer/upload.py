@@ -156,7 +156,7 @@ async def receive_body(req: Request, task: Task, sink: Sink, multipart: bool) ->
             parts = MultipartStream(req.headers.get("content-type"))
         except HTTPError as exc:
             failure = exc
-    body = req.body_reader()
+    body = req.body_stream()
     while not body.done:
         chunk = await body.next() or b""
         if failure is not None:

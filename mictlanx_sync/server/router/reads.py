@@ -18,8 +18,8 @@ from ..request_values import parse_bool, parse_chunk_size, parse_int_query, path
 from . import reconcile
 from .fanout import Reply, call, fan_out, fan_out_early, missing, no_peer_available
 from .peers import PeerEntry
+from .read_relay import Opened, PassThrough, open_first, relay
 from .state import RouterState
-from .streaming import Opened, PassThrough, open_first, relay
 from .versions import TOMBSTONE_HEADER, VERSION_HEADER, header_version, observe_meta, reply_version
 
 #: R2 answers at most this many balls per call; a longer window (an unpaged listing, or a larger

@@ -44,9 +44,9 @@ from .fanout import call, no_peer_available
 from .peer_client import PeerError, SourceError
 from .peers import PeerEntry
 from .placement import rank
+from .read_relay import Opened, open_data
 from .reconcile import Tombstones
 from .state import RouterState
-from .streaming import Opened, open_data
 from .versions import VERSION_HEADER, observe_meta
 
 PAGE = 1000

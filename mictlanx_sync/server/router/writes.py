@@ -21,7 +21,6 @@ from .groups import Replica
 from .pending import ANY, ball_record, key_record
 from .placement import RF_TAG, rank
 from .state import RouterState
-from .streaming import cleanup, stream_to_replicas
 from .superseded import tombstone_below, write_failure
 from .versions import (
     IF_VERSION_HEADER,
@@ -33,6 +32,7 @@ from .versions import (
     refuse_drop_current,
     reply_version,
 )
+from .write_relay import cleanup, stream_to_replicas
 
 
 # --- R5 -------------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ async def put_data_raw(st: RouterState, req: Request, task_id: str) -> Optional[
 
 
 async def put_data(st: RouterState, req: Request, task_id: str, multipart: bool) -> Optional[Response]:
-    body = req.body_reader()
+    body = req.body_stream()
     try:
         group_id = path_task_id(task_id)
         piece_size = parse_chunk_size(req.headers.get("chunk-size"), st.config.piece_size)
