@@ -467,7 +467,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     result: dict[str, Any] = {"meta": {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python -m benchmarks.moves " + " ".join(args.argv), "machine":
+        "command": " ".join(["python -m benchmarks.moves", *args.argv]), "machine":
         f"{platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}",
         "load_start": loadavg(), "objects": args.objects, "seed": args.seed, "rf": RF, "router_env": env,
         "readers": args.readers, "writers": args.writers, "size_mix": SIZE_MIX}}
@@ -523,6 +523,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["final_stored"] = stored_bytes(final)
             result["final_per_peer"] = {p: stored_bytes({p: c}) for p, c in final.items()}
             result["read_back"] = read_back(client, fill_info, load.written)
+            result["again"] = again(cluster, args.timeout)
     finally:
         vss.stop()
         shutil.rmtree(base, ignore_errors=True)
@@ -531,6 +532,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["placement_spread"] = placement_spread(args.objects, range(1, 41))
     result["targets"] = targets(result)
     return result
+
+
+def again(cluster: Cluster, timeout: float) -> dict[str, Any]:
+    """One more pass (R28) once the load has stopped: it must find every ball in place, copy
+    nothing and drop nothing (a copy moved twice, or left to move, would show here); its
+    duration is the cost of checking every ball."""
+    epoch = cluster.status()["epoch"]
+    cluster.http.post(f"{cluster.router_url}/api/v4/rebalance", timeout=10).raise_for_status()
+    st, _ = cluster.wait_pass(epoch, cluster.present(), timeout)
+    seconds = float(st["finished_at"] or 0) - float(st["started_at"] or 0)
+    log(f"a pass after the moves: checked {st['checked']}, planned {st['planned']}, moved {st['moved']}, "
+        f"removed {st['removed']} in {seconds:.1f} s")
+    return {k: st[k] for k in ("checked", "planned", "moved", "in_place", "removed", "surplus", "failed")} | {
+        "seconds": seconds}
 
 
 def read_back(client: Any, fill_info: dict[str, tuple[int, str]], written: dict[str, set[str]]) -> dict[str, Any]:
@@ -567,6 +582,11 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "value": f"{final.get('under_replicated')} under-replicated, {final.get('extra_copies')} extra, "
                          f"{final.get('stale_copies')} stale of {final.get('balls')} balls",
                 "met": not (final.get("under_replicated") or final.get("extra_copies") or final.get("stale_copies"))})
+    ag = result.get("again", {})
+    out.append({"target": "a pass after the moves copies and drops nothing",
+                "value": f"planned {ag.get('planned')}, moved {ag.get('moved')}, removed {ag.get('removed')} of "
+                         f"{ag.get('checked')} balls checked", "met": ag.get("planned") == ag.get("moved") ==
+                ag.get("removed") == 0})
     rb = result.get("read_back", {})
     out.append({"target": "every object reads back verified", "value": f"{rb.get('failed')} of {rb.get('objects')} "
                 "failed", "met": rb.get("failed") == 0})
@@ -596,6 +616,13 @@ def section(result: dict[str, Any], level: str = "##") -> list[str]:
             f"{g['copies']} / {s['fill_minimum_copies']} | {g['outside_targets']} | {s['counters']['removed']} | "
             f"{s['counters']['failed']} | {s['seconds']:.1f} | {s['pass_seconds']:.1f} | "
             f"{s['throughput_mb_s']:.1f} | {s['load']['ops']} | **{s['load']['failed']}** | {s['load']['retries']} |")
+    columns = [("after the fill", f["per_peer"])] + [(f"after {s['step'].split(':')[0]}", s["per_peer_after"])
+                                                      for s in result["steps"]]
+    peers = sorted({p for _, per in columns for p in per}, key=lambda p: int(p.rsplit("-", 1)[1]))
+    lines += ["", "Stored MB per peer (every current copy; `-` = not in the VSS):", "",
+              "| peer | " + " | ".join(name for name, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {p} | " + " | ".join(f"{per[p] / MB:.1f}" if p in per else "-" for _, per in columns) + " |"
+              for p in peers]
     moved = sum(s["moved"] for s in result["steps"])
     ideal = sum(s["ideal"] for s in result["steps"])
     lt = result["load_total"]
@@ -612,7 +639,10 @@ def section(result: dict[str, Any], level: str = "##") -> list[str]:
     fp, rb = result["final_placement"], result["read_back"]
     lines += [f"End: {fp['balls']:,} balls on 15 peers, {fp['under_replicated']} under-replicated, "
               f"{fp['extra_copies']} extra copies, {fp['stale_copies']} stale copies; {rb['objects']:,} objects read "
-              f"back verified, {rb['failed']} failed.", ""]
+              f"back verified, {rb['failed']} failed. One more pass then (R28, load stopped): "
+              f"{result['again']['checked']:,} balls checked in {result['again']['seconds']:.1f} s, planned "
+              f"{result['again']['planned']}, moved {result['again']['moved']}, removed {result['again']['removed']}.",
+              ""]
     errors = [e for s in result["steps"] for e in s["load"]["errors"]]
     if errors:
         lines += ["Errors during the moves:", "", *[f"- `{e}`" for e in errors], ""]
