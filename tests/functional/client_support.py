@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import re
 import socket
+import sqlite3
 import tempfile
 import threading
 import time
@@ -362,9 +363,42 @@ class Cluster:
         return removed
 
     def version_files(self, peer_id: str, bucket_id: str, key: str) -> list[Path]:
-        """The committed version files of ``bucket_id@key`` on one peer (protocol §3.1 layout)."""
+        """The committed version files of ``bucket_id@key`` on one peer (protocol §3.1 layout);
+        a version small enough to be kept in the index has none (``inline_versions``)."""
         digest = sha256(f"{bucket_id}@{key}".encode())
         return sorted((self.peer(peer_id).data_dir / "balls").glob(f"{digest}.*"))
+
+    def inline_versions(self, peer_id: str, bucket_id: str, key: str) -> list[int]:
+        """The ``blobs`` row ids of the versions of ``bucket_id@key`` kept in one peer's index (docs/storage.md)."""
+        db = sqlite3.connect(self.peer(peer_id).data_dir / "index.sqlite3", timeout=10)
+        try:
+            rows = db.execute("SELECT file FROM balls WHERE bucket_id = ? AND key = ? UNION "
+                              "SELECT file FROM versions WHERE bucket_id = ? AND key = ?",
+                              (bucket_id, key, bucket_id, key)).fetchall()
+        finally:
+            db.close()
+        return sorted(int(name[len("inline:"):]) for (name,) in rows if name.startswith("inline:"))
+
+    def stored_versions(self, peer_id: str, bucket_id: str, key: str) -> int:
+        """How many versions of ``bucket_id@key`` one peer stores: files and inline blobs."""
+        return len(self.version_files(peer_id, bucket_id, key)) + len(self.inline_versions(peer_id, bucket_id, key))
+
+    def corrupt_versions(self, peer_id: str, bucket_id: str, key: str, offset: int = 0, count: int = 1) -> int:
+        """``flip_bytes`` on every stored version of ``bucket_id@key`` on one peer, files and
+        inline blobs alike (a blob is rewritten in the peer's index); how many were changed."""
+        files = self.version_files(peer_id, bucket_id, key)
+        for path in files:
+            flip_bytes(path, offset, count)
+        blobs = self.inline_versions(peer_id, bucket_id, key)
+        db = sqlite3.connect(self.peer(peer_id).data_dir / "index.sqlite3", timeout=10, isolation_level=None)
+        try:
+            for blob in blobs:
+                data = bytearray(db.execute("SELECT data FROM blobs WHERE id = ?", (blob,)).fetchone()[0])
+                data[offset:offset + count] = bytes(b ^ 0xFF for b in data[offset:offset + count])
+                db.execute("UPDATE blobs SET data = ? WHERE id = ?", (bytes(data), blob))
+        finally:
+            db.close()
+        return len(files) + len(blobs)
 
 
 def flip_bytes(path: Path, offset: int = 0, count: int = 1) -> None:

@@ -28,7 +28,6 @@ from .client_support import (
     R5_PUT_METADATA,
     R7_PUT_DATA,
     Cluster,
-    flip_bytes,
     new_client,
     sha256,
 )
@@ -82,7 +81,7 @@ def test_small_objects_take_one_request_each(cluster: Cluster, client: Client) -
     cluster.log.clear()
     assert client.put("fast", "small", data).unwrap()  # the same again: identical, nothing written
     assert _kinds(cluster) == ["R5"]
-    assert len(cluster.version_files(cluster.holders("fast", "small_0")[0], "fast", "small_0")) == 1
+    assert cluster.stored_versions(cluster.holders("fast", "small_0")[0], "fast", "small_0") == 1
     cluster.log.clear()
     got = client.get("fast", "small").unwrap()
     assert got.data.tobytes() == data and got.metadatas[0].checksum == sha256(data)
@@ -120,7 +119,7 @@ def test_small_creates_keep_the_create_only_rules(cluster: Cluster, client: Clie
     assert type(refused.unwrap_err()) is AlreadyExistsError
     assert "use update=True" in refused.unwrap_err().message
     assert client.get("fast", "once").unwrap().data.tobytes() == first
-    assert len(cluster.version_files(holder, "fast", "once_0")) == 1  # nothing written
+    assert cluster.stored_versions(holder, "fast", "once_0") == 1  # nothing written
     # The same content stored in three chunks: the router answers "identical, 3 chunks" and
     # the client checks the stored object is whole (R3, R12) before calling it stored.
     assert client.put("fast", "in-three", first, chunk_size=1000).unwrap()
@@ -159,8 +158,7 @@ def test_a_corrupt_inline_copy_fails_over_to_a_good_replica(cluster: Cluster, cl
     assert client.put("fast", "flipped", data, rf=3).unwrap()
     answer = client.routers[0].get_metadata("fast", "flipped_0", headers={INLINE_MAX_HEADER: "65536"}).unwrap()
     assert answer.inline_data == data
-    for path in cluster.version_files(answer.peer_id, "fast", "flipped_0"):
-        flip_bytes(path, 100)  # the copy R3 serves inline is now other bytes
+    assert cluster.corrupt_versions(answer.peer_id, "fast", "flipped_0", 100) == 1  # R3's inline copy: other bytes
     assert client.routers[0].get_metadata(
         "fast", "flipped_0", headers={INLINE_MAX_HEADER: "65536"}).unwrap().inline_data != data
     cluster.log.clear()
@@ -239,7 +237,7 @@ def test_an_inline_write_is_idempotent(cluster: Cluster) -> None:
     assert first.json()["committed"] is True and again.json()["committed"] is True
     assert again.json()["exists"] is True
     assert requests.get(f"{url}/api/v4/buckets/fast/idem", timeout=10).content == data
-    assert len(cluster.version_files(cluster.peers[1].server_id, "fast", "idem")) == 1
+    assert cluster.stored_versions(cluster.peers[1].server_id, "fast", "idem") == 1
 
 
 # --- servers without the extensions -----------------------------------------------------------
