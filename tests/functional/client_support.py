@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 import socket
 import sqlite3
@@ -455,6 +456,34 @@ class StallingServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class FailFirst:
+    """ASGI middleware for a peer: requests of ``method`` whose path ends with ``suffix`` answer
+    503 (their body read) while ``budget[0] > 0``, each taking one from it. One list shared by
+    several peers makes one budget for all; a peer that crashed or froze mid-request, as its
+    router sees it, without being marked down."""
+
+    def __init__(self, app: Any, method: str, suffix: str, budget: list[int]) -> None:
+        self.app, self.method, self.suffix, self.budget = app, method, suffix, budget
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if (scope["type"] == "http" and self.budget[0] > 0 and scope["method"] == self.method
+                and scope["path"].endswith(self.suffix)):
+            self.budget[0] -= 1
+            while (await receive()).get("more_body"):
+                pass
+            await send_error(send, 503, "injected: the peer could not answer")
+            return
+        await self.app(scope, receive, send)
+
+
+async def send_error(send: Callable, status: int, msg: str) -> None:
+    """Answer an ASGI request with a protocol error body ``{"detail": {"code", "msg"}}``."""
+    body = json.dumps({"detail": {"code": status, "msg": msg}}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def new_client(uri: str, cache_dir: Path, **kwargs: Any) -> Client:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -24,7 +25,7 @@ from mictlanx_sync.protocol.errors import AlreadyExistsError, IntegrityError, No
 from mictlanx_sync.protocol.policies import RetryPolicy
 from mictlanx_sync.protocol.versions import VERSION_HEADER, HybridClock
 
-from .client_support import R5_PUT_METADATA, Cluster, new_client
+from .client_support import R5_PUT_METADATA, Cluster, FailFirst, new_client
 
 LONG = os.environ.get("MICTLANX_LONG_TESTS", "").strip().lower() in ("1", "true", "yes", "on")
 ROUNDS = 200 if LONG else 50
@@ -311,3 +312,49 @@ def test_listings_finish_the_commit_of_a_writer_that_died_before_r26(cluster: Cl
     assert a.get_metadata(bucket, "dead").unwrap().size == len(data)  # not chunk 0 alone
     assert a.get_bucket_metadata(bucket).unwrap().balls["dead"].size == len(data)
     assert_replicas_agree(cluster, bucket, "dead", data)  # promoted: every chunk current on rf peers
+
+
+# --- a peer that cannot answer the commit or delete fan-out -----------------------------------
+def _wait_for(check: Callable[[], Any], timeout: float = 15.0) -> None:
+    """Retry ``check`` (assertions) until it passes or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize("operation", ["commit", "delete"])
+def test_a_peer_that_misses_the_fan_out_is_owed_it(tmp_path: Path, operation: str) -> None:
+    """R26 (or R13) answers 200 when one peer applied it; peers that could not answer (a 5xx,
+    a transport error, no answer in time) but were never marked down get a pending record
+    too, replayed at their next health check. Without it their staged chunks never became
+    current (an acknowledged rf=2 write left with one current copy, found by the SIGKILL
+    crash test) and their old version outlived the delete."""
+    wrapped: list[FailFirst] = []
+
+    def wrap(app: Any) -> Any:
+        # peers 1 and 2 miss the first commit (or delete) they are sent; peer 0 applies it
+        method, suffix = ("POST", "/commit") if operation == "commit" else ("DELETE", "/obj")
+        wrapped.append(FailFirst(app, method, suffix, [0 if not wrapped else 1]))
+        return wrapped[-1]
+
+    cluster = Cluster(peers=3, routers=1, health_interval=0.3)
+    cluster.peer_wrap = wrap
+    with cluster, new_client(cluster.uri(0), tmp_path, retry=FAST_RETRY, capacity_storage="0") as client:
+        data = os.urandom(8 * CHUNK)
+        old = os.urandom(8 * CHUNK)
+        bucket = f"owed-{operation}"
+        if operation == "delete":
+            assert client.put(bucket, "obj", old, chunk_size=CHUNK, rf=RF).is_ok
+            assert client.delete(bucket_id=bucket, ball_id="obj").is_ok
+            assert all(app.budget == [0] for app in wrapped), "the fault was not applied"
+            _wait_for(lambda: assert_replicas_agree(cluster, bucket, "obj", None))
+            return
+        assert client.put(bucket, "obj", data, chunk_size=CHUNK, rf=RF).is_ok
+        assert all(app.budget == [0] for app in wrapped), "the fault was not applied"
+        _wait_for(lambda: assert_replicas_agree(cluster, bucket, "obj", data))

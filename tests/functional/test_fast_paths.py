@@ -28,6 +28,7 @@ from .client_support import (
     R5_PUT_METADATA,
     R7_PUT_DATA,
     Cluster,
+    FailFirst,
     new_client,
     sha256,
 )
@@ -303,34 +304,12 @@ def test_fast_paths_fall_back_against_servers_without_them(tmp_path: Path, hidde
             assert router_r7 == 0 and peer_p3 == 4 and r11 == 2
 
 
-class _FailFirstWrite:
-    """ASGI middleware: the first P1 any wrapped peer receives is answered 503 (its body read)."""
-
-    def __init__(self, app: Any, budget: list[int]) -> None:
-        self.app = app
-        self.budget = budget  # shared by every wrapped peer
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith("/metadata") \
-                and self.budget[0] > 0:
-            self.budget[0] -= 1
-            while (await receive()).get("more_body"):
-                pass
-            body = b'{"detail":{"code":503,"msg":"injected"}}'
-            await send({"type": "http.response.start", "status": 503,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
-            return
-        await self.app(scope, receive, send)
-
-
 def test_a_create_retried_after_one_replica_failed_still_ends_with_every_copy(tmp_path: Path) -> None:
     """The first attempt commits on one replica and fails on the other; the retry, same version,
     must write the missing copy, not take its own first copy for an identical object."""
     budget = [1]
     cluster = Cluster(peers=2, routers=1)
-    cluster.peer_wrap = lambda app: _FailFirstWrite(app, budget)
+    cluster.peer_wrap = lambda app: FailFirst(app, "POST", "/metadata", budget)
     with cluster, new_client(cluster.uri(), tmp_path, capacity_storage="0") as client:
         data = os.urandom(2000)
         assert client.put("retry", "both", data, rf=2).unwrap()

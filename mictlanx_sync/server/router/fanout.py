@@ -165,6 +165,15 @@ async def fan_out_early(registry: Registry, entries: Iterable[PeerEntry], method
     return replies
 
 
+def owed_peers(registry: Registry, replies: Iterable[Reply]) -> list[str]:
+    """The peers a fanned-out delete or commit must be replayed on (a pending record each): the
+    unavailable ones, and those that could not answer this time (a transport error, a 5xx, no
+    answer within the grace). The latter are not necessarily marked down yet (a fan-out's grace
+    ends before the peer's deadline), and may have missed the change all the same; a 4xx is a
+    refusal a replay would meet again, so it is not owed."""
+    return sorted(set(registry.unavailable_ids()) | {r.peer_id for r in replies if r.failed})
+
+
 def no_peer_available(**extra: Any) -> HTTPError:
     return HTTPError(503, 666, "No available peers.", **extra)
 
