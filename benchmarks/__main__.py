@@ -2,6 +2,8 @@
 
 Starts its own process-mode LocalVSS (1 router, 2 peers) on loopback, measures, and writes
 ``<out>/<date>.json`` (``<date>-quick`` with ``--quick``), ``<out>/<date>.md`` and PNG plots.
+Opt-in sections (``OPT_IN``, run only when ``--only`` names them) start their own VSS:
+``moves`` is ``benchmarks/moves.py`` (16 -> 17 -> 15 peers under load).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 from .common import MiB, loadavg, local_vss, log
 
 SECTIONS = ("large", "small", "baseline", "tls", "cache", "budget", "memory", "malloc")
+#: valid in --only but not run by default: minutes of their own VSS each
+OPT_IN = ("moves",)
 
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
@@ -30,6 +34,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "budget": {"size": 64 * MiB, "chunk": 16},
         "memory": {"size": 256 * MiB, "chunk": 8},
         "malloc": {"variants": ["glibc-default", "mallopt", "env"], "size": 64 * MiB, "chunk": 8, "rf": 2},
+        "moves": {"objects": 500},
     },
     "full": {
         "reps": 5,
@@ -42,6 +47,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "memory": {"size": 1024 * MiB, "chunk": 8},
         "malloc": {"variants": ["glibc-default", "mallopt", "env", "env+mallopt"], "size": 64 * MiB, "chunk": 8,
                    "rf": 2},
+        "moves": {"objects": 2000},
     },
 }
 
@@ -51,13 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the < 3 minute profile (64 MiB objects, fewer configs)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
                         help="output directory (default benchmarks/results)")
-    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all of them), or the "
+                             f"opt-in {','.join(OPT_IN)}")
     parser.add_argument("--stem", default=None, help="output file name stem (default: the date)")
     args = parser.parse_args(argv)
     profile_name = "quick" if args.quick else "full"
     profile = PROFILES[profile_name]
     only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(only) - set(SECTIONS)
+    unknown = set(only) - set(SECTIONS) - set(OPT_IN)
     if unknown:
         parser.error(f"unknown sections: {sorted(unknown)}")
     reps = profile["reps"]
@@ -107,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     if "malloc" in only:
         p = profile["malloc"]
         results["malloc"] = malloc.run(p["variants"], p["size"], p["chunk"], p["rf"], reps)
+    if "moves" in only:  # its own VSS: 1 router, 16 peers, then 17, then 15
+        from . import moves
+
+        results["moves"] = moves.run(moves.options(["--objects", str(profile["moves"]["objects"])]))
     results["meta"]["load_end"] = loadavg()
     results["meta"]["seconds"] = time.monotonic() - started
     from . import report

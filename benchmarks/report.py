@@ -76,6 +76,9 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             growth = memory[op]["router_growth"]["max"]
             targets.append({"target": f"router RSS growth {op} <= 150 MB", "value": f"{growth:.0f} MB", "met":
                             growth <= 150})
+    moves_result = results.get("moves")
+    if moves_result:
+        targets += [{**t, "target": f"moves {t['target']}"} for t in moves_result["targets"]]
     return targets
 
 
@@ -232,6 +235,11 @@ def markdown(results: dict[str, Any]) -> str:
                        f"{cell(r['get'])} | {c['put']['minflt_per_gb']:.0f} | {c['get']['minflt_per_gb']:.0f} | "
                        f"{c['put']['cpu_s_per_gb']:.2f} | {c['get']['cpu_s_per_gb']:.2f} |")
         out.append("")
+    moves_result = results.get("moves")
+    if moves_result:
+        from . import moves
+
+        out += moves.section(moves_result)
     targets = results.get("targets", [])
     if targets:
         out += ["## Targets", "", "| target | measured | |", "|---|---|---|"]

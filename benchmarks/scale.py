@@ -7,6 +7,8 @@ the report): it writes each ball's file and its index row through the peer's own
 5,000 per transaction, with the peer stopped. It is not the API path (no P1/P3, no fsync, no
 capacity or version checks); a million two-phase uploads over HTTP would take hours here.
 The "empty" step holds only the probe balls (``--probes``, 2,000), so GETs have keys to hit.
+Balls of at most ``--inline-ball-max`` bytes (the peer's default, 4000; 0: files) are kept in
+the index, as the peer keeps them (docs/storage.md); the table gives the disk per ball.
 
 At each step a peer process is started on the data dir and measured over keep-alive HTTP:
 - restart: process start to the first ``/health`` 200, after a clean stop (SIGTERM) and after
@@ -34,6 +36,7 @@ from typing import Any, Iterator
 
 import requests
 
+from mictlanx_sync.server.peer.config import DEFAULT_INLINE_BALL_MAX
 from mictlanx_sync.server.peer.storage import Ball, Storage
 
 from .common import MiB, loadavg, log, proc_status
@@ -53,10 +56,10 @@ def balls(first: int, last: int, size: int) -> Iterator[tuple[Ball, bytes]]:
                    version=f"{i:013d}-scale"), data
 
 
-def fill(data_dir: Path, first: int, last: int, size: int) -> float:
+def fill(data_dir: Path, first: int, last: int, size: int, inline_max: int) -> float:
     """Bulk-load keys ``first..last-1``; the seconds it took."""
     started = time.perf_counter()
-    storage = Storage(data_dir, fsync=False)
+    storage = Storage(data_dir, fsync=False, inline_max=inline_max)
     try:
         step = 50_000
         for at in range(first, last, step):
@@ -68,8 +71,9 @@ def fill(data_dir: Path, first: int, last: int, size: int) -> float:
 
 
 class Peer:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, inline_max: int) -> None:
         self.data_dir = data_dir
+        self.inline_max = inline_max
         self.proc: Any = None
         self.url = ""
 
@@ -78,7 +82,8 @@ class Peer:
         started = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mictlanx_sync", "peer", "--peer-id", "scale-peer", "--data-dir",
-             str(self.data_dir), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             str(self.data_dir), "--port", "0", "--inline-ball-max", str(self.inline_max)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("listening on"):
             raise RuntimeError(f"peer did not start: {line!r}")
@@ -138,9 +143,9 @@ def restarts(peer: Peer, runs: int = 3) -> dict[str, float]:
 
 
 def disk(data_dir: Path) -> tuple[int, int]:
-    """(bytes on disk of balls/, bytes of the index files)."""
+    """(bytes on disk of balls/, bytes of the index files but its reserve, which is fixed headroom)."""
     blocks = sum(entry.stat().st_blocks for entry in os.scandir(data_dir / "balls")) * 512
-    index = sum(p.stat().st_size for p in data_dir.glob("index.sqlite3*"))
+    index = sum(p.stat().st_size for p in data_dir.glob("index.sqlite3*") if not p.name.endswith("-reserve"))
     return blocks, index
 
 
@@ -149,6 +154,8 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--balls", type=int, default=1_000_000, help="the largest step (default 1,000,000)")
     parser.add_argument("--steps", default="", help="ball counts, comma-separated (default 0,100000,BALLS)")
     parser.add_argument("--size", type=int, default=512, help="bytes per ball (default 512)")
+    parser.add_argument("--inline-ball-max", type=int, default=DEFAULT_INLINE_BALL_MAX,
+                        help=f"balls kept in the index up to this size (default {DEFAULT_INLINE_BALL_MAX}; 0: files)")
     parser.add_argument("--probes", type=int, default=2000, help="balls of the 'empty' step (default 2,000)")
     parser.add_argument("--samples", type=int, default=2000, help="GETs per measurement (default 2,000)")
     parser.add_argument("--pages", type=int, default=200, help="keyset pages per measurement (default 200)")
@@ -161,13 +168,13 @@ def main(argv: Any = None) -> int:
     rng = random.Random(16)
     rows = []
     loaded = 0
-    peer = Peer(data_dir)
+    peer = Peer(data_dir, args.inline_ball_max)
     try:
         for step in steps:
             total = max(step, args.probes)
             if total > loaded:
                 log(f"bulk-loading {loaded:,} -> {total:,} balls")
-                seconds = fill(data_dir, loaded, total, args.size)
+                seconds = fill(data_dir, loaded, total, args.size, args.inline_ball_max)
                 log(f"  {total - loaded:,} balls in {seconds:.0f}s ({(total - loaded) / seconds:,.0f}/s)")
                 loaded = total
             first = peer.start()
@@ -193,15 +200,16 @@ def main(argv: Any = None) -> int:
 
 def render(rows: list[dict[str, Any]], args: Any) -> str:
     lines = ["| balls | P4 GET p50 / p99 ms | P5 GET p50 / p99 ms | keyset page (end=1000) p50 / p99 ms | "
-             "restart clean / after SIGKILL s | RSS idle / peak MiB | balls/ on disk | index | load avg |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "restart clean / after SIGKILL s | RSS idle / peak MiB | balls/ on disk | index | disk per ball | "
+             "load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         label = f"{r['step']:,}" if r["step"] >= args.probes else f"{r['step']:,} (+{r['total']:,} probes)"
         lines.append(
             f"| {label} | {r['p4'][0]:.2f} / {r['p4'][1]:.2f} | {r['p5'][0]:.2f} / {r['p5'][1]:.2f} | "
             f"{r['page'][0]:.2f} / {r['page'][1]:.2f} | {r['clean']:.2f} / {r['crash']:.2f} | "
             f"{r['rss_idle'] / MiB:.0f} / {r['rss_peak'] / MiB:.0f} | {r['disk'] / MiB:,.0f} MiB | "
-            f"{r['index'] / MiB:,.0f} MiB | {r['load'][0]} |")
+            f"{r['index'] / MiB:,.0f} MiB | {(r['disk'] + r['index']) / r['total']:,.0f} B | {r['load'][0]} |")
     return "\n".join(lines) + "\n"
 
 

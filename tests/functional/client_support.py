@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 import socket
+import sqlite3
 import tempfile
 import threading
 import time
@@ -362,9 +364,42 @@ class Cluster:
         return removed
 
     def version_files(self, peer_id: str, bucket_id: str, key: str) -> list[Path]:
-        """The committed version files of ``bucket_id@key`` on one peer (protocol §3.1 layout)."""
+        """The committed version files of ``bucket_id@key`` on one peer (protocol §3.1 layout);
+        a version small enough to be kept in the index has none (``inline_versions``)."""
         digest = sha256(f"{bucket_id}@{key}".encode())
         return sorted((self.peer(peer_id).data_dir / "balls").glob(f"{digest}.*"))
+
+    def inline_versions(self, peer_id: str, bucket_id: str, key: str) -> list[int]:
+        """The ``blobs`` row ids of the versions of ``bucket_id@key`` kept in one peer's index (docs/storage.md)."""
+        db = sqlite3.connect(self.peer(peer_id).data_dir / "index.sqlite3", timeout=10)
+        try:
+            rows = db.execute("SELECT file FROM balls WHERE bucket_id = ? AND key = ? UNION "
+                              "SELECT file FROM versions WHERE bucket_id = ? AND key = ?",
+                              (bucket_id, key, bucket_id, key)).fetchall()
+        finally:
+            db.close()
+        return sorted(int(name[len("inline:"):]) for (name,) in rows if name.startswith("inline:"))
+
+    def stored_versions(self, peer_id: str, bucket_id: str, key: str) -> int:
+        """How many versions of ``bucket_id@key`` one peer stores: files and inline blobs."""
+        return len(self.version_files(peer_id, bucket_id, key)) + len(self.inline_versions(peer_id, bucket_id, key))
+
+    def corrupt_versions(self, peer_id: str, bucket_id: str, key: str, offset: int = 0, count: int = 1) -> int:
+        """``flip_bytes`` on every stored version of ``bucket_id@key`` on one peer, files and
+        inline blobs alike (a blob is rewritten in the peer's index); how many were changed."""
+        files = self.version_files(peer_id, bucket_id, key)
+        for path in files:
+            flip_bytes(path, offset, count)
+        blobs = self.inline_versions(peer_id, bucket_id, key)
+        db = sqlite3.connect(self.peer(peer_id).data_dir / "index.sqlite3", timeout=10, isolation_level=None)
+        try:
+            for blob in blobs:
+                data = bytearray(db.execute("SELECT data FROM blobs WHERE id = ?", (blob,)).fetchone()[0])
+                data[offset:offset + count] = bytes(b ^ 0xFF for b in data[offset:offset + count])
+                db.execute("UPDATE blobs SET data = ? WHERE id = ?", (bytes(data), blob))
+        finally:
+            db.close()
+        return len(files) + len(blobs)
 
 
 def flip_bytes(path: Path, offset: int = 0, count: int = 1) -> None:
@@ -421,6 +456,34 @@ class StallingServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class FailFirst:
+    """ASGI middleware for a peer: requests of ``method`` whose path ends with ``suffix`` answer
+    503 (their body read) while ``budget[0] > 0``, each taking one from it. One list shared by
+    several peers makes one budget for all; a peer that crashed or froze mid-request, as its
+    router sees it, without being marked down."""
+
+    def __init__(self, app: Any, method: str, suffix: str, budget: list[int]) -> None:
+        self.app, self.method, self.suffix, self.budget = app, method, suffix, budget
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if (scope["type"] == "http" and self.budget[0] > 0 and scope["method"] == self.method
+                and scope["path"].endswith(self.suffix)):
+            self.budget[0] -= 1
+            while (await receive()).get("more_body"):
+                pass
+            await send_error(send, 503, "injected: the peer could not answer")
+            return
+        await self.app(scope, receive, send)
+
+
+async def send_error(send: Callable, status: int, msg: str) -> None:
+    """Answer an ASGI request with a protocol error body ``{"detail": {"code", "msg"}}``."""
+    body = json.dumps({"detail": {"code": status, "msg": msg}}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def new_client(uri: str, cache_dir: Path, **kwargs: Any) -> Client:

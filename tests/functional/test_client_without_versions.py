@@ -18,7 +18,7 @@ import pytest
 
 from mictlanx_sync import Client
 
-from .client_support import Cluster, new_client
+from .client_support import Cluster, new_client, send_error
 
 pytestmark = pytest.mark.timeout(120)
 CHUNK = 1000
@@ -47,11 +47,7 @@ class VersionBlindRouter:
         headers = [(k, v) for k, v in scope["headers"] if not k.lower().startswith(b"mictlanx-")]
         self.hidden_headers += len(scope["headers"]) - len(headers)
         if scope["method"] == "POST" and _COMMIT.search(scope["path"]):
-            body = b'{"detail":{"code":404,"msg":"no route"}}'
-            await send({"type": "http.response.start", "status": 404,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, 404, "no route")
             return
         start: dict = {}
         chunks: list[bytes] = []

@@ -9,9 +9,11 @@ acknowledged), never an ``IntegrityError``, and a key that reads as not found ta
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import threading
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -24,7 +26,8 @@ from mictlanx_sync.protocol.errors import AlreadyExistsError, IntegrityError, No
 from mictlanx_sync.protocol.policies import RetryPolicy
 from mictlanx_sync.protocol.versions import VERSION_HEADER, HybridClock
 
-from .client_support import R5_PUT_METADATA, Cluster, new_client
+from .client_support import R5_PUT_METADATA, Cluster, FailFirst, new_client
+from .test_peer_versions import vput
 
 LONG = os.environ.get("MICTLANX_LONG_TESTS", "").strip().lower() in ("1", "true", "yes", "on")
 ROUNDS = 200 if LONG else 50
@@ -311,3 +314,102 @@ def test_listings_finish_the_commit_of_a_writer_that_died_before_r26(cluster: Cl
     assert a.get_metadata(bucket, "dead").unwrap().size == len(data)  # not chunk 0 alone
     assert a.get_bucket_metadata(bucket).unwrap().balls["dead"].size == len(data)
     assert_replicas_agree(cluster, bucket, "dead", data)  # promoted: every chunk current on rf peers
+
+
+# --- a peer that cannot answer the commit or delete fan-out -----------------------------------
+def _wait_for(check: Callable[[], Any], timeout: float = 15.0) -> None:
+    """Retry ``check`` (assertions) until it passes or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize("operation", ["commit", "delete"])
+def test_a_peer_that_misses_the_fan_out_is_owed_it(tmp_path: Path, operation: str) -> None:
+    """R26 (or R13) answers 200 when one peer applied it; peers that could not answer (a 5xx,
+    a transport error, no answer in time) but were never marked down get a pending record
+    too, replayed at their next health check. Without it their staged chunks never became
+    current (an acknowledged rf=2 write left with one current copy, found by the SIGKILL
+    crash test) and their old version outlived the delete."""
+    wrapped: list[FailFirst] = []
+
+    def wrap(app: Any) -> Any:
+        # peers 1 and 2 miss the first commit (or delete) they are sent; peer 0 applies it
+        method, suffix = ("POST", "/commit") if operation == "commit" else ("DELETE", "/obj")
+        wrapped.append(FailFirst(app, method, suffix, [0 if not wrapped else 1]))
+        return wrapped[-1]
+
+    cluster = Cluster(peers=3, routers=1, health_interval=0.3)
+    cluster.peer_wrap = wrap
+    with cluster, new_client(cluster.uri(0), tmp_path, retry=FAST_RETRY, capacity_storage="0") as client:
+        data = os.urandom(8 * CHUNK)
+        old = os.urandom(8 * CHUNK)
+        bucket = f"owed-{operation}"
+        if operation == "delete":
+            assert client.put(bucket, "obj", old, chunk_size=CHUNK, rf=RF).is_ok
+            assert client.delete(bucket_id=bucket, ball_id="obj").is_ok
+            assert all(app.budget == [0] for app in wrapped), "the fault was not applied"
+            _wait_for(lambda: assert_replicas_agree(cluster, bucket, "obj", None))
+            return
+        assert client.put(bucket, "obj", data, chunk_size=CHUNK, rf=RF).is_ok
+        assert all(app.budget == [0] for app in wrapped), "the fault was not applied"
+        _wait_for(lambda: assert_replicas_agree(cluster, bucket, "obj", data))
+
+
+class _SlowCommit:
+    """A peer app whose P24 commits wait ``seconds`` first (``seconds`` is a one-item list)."""
+
+    def __init__(self, app: Any, seconds: list[float]) -> None:
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith("/commit"):
+            await asyncio.sleep(self.seconds[0])
+        await self.app(scope, receive, send)
+
+
+def test_a_peer_that_returns_during_the_commit_fan_out_is_owed_it(tmp_path: Path) -> None:
+    """R26 sends P24 to the peers available when it starts; one that comes back (and has its
+    pending records replayed) while the others are still answering was neither sent the
+    commit nor, by the registry's state at the end, unavailable. It holds staged chunks of
+    the version all the same: it must get a pending record (found by the SIGKILL crash test,
+    where a restarted peer kept an acknowledged object's chunks staged for good)."""
+    delay = [0.0]
+    cluster = Cluster(peers=3, routers=1, health_interval=0.2)
+    cluster.peer_wrap = lambda app: _SlowCommit(app, delay)
+    with cluster:
+        router, returning = cluster.routers[0].url, cluster.peers[1]
+        version = HybridClock("returning").next()
+        vput(returning.url, "owed", "obj_1", b"staged bytes", version, staged=True, ball_id="obj")
+        cluster.stop_peer(returning.server_id)
+        _wait_for(lambda: assert_available(router, 2))
+        delay[0] = 1.6  # (under the 2 s P24 deadline) the available peers answer after the stopped one is back
+        answer: list[requests.Response] = []
+        committing = threading.Thread(target=lambda: answer.append(requests.post(
+            f"{router}/api/v4/buckets/owed/obj/commit", headers={VERSION_HEADER: version}, timeout=30)))
+        committing.start()
+        time.sleep(0.1)
+        cluster.start_peer(returning.server_id)
+        _wait_for(lambda: assert_available(router, 3))
+        assert committing.is_alive(), "the peer came back too late: the commit was answered already"
+        committing.join(30)
+        assert answer and answer[0].status_code == 200, answer
+        delay[0] = 0.0
+        assert returning.server_id in answer[0].json()["pending_peers"]
+        _wait_for(lambda: assert_current(returning.url, "owed", "obj_1", version), timeout=10)
+
+
+def assert_available(router: str, count: int) -> None:
+    health = requests.get(f"{router}/health", timeout=5)
+    assert health.json()["available_peers"] == count, health.text
+
+
+def assert_current(url: str, bucket: str, key: str, version: str) -> None:
+    meta = requests.get(f"{url}/api/v4/buckets/{bucket}/metadata/{key}", timeout=5)
+    assert meta.status_code == 200 and meta.json()["version"] == version, meta.text

@@ -28,7 +28,7 @@ from .client_support import (
     R5_PUT_METADATA,
     R7_PUT_DATA,
     Cluster,
-    flip_bytes,
+    FailFirst,
     new_client,
     sha256,
 )
@@ -82,7 +82,7 @@ def test_small_objects_take_one_request_each(cluster: Cluster, client: Client) -
     cluster.log.clear()
     assert client.put("fast", "small", data).unwrap()  # the same again: identical, nothing written
     assert _kinds(cluster) == ["R5"]
-    assert len(cluster.version_files(cluster.holders("fast", "small_0")[0], "fast", "small_0")) == 1
+    assert cluster.stored_versions(cluster.holders("fast", "small_0")[0], "fast", "small_0") == 1
     cluster.log.clear()
     got = client.get("fast", "small").unwrap()
     assert got.data.tobytes() == data and got.metadatas[0].checksum == sha256(data)
@@ -120,7 +120,7 @@ def test_small_creates_keep_the_create_only_rules(cluster: Cluster, client: Clie
     assert type(refused.unwrap_err()) is AlreadyExistsError
     assert "use update=True" in refused.unwrap_err().message
     assert client.get("fast", "once").unwrap().data.tobytes() == first
-    assert len(cluster.version_files(holder, "fast", "once_0")) == 1  # nothing written
+    assert cluster.stored_versions(holder, "fast", "once_0") == 1  # nothing written
     # The same content stored in three chunks: the router answers "identical, 3 chunks" and
     # the client checks the stored object is whole (R3, R12) before calling it stored.
     assert client.put("fast", "in-three", first, chunk_size=1000).unwrap()
@@ -159,8 +159,7 @@ def test_a_corrupt_inline_copy_fails_over_to_a_good_replica(cluster: Cluster, cl
     assert client.put("fast", "flipped", data, rf=3).unwrap()
     answer = client.routers[0].get_metadata("fast", "flipped_0", headers={INLINE_MAX_HEADER: "65536"}).unwrap()
     assert answer.inline_data == data
-    for path in cluster.version_files(answer.peer_id, "fast", "flipped_0"):
-        flip_bytes(path, 100)  # the copy R3 serves inline is now other bytes
+    assert cluster.corrupt_versions(answer.peer_id, "fast", "flipped_0", 100) == 1  # R3's inline copy: other bytes
     assert client.routers[0].get_metadata(
         "fast", "flipped_0", headers={INLINE_MAX_HEADER: "65536"}).unwrap().inline_data != data
     cluster.log.clear()
@@ -239,7 +238,7 @@ def test_an_inline_write_is_idempotent(cluster: Cluster) -> None:
     assert first.json()["committed"] is True and again.json()["committed"] is True
     assert again.json()["exists"] is True
     assert requests.get(f"{url}/api/v4/buckets/fast/idem", timeout=10).content == data
-    assert len(cluster.version_files(cluster.peers[1].server_id, "fast", "idem")) == 1
+    assert cluster.stored_versions(cluster.peers[1].server_id, "fast", "idem") == 1
 
 
 # --- servers without the extensions -----------------------------------------------------------
@@ -305,34 +304,12 @@ def test_fast_paths_fall_back_against_servers_without_them(tmp_path: Path, hidde
             assert router_r7 == 0 and peer_p3 == 4 and r11 == 2
 
 
-class _FailFirstWrite:
-    """ASGI middleware: the first P1 any wrapped peer receives is answered 503 (its body read)."""
-
-    def __init__(self, app: Any, budget: list[int]) -> None:
-        self.app = app
-        self.budget = budget  # shared by every wrapped peer
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith("/metadata") \
-                and self.budget[0] > 0:
-            self.budget[0] -= 1
-            while (await receive()).get("more_body"):
-                pass
-            body = b'{"detail":{"code":503,"msg":"injected"}}'
-            await send({"type": "http.response.start", "status": 503,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
-            return
-        await self.app(scope, receive, send)
-
-
 def test_a_create_retried_after_one_replica_failed_still_ends_with_every_copy(tmp_path: Path) -> None:
     """The first attempt commits on one replica and fails on the other; the retry, same version,
     must write the missing copy, not take its own first copy for an identical object."""
     budget = [1]
     cluster = Cluster(peers=2, routers=1)
-    cluster.peer_wrap = lambda app: _FailFirstWrite(app, budget)
+    cluster.peer_wrap = lambda app: FailFirst(app, "POST", "/metadata", budget)
     with cluster, new_client(cluster.uri(), tmp_path, capacity_storage="0") as client:
         data = os.urandom(2000)
         assert client.put("retry", "both", data, rf=2).unwrap()

@@ -17,6 +17,7 @@ import requests
 
 from tests.functional.test_peer_server import (
     API,
+    LAYOUTS,
     TIMEOUT,
     assert_error,
     data_files,
@@ -207,8 +208,9 @@ def test_the_token_is_required(tmp_path: Path) -> None:
         assert server.stop() == 0
 
 
-def test_a_drop_survives_sigkill(tmp_path: Path) -> None:
-    server = start_peer(tmp_path / "p", "peer-crash", fsync=True)
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_a_drop_survives_sigkill(tmp_path: Path, layout: str) -> None:
+    server = start_peer(tmp_path / "p", "peer-crash", *LAYOUTS[layout], fsync=True)
     try:
         vput(server.url, "dc10", "k", b"moved", v(1))
         vput(server.url, "dc10", "stay", b"stays", v(1))

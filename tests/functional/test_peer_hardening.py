@@ -24,7 +24,7 @@ from typing import Any, Iterator, Optional
 import pytest
 import requests
 
-from tests.functional.test_peer_server import API, TIMEOUT, get, p1, p3, sha
+from tests.functional.test_peer_server import API, TIMEOUT, get, indexed_files, inline_blobs, p1, p3, sha
 from tests.support.servers import REPO_ROOT, ServerProcess, start_peer
 
 pytestmark = pytest.mark.timeout(120)
@@ -74,19 +74,12 @@ def statuses_ok(*responses: requests.Response) -> None:
         assert resp.status_code != 500, resp.text
 
 
-def indexed_files(data_dir: Path) -> set[str]:
-    """The version files the peer's index names (read-only, beside the running peer)."""
-    db = sqlite3.connect(f"file:{data_dir / 'index.sqlite3'}?mode=ro", uri=True, timeout=10)
-    try:
-        return {row[0] for row in db.execute("SELECT file FROM balls UNION SELECT file FROM versions")}
-    finally:
-        db.close()
-
-
 def assert_no_orphans(data_dir: Path) -> None:
-    """``tmp/`` is empty and ``balls/`` holds exactly the files the index names."""
+    """``tmp/`` is empty, ``balls/`` holds exactly the files the index names and ``blobs`` the inline versions."""
     assert sorted(os.listdir(data_dir / "tmp")) == []
-    assert set(os.listdir(data_dir / "balls")) == indexed_files(data_dir)
+    named = indexed_files(data_dir)
+    assert set(os.listdir(data_dir / "balls")) == {name for name in named if not name.startswith("inline:")}
+    assert inline_blobs(data_dir) == {name for name in named if name.startswith("inline:")}
 
 
 def fill(path: Path) -> int:
@@ -170,6 +163,58 @@ def test_disk_full_between_phase1_and_phase2_gives_507_and_no_orphan(
     retry = p1(server.url, "b", "late", data)
     assert retry.status_code == 201
     assert p3(server.url, retry.json()["task_id"], data).status_code == 201
+    assert_no_orphans(data_dir)
+
+
+def test_a_small_ball_on_a_full_disk_gives_201_or_507_never_500(small_peer: tuple[ServerProcess, Path],
+                                                                 disk: Path) -> None:
+    """An inline ball admitted before the disk filled: its commit is the index transaction,
+    which either fits in the index's free pages and WAL (201) or fails whole (507)."""
+    server, data_dir = small_peer
+    assert put(server.url, "before", os.urandom(1000))[0] == 201
+    blobs = [os.urandom(3000) for _ in range(20)]
+    tasks = [(p1(server.url, "b", f"late{i}", data), data) for i, data in enumerate(blobs)]
+    assert {first.status_code for first, _ in tasks} == {201}
+    filler = disk / "filler"
+    fill(filler)
+    try:
+        answers = [p3(server.url, first.json()["task_id"], data) for first, data in tasks]
+        statuses_ok(*answers)
+        print("statuses on the full disk:", [answer.status_code for answer in answers])
+        for (first, data), answer in zip(tasks, answers, strict=True):
+            key = first.json()["key"]
+            stored = get(server.url, f"/buckets/b/{key}")
+            if answer.status_code == 201:
+                assert stored.content == data
+            else:
+                assert answer.status_code == 507 and answer.json()["detail"]["code"] == 502, answer.text
+                assert stored.status_code == 404
+        assert_no_orphans(data_dir)
+        assert get(server.url, "/buckets/b/before").status_code == 200
+    finally:
+        filler.unlink()
+    assert put(server.url, "after", os.urandom(1000))[0] == 201
+    assert_no_orphans(data_dir)
+
+
+def test_small_balls_fill_a_tmpfs_with_507_and_a_delete_makes_room_in_the_index(
+        small_peer: tuple[ServerProcess, Path]) -> None:
+    """Inline balls: a delete frees index pages, not file system space; the next small put uses them."""
+    server, data_dir = small_peer
+    stored: list[str] = []
+    status = 201
+    for i in range(2000):
+        status, _ = put(server.url, f"s{i}", os.urandom(3000))
+        if status != 201:
+            break
+        stored.append(f"s{i}")
+    assert status == 507, "the peer never said 507"
+    assert len(stored) > 100 and not os.listdir(data_dir / "balls")
+    assert_no_orphans(data_dir)
+    for key in stored[:20]:
+        assert delete(server.url, key).status_code == 200
+    assert put(server.url, "after-delete", os.urandom(3000))[0] == 201
+    assert get(server.url, "/buckets/b/after-delete").status_code == 200
     assert_no_orphans(data_dir)
 
 
@@ -316,7 +361,8 @@ def test_limits_have_cli_options_with_environment_variables_and_defaults() -> No
     for option, variable, default in (
             ("--index-headroom", "MICTLANX_PEER_INDEX_HEADROOM", "default 8MiB"),
             ("--reserve-timeout", "MICTLANX_PEER_RESERVE_TIMEOUT", "default 30"),
-            ("--max-reserved-per-client", "MICTLANX_PEER_MAX_RESERVED_PER_CLIENT", "default 100%")):
+            ("--max-reserved-per-client", "MICTLANX_PEER_MAX_RESERVED_PER_CLIENT", "default 100%"),
+            ("--inline-ball-max", "MICTLANX_PEER_INLINE_BALL_MAX", "default 4000")):
         assert option in flat and variable in flat and default in flat, option
 
 
@@ -362,8 +408,8 @@ def test_a_failed_commit_is_rolled_back_and_deletes_retry_with_the_reserve(tmp_p
         storage.close()
 
 
-def test_an_index_full_at_phase2_commit_gives_507_and_no_orphan(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("size", [10_000, 1000], ids=["file", "inline"])
+def test_an_index_full_at_phase2_commit_gives_507_and_no_orphan(tmp_path: Path, size: int) -> None:
     import asyncio
 
     import httpx
@@ -374,7 +420,7 @@ def test_an_index_full_at_phase2_commit_gives_507_and_no_orphan(tmp_path: Path,
     data_dir = tmp_path / "p"
     app = PeerApp(PeerConfig(data_dir=data_dir, fsync=False, index_headroom=256 * KIB))
     storage = app.peer.storage
-    data = os.urandom(10_000)
+    data = os.urandom(size)
 
     async def scenario() -> tuple[int, int, int]:
         transport = httpx.ASGITransport(app=app)
@@ -397,4 +443,5 @@ def test_an_index_full_at_phase2_commit_gives_507_and_no_orphan(tmp_path: Path,
         storage.close()
     assert (failed, code, retried) == (507, 502, 201)
     assert orphans == []
-    assert set(os.listdir(data_dir / "balls")) == indexed_files(data_dir) and len(indexed_files(data_dir)) == 1
+    assert_no_orphans(data_dir)
+    assert len(indexed_files(data_dir)) == 1 and len(inline_blobs(data_dir)) == (size <= 4000)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -68,10 +69,37 @@ def assert_error(response: requests.Response, status: int, code: int) -> dict[st
     return found
 
 
+#: the peer options of each way to store a small version (docs/storage.md): in the index, or a file each
+LAYOUTS = {"inline": (), "files": ("--inline-ball-max", "0")}
+
+
 def data_files(data_dir: Path) -> set[str]:
-    """Every file under the data dir except the SQLite index files."""
-    return {str(p.relative_to(data_dir)) for p in data_dir.rglob("*")
-            if p.is_file() and not p.name.startswith("index.sqlite3")}
+    """Every stored version: each file under the data dir except the SQLite index files, and each
+    inline blob of the index (``inline:{id}``, read-only beside a running peer)."""
+    files = {str(p.relative_to(data_dir)) for p in data_dir.rglob("*")
+             if p.is_file() and not p.name.startswith("index.sqlite3")}
+    return files | inline_blobs(data_dir)
+
+
+def indexed_files(data_dir: Path) -> set[str]:
+    """The ``file`` every record of the peer's index names (read-only, beside the running peer)."""
+    db = sqlite3.connect(f"file:{data_dir / 'index.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        return {row[0] for row in db.execute("SELECT file FROM balls UNION SELECT file FROM versions")}
+    finally:
+        db.close()
+
+
+def inline_blobs(data_dir: Path) -> set[str]:
+    """The names of the inline blobs in a peer's index."""
+    index = data_dir / "index.sqlite3"
+    if not index.exists():
+        return set()
+    db = sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=10)
+    try:
+        return {f"inline:{row[0]}" for row in db.execute("SELECT id FROM blobs")}
+    finally:
+        db.close()
 
 
 def listings(url: str) -> tuple[Any, ...]:

@@ -11,15 +11,16 @@ from typing import Iterator
 import pytest
 import requests
 
-from tests.functional.test_peer_server import API, TIMEOUT, assert_error, data_files, get, put, sha
+from tests.functional.test_peer_server import API, LAYOUTS, TIMEOUT, assert_error, data_files, get, put, sha
 from tests.support.servers import start_peer
 
 PIECE = 1024 * 1024
 
 
-def test_committed_ball_survives_sigkill(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_committed_ball_survives_sigkill(tmp_path: Path, layout: str) -> None:
     data_dir = tmp_path / "p"
-    server = start_peer(data_dir, "peer-d", fsync=True)
+    server = start_peer(data_dir, "peer-d", *LAYOUTS[layout], fsync=True)
     try:
         data = os.urandom(5 * PIECE + 3)
         put(server.url, "b", "durable", data, tags={"a": "b"})
@@ -36,9 +37,10 @@ def test_committed_ball_survives_sigkill(tmp_path: Path) -> None:
         assert server.stop() == 0
 
 
-def test_sigkill_during_phase2_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_sigkill_during_phase2_leaves_nothing(tmp_path: Path, layout: str) -> None:
     data_dir = tmp_path / "p"
-    server = start_peer(data_dir, "peer-k", fsync=True)
+    server = start_peer(data_dir, "peer-k", *LAYOUTS[layout], fsync=True)
     try:
         put(server.url, "b", "keep", b"committed before")
         size = 200 * PIECE
@@ -72,7 +74,7 @@ def test_sigkill_during_phase2_leaves_nothing(tmp_path: Path) -> None:
 
 def test_reconcile_at_start(tmp_path: Path) -> None:
     data_dir = tmp_path / "p"
-    server = start_peer(data_dir, "peer-r")
+    server = start_peer(data_dir, "peer-r", *LAYOUTS["files"])  # a version file removed by hand
     try:
         put(server.url, "b", "k1", b"one")
         put(server.url, "b", "k2", b"two")

@@ -63,7 +63,7 @@ def test_upload_crash_after_rename_leaves_no_orphan(tmp_path: Path, monkeypatch:
                                                      scans: list[str]) -> None:
     """The real upload path: the file is renamed into balls/, then the process dies before the commit."""
     data_dir = tmp_path / "p"
-    app = PeerApp(PeerConfig(data_dir=data_dir, fsync=False))
+    app = PeerApp(PeerConfig(data_dir=data_dir, fsync=False, inline_ball_max=0))  # a version file
     storage = app.peer.storage
     data = b"renamed, never committed"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.test_peer_server import assert_error, data_files, get, p1, p3, sha
+from tests.functional.test_peer_server import LAYOUTS, assert_error, data_files, get, p1, p3, sha
 from tests.functional.test_peer_versions import commit, delete, pinned, used, v, vput
 from tests.support.servers import start_peer
 
@@ -26,9 +26,10 @@ CREATE TABLE nodes (id TEXT PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID;
 """
 
 
-def test_every_state_survives_sigkill(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_every_state_survives_sigkill(tmp_path: Path, layout: str) -> None:
     data_dir = tmp_path / "p"
-    server = start_peer(data_dir, "peer-crash", fsync=True)
+    server = start_peer(data_dir, "peer-crash", *LAYOUTS[layout], fsync=True)
     try:
         url = server.url
         vput(url, "b", "cur", b"old", v(1))

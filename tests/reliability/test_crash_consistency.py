@@ -12,7 +12,13 @@ peer is killed and restarted once more while idle, and:
 * every upload that returned ``Ok`` reads back byte-identical through the router, and each
   of its chunks is held, with correct bytes, by at least 2 peers (rf=2 survived the crashes);
 * an upload that failed never reads back as other bytes (an error, or the right bytes);
-* every ``tmp/`` is empty, and ``balls/`` holds exactly one file per indexed ball.
+* every ``tmp/`` is empty, and ``balls/`` and the index's inline blobs hold exactly one stored
+  version per indexed ball.
+
+A third of the objects are at most ``--inline-ball-max`` (4000 bytes), as are the last chunks
+of some others: those are kept in the peer's index (docs/storage.md), not as files, and the
+small objects are created with one request (inline bytes, docs/protocol-extensions.md);
+``tests/functional/test_peer_inline.py`` also SIGKILLs a peer amid many small writes.
 
 CI: 5 rounds; ``MICTLANX_LONG_TESTS=1``: 30 rounds. The seed is printed;
 ``MICTLANX_RELIABILITY_SEED=<seed>`` replays the same schedule and data (thread timing differs).
@@ -32,6 +38,7 @@ import pytest
 import requests
 
 from mictlanx_sync import Client, RetryPolicy
+from tests.functional.test_peer_server import inline_blobs
 from tests.support.servers import ServerProcess, start_peer, start_router
 
 from .conftest import pick
@@ -100,6 +107,12 @@ def check_ball(http: requests.Session, peer: ServerProcess, bucket: str, key: st
     return True, ""
 
 
+def object_size(rng: random.Random) -> int:
+    """A third of the objects fit one inline ball (<= 4000 bytes: the one-request create, kept in
+    the peer's index); the rest are 1-10 chunks, whose last chunk is sometimes inline too."""
+    return rng.randint(100, 4_000) if rng.random() < 1 / 3 else rng.randint(1_000, 2_500_000)
+
+
 def test_sigkill_during_concurrent_uploads(cluster: tuple[Path, dict[str, ServerProcess], ServerProcess],
                                            http: requests.Session, seed: int) -> None:
     root, peers, router = cluster
@@ -112,7 +125,7 @@ def test_sigkill_during_concurrent_uploads(cluster: tuple[Path, dict[str, Server
     started = time.monotonic()
     with Client(uri, eviction_policy="NONE", retry=retry, breaker=None, progress=False, max_workers=8) as client:
         for rnd in range(ROUNDS):
-            batch = {f"r{rnd}-o{i}": rng.randbytes(rng.randint(1_000, 2_500_000)) for i in range(UPLOADS)}
+            batch = {f"r{rnd}-o{i}": rng.randbytes(object_size(rng)) for i in range(UPLOADS)}
             objects.update(batch)
             victim_id = rng.choice(PEER_IDS)
             kill_after, down_for = rng.uniform(0.0, 1.0), rng.uniform(0.1, 0.8)
@@ -157,8 +170,10 @@ def test_sigkill_during_concurrent_uploads(cluster: tuple[Path, dict[str, Server
         for pid, peer in peers.items():
             listed = peer_balls(http, peer)
             files = list((root / pid / "balls").iterdir())
-            if len(files) != len(listed):
-                problems.append(f"{pid}: {len(files)} version files for {len(listed)} indexed balls")
+            blobs = inline_blobs(root / pid)
+            if len(files) + len(blobs) != len(listed):
+                problems.append(f"{pid}: {len(files)} version files and {len(blobs)} inline blobs for {len(listed)} "
+                                "indexed balls")
             for entry in listed:
                 held, problem = check_ball(http, peer, entry["bucket_id"], entry["key"])
                 balls_checked += 1

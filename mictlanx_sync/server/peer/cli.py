@@ -16,6 +16,7 @@ from ..faults import parse_spec
 from ..limits import add_limit_arguments, limits_from_args
 from ..tls import ServerTLS, add_server_tls_arguments, server_tls_from_args
 from . import config as cfg
+from .storage import INLINE_MAX_CAP
 
 
 def _env(name: str, default: Any) -> Any:
@@ -68,6 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "router all clients share the router's address unless it forwards Mictlanx-Client (trusted only "
              "with --token) [MICTLANX_PEER_MAX_RESERVED_PER_CLIENT] (default 100%%; e.g. 50%% for a peer "
              "clients reach directly)")
+    add("--inline-ball-max", default=_env("MICTLANX_PEER_INLINE_BALL_MAX", str(cfg.DEFAULT_INLINE_BALL_MAX)),
+        help="versions of at most this size are stored in the index (SQLite) instead of one file each: "
+             "less disk per small ball and one fsync per write; at most 1MiB [MICTLANX_PEER_INLINE_BALL_MAX] "
+             f"(default {cfg.DEFAULT_INLINE_BALL_MAX}, the largest that fits one index page; 0 turns it off)")
     add("--fsync", dest="fsync", action="store_true", default=_env_bool("MICTLANX_FSYNC", True),
         help="fsync every committed ball [MICTLANX_FSYNC] (default on)")
     add("--no-fsync", dest="fsync", action="store_false", help="do not fsync committed balls")
@@ -120,6 +125,13 @@ def _size(value: Any) -> int:
     return number
 
 
+def _inline_max(value: Any) -> int:
+    number = _size(value)
+    if number > INLINE_MAX_CAP:
+        raise ValueError(f"must be at most {INLINE_MAX_CAP} bytes (inline bytes are held in memory until committed)")
+    return number
+
+
 def _share(value: Any) -> tuple[Optional[int], float]:
     """``50%`` -> (None, 0.5); a size -> (bytes, 1.0)."""
     text = str(value).strip()
@@ -163,6 +175,7 @@ def config_from_args(args: argparse.Namespace) -> cfg.PeerConfig:
         gc_interval=_parse("--gc-interval", args.gc_interval, _seconds),
         index_headroom=_parse("--index-headroom", args.index_headroom, _size),
         reserve_timeout=_parse("--reserve-timeout", args.reserve_timeout, _seconds),
+        inline_ball_max=_parse("--inline-ball-max", args.inline_ball_max, _inline_max),
         max_reserved_per_client=per_client,
         max_reserved_fraction=fraction,
         fsync=bool(args.fsync),

@@ -23,6 +23,10 @@ DEFAULT_RESERVE_TIMEOUT = 30.0
 #: 100% by default because behind a router every request comes from the router's address (one "client"),
 #: so a lower default would throttle every router; set e.g. 50% for peers that clients reach directly
 DEFAULT_MAX_RESERVED_FRACTION = 1.0
+#: versions of at most this many bytes are kept in the index, not as files (docs/storage.md): the
+#: largest ball whose row fits one 4 KiB index page whole (a 4096-byte one spills to an overflow
+#: page and takes more disk than a file)
+DEFAULT_INLINE_BALL_MAX = 4000
 
 
 @dataclass
@@ -52,6 +56,8 @@ class PeerConfig:
     #: per-client cap of not-yet-streaming reservations in bytes (None: ``max_reserved_fraction`` of the capacity)
     max_reserved_per_client: Optional[int] = None
     max_reserved_fraction: float = DEFAULT_MAX_RESERVED_FRACTION
+    #: see DEFAULT_INLINE_BALL_MAX; 0: every version is a file
+    inline_ball_max: int = DEFAULT_INLINE_BALL_MAX
     root_path: str = ""
     log_level: str = "warning"
     #: bearer token every request except ``/health`` must carry (None: no authentication)

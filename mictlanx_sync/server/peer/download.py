@@ -3,6 +3,10 @@
 The file is opened before the first byte is sent, so a read completes with the version it
 started on even if that version is replaced or deleted meanwhile. Pieces of ~1 MiB are read
 with ``os.pread`` in a worker thread, the next one while the current one is being sent.
+
+An inline version (bytes in the index, docs/storage.md) is read whole in the same event-loop
+step as its lookup, before the first byte is sent: it is small, and nothing can change it in
+between, so such a read too completes with the version it started on.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ def read_inline(peer: PeerState, ball: Ball, limit: int) -> Optional[bytes]:
     fetches the data with P5. Read on the loop: it is at most ``INLINE_CAP`` bytes."""
     if limit <= 0 or ball.size > limit or ball.is_disabled:
         return None
+    if ball.inline:
+        return peer.storage.blob(ball.file)
     try:
         fd = os.open(str(peer.storage.path(ball.file)), os.O_RDONLY)
     except FileNotFoundError:
@@ -47,26 +53,21 @@ async def handle_get_data(peer: PeerState, req: Request, send: Send, bucket_id: 
     if ball.is_disabled:
         raise not_found(f"ball not found: {bucket_id}@{key}", bucket_id=bucket_id, key=key)
     selected = parse_range(req.headers.get("range"), ball.size)
+    first, last = selected if selected is not None else (0, ball.size - 1)
+    if ball.inline:
+        data = peer.storage.blob(ball.file)
+        if data is None:  # cannot happen: the record and its bytes go in one transaction
+            raise not_found(f"ball not found: {bucket_id}@{key}", bucket_id=bucket_id, key=key)
+        await _start(peer, send, ball, selected, first, last)
+        await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else data[first:last + 1]})
+        return
     try:
         fd = os.open(str(peer.storage.path(ball.file)), os.O_RDONLY)
     except FileNotFoundError:
         raise not_found(f"ball not found: {bucket_id}@{key}", bucket_id=bucket_id, key=key) from None
     try:
-        first, last = selected if selected is not None else (0, ball.size - 1)
         length = last - first + 1
-        headers = [
-            (b"content-length", str(length).encode()),
-            (b"content-type", ball.content_type.encode("latin-1")),
-            (b"etag", f'"{ball.checksum}"'.encode()),
-            (b"accept-ranges", b"bytes"),
-            (b"peer-id", peer.config.peer_id.encode()),
-            (VERSION_HEADER.lower().encode(), ball.version.encode()),
-        ]
-        status = 200
-        if selected is not None:
-            status = 206
-            headers.append((b"content-range", f"bytes {first}-{last}/{ball.size}".encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await _start(peer, send, ball, selected, first, last)
         if req.method == "HEAD":
             await send({"type": "http.response.body", "body": b""})
             return
@@ -79,6 +80,24 @@ async def handle_get_data(peer: PeerState, req: Request, send: Send, bucket_id: 
         await _stream(fd, first, length, req, send)
     finally:
         os.close(fd)
+
+
+async def _start(peer: PeerState, send: Send, ball: Ball, selected: Optional[tuple[int, int]], first: int,
+                 last: int) -> None:
+    """The response head of P5: 200, or 206 with Content-Range for a Range."""
+    headers = [
+        (b"content-length", str(last - first + 1).encode()),
+        (b"content-type", ball.content_type.encode("latin-1")),
+        (b"etag", f'"{ball.checksum}"'.encode()),
+        (b"accept-ranges", b"bytes"),
+        (b"peer-id", peer.config.peer_id.encode()),
+        (VERSION_HEADER.lower().encode(), ball.version.encode()),
+    ]
+    status = 200
+    if selected is not None:
+        status = 206
+        headers.append((b"content-range", f"bytes {first}-{last}/{ball.size}".encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
 
 
 async def _stream(fd: int, offset: int, remaining: int, req: Request, send: Send) -> None:

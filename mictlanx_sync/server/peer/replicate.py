@@ -60,6 +60,11 @@ async def replicate(peer: PeerState, ball: Ball, node: dict[str, Any]) -> int:
         peer.client = httpx.AsyncClient(timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
                                         headers=headers, trust_env=False)
     client = peer.client
+    if ball.inline:  # read now, like the fd below: a replacement meanwhile does not affect this push
+        data = peer.storage.blob(ball.file)
+        if data is None:
+            raise not_found(f"ball not found: {ball.bucket_id}@{ball.key}")
+        return await _push(client, data, ball, node)
     try:  # opened now: a replacement of the ball meanwhile does not affect this push
         fd = os.open(str(peer.storage.path(ball.file)), os.O_RDONLY)
     except FileNotFoundError:
@@ -70,7 +75,8 @@ async def replicate(peer: PeerState, ball: Ball, node: dict[str, Any]) -> int:
         os.close(fd)
 
 
-async def _push(client: Any, fd: int, ball: Ball, node: dict[str, Any]) -> int:
+async def _push(client: Any, source: int | bytes, ball: Ball, node: dict[str, Any]) -> int:
+    """P1 then (unless the node has it) P3 of ``source``: an open version file, or inline bytes."""
     import httpx
 
     base = f"{node.get('protocol', 'http')}://{node['ip_addr']}:{node['port']}/api/v4"
@@ -86,7 +92,7 @@ async def _push(client: Any, fd: int, ball: Ball, node: dict[str, Any]) -> int:
         if not answer.get("exists"):
             response = await client.post(
                 f"{base}/buckets/data/{answer['task_id']}/chunked",
-                content=_file_pieces(fd, ball.size),
+                content=source if isinstance(source, bytes) else _file_pieces(source, ball.size),
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(ball.size)})
             if response.status_code != 201:
                 raise _failed(node, f"P3 answered {response.status_code}: {response.text[:200]}")

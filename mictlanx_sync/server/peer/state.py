@@ -22,7 +22,8 @@ class PeerState:
         # Half the headroom is held as a file (released only for deletes, metadata updates and
         # GC on a full disk); admission keeps the other half free for the index's normal growth.
         self.storage = Storage(config.resolved_data_dir(), fsync=config.fsync,
-                               reserve=(config.index_headroom // 2) // 4096 * 4096, fsck=config.fsck)
+                               reserve=(config.index_headroom // 2) // 4096 * 4096, fsck=config.fsck,
+                               inline_max=config.inline_ball_max)
         self.tasks = TaskTable()
         # Versions for writes that reach this peer without one; named by the peer when its id
         # is a valid writer id, and never behind anything already stored (a restart with a
@@ -57,13 +58,18 @@ class PeerState:
         §3.1 and docs/reliability.md "Disk, capacity and reservations": used + reserved + size
         within the capacity (plus the index headroom when the capacity is the file system's
         size), and the file system's free space, less the headroom and the reserved bytes not
-        yet written, holds ``size``.
+        yet written, holds ``size``. A ball kept in the index (docs/storage.md) may also use
+        the index's free pages: deleting inline balls frees no file system space (SQLite keeps
+        the pages for reuse), so without them a full disk would refuse small balls for good.
         """
         config, tasks = self.config, self.tasks
         headroom = 0 if config.capacity is not None else config.index_headroom
         if self.storage.used + tasks.reserved + size + headroom > self.total_disk():
             return f"not enough capacity for {size} bytes"
-        if self.free_for_data() < size:
+        free = self.free_for_data()
+        if self.storage.inlines(size):  # kept in the index: its free pages (deleted blobs) hold it too
+            free += self.storage.index_free()
+        if free < size:
             return f"not enough free space for {size} bytes (the index headroom is {config.index_headroom} bytes)"
         return None
 

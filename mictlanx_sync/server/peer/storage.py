@@ -2,7 +2,8 @@
 
 Layout under ``data_dir``::
 
-    index.sqlite3        the index (WAL mode): current balls, other versions, tombstones, nodes
+    index.sqlite3        the index (WAL mode): current balls, other versions, tombstones, nodes,
+                         and the bytes of small versions (table ``blobs``, docs/storage.md)
     balls/{sha256(bucket@key)}.{task_id}   one file per stored version (shared by the
                                            records of identical content of one key)
     tmp/                 phase-2 uploads in progress
@@ -15,6 +16,12 @@ rules). ``intents`` names the version files a crash could leave unnamed (renamed
 committed; freed, not yet unlinked) and ``meta`` the persisted ``used`` bytes and the
 clean-shutdown mark, so a start checks ``tmp/`` and the intents, never every file of
 ``balls/`` (``reconcile``; the full ``fsck`` on request).
+
+Small versions (at most ``inline_max`` bytes) have no file: their bytes are a row of
+``blobs``, inserted in the same transaction as the record that names it, and a record's
+``file`` is then ``inline:{blob rowid}`` (:data:`INLINE_PREFIX`). The same reference rules
+hold for both kinds of name; an inline name no row names any more is deleted inside the
+transaction that dropped its last record, so it needs no intent.
 
 The index row is the single commit point: a version file becomes visible only when a row
 naming it is written, and a file is unlinked only after the last row naming it is gone.
@@ -90,6 +97,9 @@ CREATE INDEX IF NOT EXISTS tombstones_by_age ON tombstones (created_at);
 CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS intents (name TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+-- A rowid table on purpose: a WITHOUT ROWID row over ~1000 bytes (a 4 KiB page) spills to an
+-- overflow page of its own, and new rowids (max + 1) append, so leaf pages are filled whole.
+CREATE TABLE IF NOT EXISTS blobs (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
 """
 #: Created after the migration: ``balls.file`` lets a file's references be counted quickly; the
 #: ``version`` indexes let ``max_version`` (run at every start) avoid scanning every row.
@@ -106,6 +116,19 @@ LIST_BATCH = 1000
 COLUMNS = ("bucket_id, key, size, checksum, tags, content_type, producer_id, ball_id, is_disabled, task_id, file, "
            "version")
 PLACEHOLDERS = ",".join("?" * 12)
+#: a record's ``file`` naming bytes kept in the index (``blobs``) instead of a file of ``balls/``
+INLINE_PREFIX = "inline:"
+#: the largest ``inline_max`` accepted: inline bytes are held in memory until their commit
+INLINE_MAX_CAP = 1024 * 1024
+
+
+def is_inline(name: str) -> bool:
+    """True when ``name`` (a record's ``file``) names a row of ``blobs``, not a file."""
+    return name.startswith(INLINE_PREFIX)
+
+
+def _blob_id(name: str) -> int:
+    return int(name[len(INLINE_PREFIX):])
 
 
 @dataclass
@@ -125,6 +148,11 @@ class Ball:
     file: str = ""
     version: str = ""
     state: str = CURRENT
+
+    @property
+    def inline(self) -> bool:
+        """The bytes are in the index (``Storage.blob``), not in ``balls/``."""
+        return is_inline(self.file)
 
     def meta(self) -> dict[str, Any]:
         """The Metadata object (§2.3) plus ``version`` (``""`` for balls older than versions)."""
@@ -159,6 +187,15 @@ class Change:
         self.added = 0
         self.released: dict[str, int] = {}
 
+    def store(self, data: bytes) -> str:
+        """Insert ``data`` as a blob in this transaction; its name, for the record that names it.
+
+        This transaction is its commit point: a crash before COMMIT leaves neither the blob nor
+        the record (nothing to reconcile), after it both. No fsync of its own: the COMMIT's is it.
+        """
+        cursor = self.storage.db.execute("INSERT INTO blobs (data) VALUES (?)", (data,))
+        return f"{INLINE_PREFIX}{cursor.lastrowid}"
+
     def attach(self, name: str, size: int) -> None:
         """Call before inserting a row naming ``name``: a file named for the first time counts as used
         (and its rename intent, if any, is settled by this transaction)."""
@@ -174,8 +211,11 @@ class Change:
 class Storage:
     """Version files and the SQLite index of one peer."""
 
-    def __init__(self, data_dir: Path, *, fsync: bool = True, reserve: int = 0, fsck: bool = False) -> None:
+    def __init__(self, data_dir: Path, *, fsync: bool = True, reserve: int = 0, fsck: bool = False,
+                 inline_max: int = 0) -> None:
         self.data_dir = Path(data_dir)
+        #: versions of at most this many bytes are kept in ``blobs``, not as files (0: none)
+        self.inline_max = max(0, min(inline_max, INLINE_MAX_CAP))
         self.balls_dir = self.data_dir / "balls"
         self.tmp_dir = self.data_dir / "tmp"
         self.fsync = fsync
@@ -233,8 +273,13 @@ class Storage:
             # runs on this thread in between): each gets an intent row, so a crash between the
             # COMMIT and the unlink leaves a name the next start checks, not an orphan to hunt.
             freed = {name: size for name, size in change.released.items() if not self.referenced(name)}
-            if freed:
-                self.db.executemany("INSERT OR IGNORE INTO intents (name) VALUES (?)", [(n,) for n in freed])
+            files = [name for name in freed if not is_inline(name)]
+            if files:
+                self.db.executemany("INSERT OR IGNORE INTO intents (name) VALUES (?)", [(n,) for n in files])
+            # Inline bytes go with their last record, in this transaction: no window to cover.
+            blobs = [(_blob_id(name),) for name in freed if is_inline(name)]
+            if blobs:
+                self.db.executemany("DELETE FROM blobs WHERE id = ?", blobs)
             delta = change.added - sum(freed.values())
             if delta:
                 self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE name = ?",
@@ -248,7 +293,7 @@ class Storage:
             raise
         del self._cleared[:cleared]
         self.used += delta
-        for name in freed:
+        for name in files:
             self.unlink(name)
 
     # --- the full-disk reserve -----------------------------------------------------------------
@@ -320,7 +365,23 @@ class Storage:
         return name
 
     def path(self, name: str) -> Path:
+        if is_inline(name):  # a caller that forgot Ball.inline: never open a made-up path
+            raise ValueError(f"{name} is kept in the index, not in balls/")
         return self.balls_dir / name
+
+    def inlines(self, size: int) -> bool:
+        """True when a new version of ``size`` bytes is kept in the index (``blobs``)."""
+        return self.inline_max > 0 and size <= self.inline_max
+
+    def index_free(self) -> int:
+        """Bytes of the index's free pages (reused by new rows before the file grows)."""
+        pages = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        return int(pages) * int(self.db.execute("PRAGMA page_size").fetchone()[0])
+
+    def blob(self, name: str) -> Optional[bytes]:
+        """The bytes of an inline version (None when no blob has that name any more)."""
+        row = self.db.execute("SELECT data FROM blobs WHERE id = ?", (_blob_id(name),)).fetchone()
+        return bytes(row[0]) if row is not None else None
 
     def temp_path(self) -> Path:
         return self.tmp_dir / f"{new_task_id()}.part"
@@ -391,14 +452,25 @@ class Storage:
         self.used = int(used)
 
     def fsck(self) -> None:
-        """The full check: drop files no record names and records whose file is missing; recount ``used``."""
+        """The full check: drop files no record names and records whose file is missing; recount ``used``.
+
+        Inline versions are checked against ``blobs``, not ``balls/`` (a blob no record names,
+        or a record naming no blob, cannot come from a crash: both change in one transaction).
+        """
         self.startup = "fsck"
-        referenced = {row[0] for row in self.db.execute("SELECT file FROM balls UNION SELECT file FROM versions")}
+        named = {row[0] for row in self.db.execute("SELECT file FROM balls UNION SELECT file FROM versions")}
+        referenced = {name for name in named if not is_inline(name)}
         present = {entry.name for entry in os.scandir(self.balls_dir)}
         for name in present - referenced:
             _remove_quietly(str(self.balls_dir / name))
         missing = referenced - present
+        blobs = {f"{INLINE_PREFIX}{row[0]}" for row in self.db.execute("SELECT id FROM blobs")}
+        missing |= (named - referenced) - blobs
         self.db.execute("BEGIN")
+        unnamed = blobs - named
+        if unnamed:
+            log.warning("dropping %d inline blobs no record names", len(unnamed))
+            self.db.executemany("DELETE FROM blobs WHERE id = ?", [(_blob_id(name),) for name in unnamed])
         if missing:
             log.warning("dropping the index records of %d missing files", len(missing))
             for table in ("balls", "versions"):
@@ -491,13 +563,16 @@ class Storage:
         return [Ball.from_row(row) for row in self.db.execute(sql, (*params, limit, offset))]
 
     # --- writes of current balls (each one transaction) --------------------------------------
-    def put(self, ball: Ball) -> Optional[Ball]:
+    def put(self, ball: Ball, data: Optional[bytes] = None) -> Optional[Ball]:
         """Make ``ball`` current and drop the replaced one at once (an unversioned overwrite).
 
         Returns the replaced ball. Versioned commits use ``versionstore.commit_current``,
-        which keeps the replaced version as superseded instead.
+        which keeps the replaced version as superseded instead. ``data``: the bytes of an
+        inline version, stored in this same transaction (``ball.file`` is set to its name).
         """
         with self.change() as change:
+            if data is not None:
+                ball.file = change.store(data)
             old = self.get(ball.bucket_id, ball.key)
             change.attach(ball.file, ball.size)
             self.db.execute(f"INSERT OR REPLACE INTO balls ({COLUMNS}) VALUES ({PLACEHOLDERS})", ball.row())
@@ -544,14 +619,15 @@ class Storage:
         phases per ball would take hours. It is *not* what the API does: no task, no capacity,
         existing-key or version check, no fsync of the files; the keys must be new. Each ball's
         file is written first and its row committed after, with the same intents as an upload,
-        so a crash during a load leaves no unnamed file behind at the next start.
+        so a crash during a load leaves no unnamed file behind at the next start. Balls of at
+        most ``inline_max`` bytes go to ``blobs`` in the rows' transaction, as on the API path.
         """
         loaded = 0
         pending: list[tuple[Ball, bytes]] = []
         for ball, data in items:
             digest = hashlib.sha256(f"{ball.bucket_id}@{ball.key}".encode()).hexdigest()
             ball.task_id = ball.task_id or new_task_id()
-            ball.file = f"{digest}.{ball.task_id}"
+            ball.file = "" if self.inlines(len(data)) else f"{digest}.{ball.task_id}"  # "": inline, named at commit
             pending.append((ball, data))
             if len(pending) >= batch:
                 loaded += self._load(pending)
@@ -561,13 +637,17 @@ class Storage:
         return loaded
 
     def _load(self, pending: list[tuple[Ball, bytes]]) -> int:
-        names = [(ball.file,) for ball, _ in pending]
+        names = [(ball.file,) for ball, _ in pending if ball.file]
         self.db.execute("BEGIN")
         self.db.executemany("INSERT OR IGNORE INTO intents (name) VALUES (?)", names)
         self.db.execute("COMMIT")
         for ball, data in pending:
-            _write_file(self.balls_dir / ball.file, data)
+            if ball.file:
+                _write_file(self.balls_dir / ball.file, data)
         with self.change() as change:
+            for ball, data in pending:
+                if not ball.file:
+                    ball.file = change.store(data)
             self.db.executemany(f"INSERT INTO balls ({COLUMNS}) VALUES ({PLACEHOLDERS})",
                                 [ball.row() for ball, _ in pending])
             self.db.executemany("DELETE FROM intents WHERE name = ?", names)

@@ -2,6 +2,10 @@
 
 The body is hashed and written in ~1 MiB pieces by a worker thread (hashlib and ``os.write``
 release the GIL), one piece in flight while the event loop receives the next one.
+
+A small version (at most the peer's ``--inline-ball-max``, docs/storage.md) is kept in memory
+instead, verified, and committed with its bytes in the index transaction that names it: no
+temp file, no rename, and the commit point is still that one transaction.
 """
 
 from __future__ import annotations
@@ -30,19 +34,23 @@ PIECE = MIB
 
 
 class Sink:
-    """Counts, hashes and (unless ``path`` is None) writes the received bytes."""
+    """Counts, hashes and writes the received bytes to ``path``, or keeps them in memory
+    (``keep``: an inline version, ``data()``), or neither (``exists``: only verified)."""
 
-    def __init__(self, path: Optional[Path]) -> None:
+    def __init__(self, path: Optional[Path], keep: bool = False) -> None:
         self.path = path
         self.fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644) if path is not None else -1
         self.hash = hashlib.sha256()
         self.count = 0
+        self.kept: Optional[list[bytes]] = [] if keep and path is None else None
         self._parts: list[bytes] = []
         self._buffered = 0
         self._pending: Optional[asyncio.Future[Any]] = None
 
     async def feed(self, data: bytes) -> None:
         self.count += len(data)
+        if self.kept is not None:
+            self.kept.append(data)
         self._parts.append(data)
         self._buffered += len(data)
         if self._buffered >= PIECE:
@@ -71,6 +79,11 @@ class Sink:
             pending, self._pending = self._pending, None
             await pending
         return self.hash.hexdigest()
+
+    def data(self) -> bytes:
+        """The bytes kept (``keep``)."""
+        assert self.kept is not None
+        return b"".join(self.kept)
 
     async def seal(self, final: Path, fsync: bool) -> None:
         """fsync (optional), close and rename the temp file to ``final``."""
@@ -207,7 +220,8 @@ async def handle_phase2(peer: PeerState, req: Request, send: Send, task_id: str,
 
 async def store_inline(peer: PeerState, task: Task, data: bytes) -> dict[str, Any]:
     """Phase 2 of a claimed task from bytes that came inline with its P1 (docs/protocol-extensions.md):
-    the same checks, temp file, fsync and commit as P3; returns P3's answer."""
+    the same checks, storage (a temp file, fsync and rename, or the index for a small version)
+    and commit as P3; returns P3's answer."""
     async def receive(sink: Sink) -> Optional[HTTPError]:
         if len(data) > task.size:
             return integrity_error(task, len(data), "")
@@ -233,7 +247,8 @@ async def run_phase2(peer: PeerState, task: Task,
                                 headers={"connection": "close"})
             peer.tasks.reacquire(task)
         try:
-            sink = Sink(None if task.exists else peer.storage.temp_path())
+            inline = not task.exists and peer.storage.inlines(task.size)
+            sink = Sink(None if task.exists or inline else peer.storage.temp_path(), keep=inline)
         except OSError as exc:
             raise storage_error(exc) from None
         try:
@@ -260,7 +275,30 @@ async def run_phase2(peer: PeerState, task: Task,
             "throughput": task.size / elapsed, "service_time": elapsed}
 
 
+def _record(task: Task, name: str) -> Ball:
+    return Ball(task.bucket_id, task.key, task.size, task.checksum, task_id=task.task_id, file=name,
+                version=task.version, **task.meta)
+
+
+def _write_record(peer: PeerState, task: Task, ball: Ball, data: Optional[bytes] = None) -> None:
+    """The one index transaction that commits ``ball`` (with ``data``, its inline bytes)."""
+    storage = peer.storage
+    if task.staged:
+        versionstore.stage(storage, ball, data)
+    elif task.versioned:
+        versionstore.commit_current(storage, ball, data)
+    else:  # an unversioned overwrite replaces the old version at once, as before versions
+        storage.put(ball, data)
+
+
 async def _commit(peer: PeerState, task: Task, sink: Sink) -> None:
+    if sink.kept is not None:
+        # Inline: verified already (run_phase2); the re-check and the transaction that writes
+        # the record and its bytes together run on the loop with no await in between. A failure
+        # (a lost race, SQLITE_FULL) rolls the transaction back and leaves nothing behind.
+        if _recheck(peer, task):
+            _write_record(peer, task, _record(task, ""), sink.data())
+        return
     storage = peer.storage
     name = storage.version_name(task.bucket_id, task.key, task.task_id)
     storage.intend(name)  # a crash between the rename and the commit leaves a name to check, not an orphan
@@ -275,14 +313,7 @@ async def _commit(peer: PeerState, task: Task, sink: Sink) -> None:
     try:
         commit = _recheck(peer, task)
         if commit:
-            ball = Ball(task.bucket_id, task.key, task.size, task.checksum, task_id=task.task_id, file=name,
-                        version=task.version, **task.meta)
-            if task.staged:
-                versionstore.stage(storage, ball)
-            elif task.versioned:
-                versionstore.commit_current(storage, ball)
-            else:  # an unversioned overwrite replaces the old version at once, as before versions
-                storage.put(ball)
+            _write_record(peer, task, _record(task, name))
     except BaseException:
         storage.unlink(name)
         raise

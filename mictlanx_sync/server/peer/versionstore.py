@@ -144,15 +144,23 @@ def _make_current(storage: Storage, change: Change, ball: Ball, now: float) -> N
     storage.db.execute(f"INSERT OR REPLACE INTO balls ({COLUMNS}) VALUES ({PLACEHOLDERS})", ball.row())
 
 
-def commit_current(storage: Storage, ball: Ball) -> None:
-    """Commit ``ball`` as the current version; the previous current stays readable, superseded."""
+def commit_current(storage: Storage, ball: Ball, data: Optional[bytes] = None) -> None:
+    """Commit ``ball`` as the current version; the previous current stays readable, superseded.
+
+    ``data``: the bytes of an inline version, stored in the same transaction (``ball.file``
+    becomes its name), so the record and its bytes appear together or not at all.
+    """
     with storage.change() as change:
+        if data is not None:
+            ball.file = change.store(data)
         _make_current(storage, change, ball, time.time())
 
 
-def stage(storage: Storage, ball: Ball) -> None:
-    """Store ``ball`` as a staged version (visible only to pinned reads)."""
+def stage(storage: Storage, ball: Ball, data: Optional[bytes] = None) -> None:
+    """Store ``ball`` as a staged version (visible only to pinned reads); ``data`` as in ``commit_current``."""
     with storage.change() as change:
+        if data is not None:
+            ball.file = change.store(data)
         _put_record(storage, change, ball, STAGED, time.time())
 
 

@@ -166,6 +166,17 @@ async def fan_out_early(registry: Registry, entries: Iterable[PeerEntry], method
     return replies
 
 
+def owed_peers(registry: Registry, replies: Iterable[Reply]) -> list[str]:
+    """The peers a fanned-out delete or commit must be replayed on (a pending record each):
+    every registered peer that did not answer it, i.e. those it was not sent to (unavailable
+    when the fan-out started: one may have come back, and been replayed to, while it ran, so
+    the registry's state at the end is not the test) and those that could not answer (a
+    transport error, a 5xx, no answer within the grace: not necessarily marked down yet, and
+    they may have missed the change). A 4xx is a refusal a replay would meet again: not owed."""
+    answered = {r.peer_id for r in replies if not r.failed}
+    return sorted(set(registry.peers) - answered)
+
+
 def no_peer_available(**extra: Any) -> HTTPError:
     return HTTPError(503, 666, "No available peers.", **extra)
 

@@ -16,7 +16,7 @@ from ..phase2 import DRAIN_CAP, MULTIPART_SLACK, inline_write, length_mismatch
 from ..request_values import header_task_id, parse_bool, parse_chunk_size, parse_if_match, path_task_id
 from . import reconcile
 from . import validation as v
-from .fanout import Reply, call, fan_out, missing, no_peer_available
+from .fanout import Reply, call, fan_out, missing, no_peer_available, owed_peers
 from .groups import Replica
 from .pending import ANY, ball_record, key_record
 from .placement import RF_TAG, rank
@@ -413,12 +413,12 @@ async def delete_key(st: RouterState, req: Request, bucket_id: str, key: str) ->
     deleted = [r for r in replies if r.status == 200]
     n_deletes = sum(_n_deletes(r) for r in deleted)
     etags = {r.headers.get("etag", "").strip('"').lower() for r in deleted} - {""}
-    # a peer that timed out is now unavailable: it gets a pending record, it did not fail
+    # a peer that timed out or could not answer gets a pending record (owed_peers); a late one did not fail
     failed = sorted(r.peer_id for r in replies if r.status not in (200, 404, 412) and not r.late)
     # A versioned delete replays as a tombstone, which is safe on its own; an If-Match taken
     # from the copies seen here would make it fail (412) on a peer holding another version.
     recorded = if_match or (next(iter(etags)) if len(etags) == 1 and not stamp.version else ANY)
-    pending_peers = st.registry.unavailable_ids()
+    pending_peers = owed_peers(st.registry, replies)
     st.pending.add([key_record(p, bucket_id, key, recorded, task_id, stamp.version, stamp.if_version)
                     for p in pending_peers])
     if n_deletes > 0 or (not failed and pending_peers):
@@ -443,9 +443,9 @@ async def delete_ball(st: RouterState, req: Request, bucket_id: str, ball_id: st
     replies = await fan_out(st.registry, entries, "DELETE", f"/buckets/{bucket_id}/bid/{ball_id}",
                             headers=stamp.headers())
     n_deletes = sum(_n_deletes(r) for r in replies if r.status == 200)
-    # a peer that timed out is now unavailable: it gets a pending record, it did not fail
+    # a peer that timed out or could not answer gets a pending record (owed_peers); a late one did not fail
     failed = sorted(r.peer_id for r in replies if r.status not in (200, 404, 412) and not r.late)
-    pending_peers = st.registry.unavailable_ids()
+    pending_peers = owed_peers(st.registry, replies)
     st.pending.add([ball_record(p, bucket_id, ball_id, stamp.version, stamp.if_version) for p in pending_peers])
     if failed and n_deletes == 0:
         raise HTTPError(502, 504, "delete failed on some peers", failed_peers=failed, pending_peers=pending_peers,
