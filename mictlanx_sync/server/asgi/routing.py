@@ -21,12 +21,14 @@ No route matches: 404/404. Routes match for other methods only: 405/400 with ``A
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from .errors import HTTPError, not_found
 from .responses import Answer
 
 Handler = Callable[..., Awaitable[Optional[Answer]]]
+#: path shapes whose matches are remembered (there are a few dozen in practice)
+MAX_SHAPES = 4096
 
 
 @dataclass(frozen=True)
@@ -53,65 +55,116 @@ def _is_param(segment: str) -> bool:
     return segment.startswith("{") and segment.endswith("}")
 
 
+class _Template:
+    """A route's template taken apart once, so that matching a request compares strings only."""
+
+    __slots__ = ("route", "length", "literals", "literal_at", "params", "specificity")
+
+    def __init__(self, route: Route) -> None:
+        segments = route.segments
+        self.route = route
+        self.length = len(segments)
+        #: (position, word) of every literal segment, and the same by position
+        self.literals = tuple((i, s) for i, s in enumerate(segments) if not _is_param(s))
+        self.literal_at = dict(self.literals)
+        #: (position, name) of every parameter
+        self.params = tuple((i, s[1:-1]) for i, s in enumerate(segments) if _is_param(s))
+        #: literal segments count, leftmost first (§2.9: literals win over parameters)
+        self.specificity = tuple(0 if _is_param(s) else 1 for s in segments)
+
+    def matches_before(self, index: int, segments: Sequence[str]) -> bool:
+        return all(segments[i] == word for i, word in self.literals if i < index)
+
+
 class RouteTable:
     """Finds the route of a request; see the module docstring for the rules."""
 
     def __init__(self, routes: Iterable[Route], *, params: Mapping[str, Callable[[str], str]] = {},
                  reserved: Iterable[str] = (), head_as_get: bool = False) -> None:
         self.routes = tuple(routes)
-        self._templates = [(route, route.segments) for route in self.routes]
+        self._templates = [_Template(route) for route in self.routes]
+        self._by_length: dict[int, list[_Template]] = {}
+        seen: set[tuple[str, tuple[tuple[int, str], ...], int]] = set()
+        for template in self._templates:
+            shape = (template.route.method, template.literals, template.length)
+            if shape in seen:
+                raise ValueError(f"two routes for {template.route.method} {template.route.path}")
+            seen.add(shape)
+            self._by_length.setdefault(template.length, []).append(template)
         self._params = dict(params)
         self._reserved = frozenset(reserved)
         self._head_as_get = head_as_get
-        seen: set[tuple[str, tuple[str, ...]]] = set()
-        for route, template in self._templates:
-            shape = (route.method, tuple("{}" if _is_param(s) else s for s in template))
-            if shape in seen:
-                raise ValueError(f"two routes for {route.method} {route.path}")
-            seen.add(shape)
+        #: the words some template has at each position; any other segment matches only as a
+        #: parameter, so the routes a path matches depend only on its *shape* (its segments that
+        #: are such words, in place), and are computed once per shape
+        words: dict[int, set[str]] = {}
+        for template in self._templates:
+            for index, word in template.literals:
+                words.setdefault(index, set()).add(word)
+        self._words = [frozenset(words.get(i, ())) for i in range(max(words, default=-1) + 1)]
+        self._by_shape: dict[tuple[Any, ...], list[_Template]] = {}
+        self._choices: dict[tuple[str, tuple[Any, ...]], Union[_Template, str]] = {}
 
     def matching(self, segments: Sequence[str]) -> list[Route]:
         """Every route whose template matches ``segments`` (any method)."""
-        return [route for route, template in self._templates if self._matches(template, segments)]
+        return [template.route for template in self._matching(segments)]
 
     def find(self, method: str, segments: Sequence[str], shown: str) -> tuple[Route, list[str]]:
         """The route for ``method`` and the path ``segments`` (``shown`` names the path in
         errors), with its validated path parameters; 404 or 405 when there is none."""
-        route = self.select(method, segments, shown)
-        values = [value for part, value in zip(route.segments, segments, strict=True) if _is_param(part)]
-        return route, [self._check(name, value) for name, value in zip(route.param_names, values, strict=True)]
+        template = self._select(method, segments, shown)
+        return template.route, [self._check(name, segments[i]) for i, name in template.params]
 
     def select(self, method: str, segments: Sequence[str], shown: str) -> Route:
         """The route for ``method`` and ``segments``, parameters not checked; 404 or 405."""
-        candidates = self.matching(segments)
-        if not candidates:
-            raise not_found(f"no route for {method} {shown}")
-        wanted = "GET" if method == "HEAD" and self._head_as_get else method
-        mine = [r for r in candidates if r.method == wanted]
-        if not mine:
-            allowed = ", ".join(sorted({r.method for r in candidates}))
-            raise HTTPError(405, 400, f"method {method} not allowed on {shown}", headers={"Allow": allowed})
-        return max(mine, key=lambda r: [0 if _is_param(part) else 1 for part in r.segments])
+        return self._select(method, segments, shown).route
 
-    def _matches(self, template: Sequence[str], segments: Sequence[str]) -> bool:
-        if len(template) != len(segments):
-            return False
-        for index, (part, segment) in enumerate(zip(template, segments, strict=True)):
-            if not _is_param(part):
-                if part != segment:
-                    return False
-            elif segment in self._reserved and self._reserves(index, segments):
-                return False
-        return True
+    def _select(self, method: str, segments: Sequence[str], shown: str) -> _Template:
+        key = (method, self._shape(segments))
+        choice = self._choices.get(key)
+        if choice is None:
+            choice = self._choose(method, self._matching(segments))
+            if len(self._choices) < MAX_SHAPES:
+                self._choices[key] = choice
+        if isinstance(choice, _Template):
+            return choice
+        if not choice:
+            raise not_found(f"no route for {method} {shown}")
+        raise HTTPError(405, 400, f"method {method} not allowed on {shown}", headers={"Allow": choice})
+
+    def _choose(self, method: str, candidates: list[_Template]) -> Union[_Template, str]:
+        """The template for ``method`` among ``candidates``, else the methods they allow ("": none)."""
+        wanted = "GET" if method == "HEAD" and self._head_as_get else method
+        mine = [t for t in candidates if t.route.method == wanted]
+        if mine:
+            return max(mine, key=lambda t: t.specificity)
+        return ", ".join(sorted({t.route.method for t in candidates}))
+
+    def _shape(self, segments: Sequence[str]) -> tuple[Any, ...]:
+        """The segments that are words of some template at their position (None for the others);
+        positions past every template's end hold no word (their paths match nothing)."""
+        return len(segments), *(s if s in words else None
+                                for s, words in zip(segments, self._words, strict=False))
+
+    def _matching(self, segments: Sequence[str]) -> list[_Template]:
+        shape = self._shape(segments)
+        found = self._by_shape.get(shape)
+        if found is None:
+            found = self._match(segments)
+            if len(self._by_shape) < MAX_SHAPES:
+                self._by_shape[shape] = found
+        return found
+
+    def _match(self, segments: Sequence[str]) -> list[_Template]:
+        reserved = self._reserved
+        return [t for t in self._by_length.get(len(segments), ())
+                if all(segments[i] == word for i, word in t.literals)
+                and not any(segments[i] in reserved and self._reserves(i, segments) for i, _ in t.params)]
 
     def _reserves(self, index: int, segments: Sequence[str]) -> bool:
         """Whether a route that matches ``segments`` up to ``index`` has ``segments[index]`` there."""
-        word, before = segments[index], segments[:index]
-        for _, template in self._templates:
-            if len(template) > index and template[index] == word and all(
-                    _is_param(part) or part == segment for part, segment in zip(template[:index], before, strict=True)):
-                return True
-        return False
+        word = segments[index]
+        return any(t.literal_at.get(index) == word and t.matches_before(index, segments) for t in self._templates)
 
     def _check(self, name: str, value: str) -> str:
         validate = self._params.get(name)
