@@ -9,7 +9,7 @@ stream, never a complete-looking truncated one); anything else is 500/500 (a sub
 name another status, :meth:`RoutedApp.unexpected`), or, after the answer started, left to the
 server, which closes the connection.
 
-Paths: the raw path is checked (:func:`~.paths.check_raw_path`), a configured root-path prefix
+Paths: the raw path is checked (:func:`~.paths.checked_segments`), a configured root-path prefix
 is removed unless the path is a route as it stands (every route is served with and without it,
 protocol §2.1), and with ``trailing_slash`` one trailing ``/`` is ignored (the router; on the
 peer it is an empty last segment, an invalid id).
@@ -21,7 +21,7 @@ import logging
 from typing import Any, Generic, Mapping, Optional, TypeVar
 
 from .errors import ClientDisconnected, HTTPError, StreamBroken, not_found
-from .paths import check_raw_path, raw_path_segments
+from .paths import checked_segments
 from .request import Receive, Request, Send
 from .responses import error_response
 from .routing import RouteTable
@@ -76,7 +76,7 @@ class RoutedApp(Generic[StateT]):
 
     def route_segments(self, scope: Mapping[str, Any]) -> list[str]:
         """The path segments routes are matched against (see the module docstring)."""
-        segments = raw_path_segments(scope)
+        segments = checked_segments(scope)
         if segments[:1] != [""]:  # not an absolute path
             raise not_found(f"no route for {scope.get('method')} {scope.get('path')}")
         segments = segments[1:]
@@ -90,8 +90,6 @@ class RoutedApp(Generic[StateT]):
     def endpoint_of(self, scope: Mapping[str, Any]) -> Optional[str]:
         """The endpoint id (``P5``, ``R11``) a request is routed to; None when it has no route."""
         try:
-            if check_raw_path(scope) is not None:
-                return None
             route = self.table.select(scope["method"], self.route_segments(scope), "")
         except HTTPError:
             return None
@@ -108,9 +106,6 @@ class RoutedApp(Generic[StateT]):
 
         method = scope["method"]
         try:
-            bad_path = check_raw_path(scope)
-            if bad_path is not None:
-                raise bad_path
             route, params = self.table.find(method, self.route_segments(scope), scope.get("path", ""))
             answer = await route.handler(self.state, Request(scope, receive, tracked), *params)
             if answer is not None:

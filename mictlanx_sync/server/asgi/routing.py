@@ -103,7 +103,7 @@ class RouteTable:
                 words.setdefault(index, set()).add(word)
         self._words = [frozenset(words.get(i, ())) for i in range(max(words, default=-1) + 1)]
         self._by_shape: dict[tuple[Any, ...], list[_Template]] = {}
-        self._choices: dict[tuple[str, tuple[Any, ...]], Union[_Template, str]] = {}
+        self._choices: dict[tuple[Any, ...], Union[_Template, str]] = {}
 
     def matching(self, segments: Sequence[str]) -> list[Route]:
         """Every route whose template matches ``segments`` (any method)."""
@@ -113,14 +113,16 @@ class RouteTable:
         """The route for ``method`` and the path ``segments`` (``shown`` names the path in
         errors), with its validated path parameters; 404 or 405 when there is none."""
         template = self._select(method, segments, shown)
-        return template.route, [self._check(name, segments[i]) for i, name in template.params]
+        checks = self._params
+        return template.route, [checks[name](segments[i]) if name in checks else segments[i]
+                                for i, name in template.params]
 
     def select(self, method: str, segments: Sequence[str], shown: str) -> Route:
         """The route for ``method`` and ``segments``, parameters not checked; 404 or 405."""
         return self._select(method, segments, shown).route
 
     def _select(self, method: str, segments: Sequence[str], shown: str) -> _Template:
-        key = (method, self._shape(segments))
+        key = (method, *self._shape(segments))
         choice = self._choices.get(key)
         if choice is None:
             choice = self._choose(method, self._matching(segments))
@@ -143,8 +145,7 @@ class RouteTable:
     def _shape(self, segments: Sequence[str]) -> tuple[Any, ...]:
         """The segments that are words of some template at their position (None for the others);
         positions past every template's end hold no word (their paths match nothing)."""
-        return len(segments), *(s if s in words else None
-                                for s, words in zip(segments, self._words, strict=False))
+        return len(segments), *[s if s in words else None for s, words in zip(segments, self._words, strict=False)]
 
     def _matching(self, segments: Sequence[str]) -> list[_Template]:
         shape = self._shape(segments)
@@ -165,7 +166,3 @@ class RouteTable:
         """Whether a route that matches ``segments`` up to ``index`` has ``segments[index]`` there."""
         word = segments[index]
         return any(t.literal_at.get(index) == word and t.matches_before(index, segments) for t in self._templates)
-
-    def _check(self, name: str, value: str) -> str:
-        validate = self._params.get(name)
-        return validate(value) if validate is not None else value
