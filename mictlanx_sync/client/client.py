@@ -26,6 +26,7 @@ from logging.handlers import TimedRotatingFileHandler
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..protocol import uri as uri_module
+from ..protocol.direct import DIRECT_FIRST_BYTE_TIMEOUT
 from ..protocol.errors import ValidationError
 from ..protocol.policies import BreakerPolicy, RetryPolicy
 from ..protocol.router import Router
@@ -38,7 +39,7 @@ from .client_writes import ClientWrites
 from .delete_order import guard_delete_order
 from .engine import Engine
 from .operation import named_operation
-from .options import inline_limit, positive_int
+from .options import inline_limit, positive_int, positive_seconds
 from .reads import Reader
 from .writes import Writer
 
@@ -68,8 +69,9 @@ class Client(ClientWrites, ClientReads, ClientBuckets):
     **Large chunks skip the router.** With ``direct_reads`` (keyword-only, default True),
     chunks of 1 MiB or more are read straight from the peer the router names (a 307 the
     router sends only to clients that ask), through pooled connections and verified as
-    always; a peer this process cannot reach is read through the router instead
-    (docs/protocol-extensions.md §3).
+    always; a peer this process cannot reach, or that has not answered within
+    ``direct_timeout`` seconds (keyword-only, default 3; connect and first byte), is read
+    through the router instead (docs/protocol-extensions.md §3).
 
     **Authentication.** ``token`` (keyword-only) is sent as ``Authorization: Bearer <token>``
     on every request to every router; without it, the URI's ``token=`` query is used. A
@@ -90,7 +92,7 @@ class Client(ClientWrites, ClientReads, ClientBuckets):
         retry: Optional[RetryPolicy] = None, breaker: Optional[BreakerPolicy] = _DEFAULT_BREAKER,
         progress: Optional[bool] = None, load_balancing: str = "LEAST_INFLIGHT", log_backup_count: int = 7,
         max_bulk_workers: int = 4, token: Optional[str] = None, inline_max: Union[str, int] = "64KiB",
-        direct_reads: bool = True,
+        direct_reads: bool = True, direct_timeout: float = DIRECT_FIRST_BYTE_TIMEOUT,
     ) -> None:
         self.client_id = client_id if client_id is not None else f"client-{uuid.uuid4().hex[:8]}"
         self.max_workers = positive_int("max_workers", max_workers)
@@ -113,7 +115,8 @@ class Client(ClientWrites, ClientReads, ClientBuckets):
             logger=self.logger, name=self.client_id)
         self.inline_max = inline_limit(inline_max)
         self._writer = Writer(self._engine, self.logger, inline_max=self.inline_max)
-        self._reader = Reader(self._engine, self.logger, direct_reads=bool(direct_reads))
+        self._reader = Reader(self._engine, self.logger, direct_reads=bool(direct_reads),
+                              direct_timeout=positive_seconds("direct_timeout", direct_timeout))
         self._bulk = BulkRunner(self._engine, self)
         self._closed = False
         self._close_lock = threading.Lock()

@@ -19,6 +19,7 @@ import attrs
 import requests
 
 from ..protocol.bodies import BodyReader
+from ..protocol.direct import DIRECT_FIRST_BYTE_TIMEOUT
 from ..protocol.errors import (
     IntegrityError,
     MictlanXError,
@@ -54,6 +55,9 @@ class ReadOptions:
     #: chunks are read straight from their peer when the router hands it out
     #: (:mod:`mictlanx_sync.protocol.direct`); set per object by the reader
     direct: bool = False
+    #: seconds a direct read waits for the peer to connect and answer before it reads
+    #: through the router instead (``Client(direct_timeout=...)``)
+    direct_timeout: float = DIRECT_FIRST_BYTE_TIMEOUT
 
     def pinned_to(self, version: str) -> ReadOptions:
         """These options with every request pinned to ``version`` (docs/consistency.md §3.2);
@@ -148,7 +152,8 @@ class ChunkFetcher:
     def _stream(self, router: Router, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
                 expected_checksum: Expected, peer_id: Optional[str] = None) -> Result[Fetched, MictlanXError]:
         opened = router.get_streaming(bucket_id, key, timeout=options.timeout,
-                                      headers=options.request_headers(peer_id), direct=options.direct)
+                                      headers=options.request_headers(peer_id), direct=options.direct,
+                                      direct_timeout=options.direct_timeout)
         if opened.is_err:
             return Err(opened.unwrap_err())
         response: requests.Response = opened.unwrap()

@@ -21,7 +21,7 @@ from typing import Any, Callable, Generator, Optional
 
 import attrs
 
-from ..protocol.direct import DIRECT_READ_MIN
+from ..protocol.direct import DIRECT_FIRST_BYTE_TIMEOUT, DIRECT_READ_MIN
 from ..protocol.errors import (
     AlreadyExistsError,
     GetChunkError,
@@ -59,11 +59,14 @@ def _version_vanished(result: Result[Any, MictlanXError]) -> bool:
 class Reader:
     """The read operations of one client. Thread-safe: state lives in each call."""
 
-    def __init__(self, engine: Engine, logger: logging.Logger, direct_reads: bool = True) -> None:
+    def __init__(self, engine: Engine, logger: logging.Logger, direct_reads: bool = True,
+                 direct_timeout: float = DIRECT_FIRST_BYTE_TIMEOUT) -> None:
         self.engine = engine
         self.logger = logger
         #: read chunks of at least ``DIRECT_READ_MIN`` bytes straight from their peers
         self.direct_reads = direct_reads
+        #: seconds a direct read waits for the peer's first byte (then: through the router)
+        self.direct_timeout = direct_timeout
         self.fetcher = ChunkFetcher(engine)
         self.transfer = ChunkTransfer(engine, self.fetcher)
 
@@ -186,7 +189,7 @@ class Reader:
         enough that the router's copy costs more than a redirect, read directly from the peers."""
         options = options.pinned_to(info.object_version)
         if self.direct_reads and info.layout.stride >= DIRECT_READ_MIN:
-            options = attrs.evolve(options, direct=True)
+            options = attrs.evolve(options, direct=True, direct_timeout=self.direct_timeout)
         return options
 
     # --- the whole-object check and the index ---------------------------------------------------

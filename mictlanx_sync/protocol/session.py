@@ -37,6 +37,7 @@ from .scopes import current_scope
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT", "Transport", "TimeoutArg", "resolve_timeout", "ssl_verify", "BoundedPoolAdapter",
+    "set_body_timeout",
 ]
 
 log = logging.getLogger("mictlanx_sync.protocol.transport")  # the name it always had
@@ -62,6 +63,20 @@ def resolve_timeout(timeout: TimeoutArg, default: Tuple[float, float]) -> Tuple[
             raise ValidationError(f"timeouts must be > 0, got {timeout!r}")
         return (connect, read)
     raise TypeError(f"timeout must be a number or a (connect, read) pair, not {timeout!r}")
+
+
+def set_body_timeout(response: requests.Response, seconds: float) -> None:
+    """Read the rest of a streamed ``response`` with a ``seconds`` socket timeout.
+
+    The request's read timeout also bounded the wait for the answer's headers; a caller that
+    asked for a short first-byte deadline (a direct read) reads the body at the normal read
+    timeout. Public APIs only: urllib3's ``HTTPResponse.connection`` and the connection's
+    socket (urllib3 sets the timeout again for the next request on that connection).
+    """
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
 
 
 # --- session pieces ----------------------------------------------------------------------
