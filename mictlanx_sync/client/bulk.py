@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from ..protocol.errors import (
     AlreadyExistsError,
+    ClientClosedError,
     MictlanXError,
     NotFoundError,
     PutChunksError,
@@ -76,7 +77,7 @@ class BulkRunner:
                 future.cancel()
             with self.engine.bulk_lock:
                 self.engine.bulk_jobs.pop(bulk_id, None)
-            return Err(ValidationError("client is closed"))
+            return Err(ClientClosedError())
         return Ok(True)
 
     def wait(self, bulk_id: str, remove_on_completion: bool,
@@ -107,7 +108,7 @@ class BulkRunner:
     def _run_item(self, job: _Job, item: BallK) -> Result[bool, MictlanXError]:
         while not job.slots.acquire(timeout=WAIT_SLICE):
             if self.engine.closing.is_set():
-                return Err(PutChunksError("not started: client closed"))
+                return Err(ClientClosedError("not started: client is closed"))
         try:
             if job.stop_on_failure and job.failed.is_set():
                 return Err(PutChunksError("not started: an earlier item of the bulk job failed"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any, List, Optional, Tuple, Union
 
-from ..protocol.errors import MictlanXError, ValidationError
+from ..protocol.errors import ClientClosedError, MictlanXError, ValidationError
 from ..protocol.policies import RetryPolicy
 from ..protocol.result import Err
 from ..protocol.router import Router
@@ -60,7 +60,7 @@ class ClientBase:
     def _ready(self) -> Optional[Err[Any, MictlanXError]]:
         """``Err`` when the client is closed; else ``None``, after rebuilding what a fork broke."""
         if self._closed:
-            return Err(ValidationError("client is closed"))
+            return Err(ClientClosedError())
         self._engine.check_process()
         return None
 

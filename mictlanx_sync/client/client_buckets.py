@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import attrs
 
-from ..protocol.errors import MictlanXError, NotFoundError, ValidationError
+from ..protocol.errors import ClientClosedError, MictlanXError, NotFoundError, ValidationError
 from ..protocol.ids import validate_id
 from ..protocol.models import (
     Ball,
@@ -143,7 +143,7 @@ class ClientBuckets(ClientBase):
                 print(ball.ball_id, ball.size)
         """
         if self._closed:
-            raise ValidationError("client is closed")
+            raise ClientClosedError()
         validate_id(bucket_id, "bucket_id")
         if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
             raise ValidationError(f"page_size must be a positive int, not {page_size!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Generator, Optional, Tuple
 
-from ..protocol.errors import MictlanXError, ValidationError
+from ..protocol.errors import ClientClosedError, MictlanXError, ValidationError
 from ..protocol.ids import validate_id, validate_key
 from ..protocol.models import Chunk, GetResponse, Metadata
 from ..protocol.result import Err, Ok, Result
@@ -132,7 +132,7 @@ class ClientReads(ClientBase):
         ``order=True`` yields in index order (and checks ``full_checksum`` after the last).
         """
         if self._closed:
-            raise ValidationError("client is closed")
+            raise ClientClosedError()
         self._engine.check_process()
         validate_id(bucket_id, "bucket_id")
         validate_key(key, "key")

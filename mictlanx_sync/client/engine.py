@@ -19,7 +19,7 @@ import time
 import weakref
 from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar
 
-from ..protocol.errors import CircuitOpenError, MictlanXError, RequestTimeoutError, UnknownError, ValidationError
+from ..protocol.errors import CircuitOpenError, ClientClosedError, MictlanXError, RequestTimeoutError, UnknownError
 from ..protocol.policies import BreakerPolicy, RetryPolicy, is_retryable
 from ..protocol.result import Err, Result
 from ..protocol.retrying import call_with_retry
@@ -97,11 +97,11 @@ class Engine:
     def transfer_pool(self) -> cf.ThreadPoolExecutor:
         """The one transfer pool: its tasks move chunk bytes and never wait on each other.
 
-        Raises ``ValidationError("client is closed")`` once closing (never a new pool then).
+        Raises ``ClientClosedError`` once closing (never a new pool then).
         """
         with self._pool_lock:
             if self.closing.is_set():
-                raise ValidationError("client is closed")
+                raise ClientClosedError()
             if self._transfer_pool is None:
                 self._transfer_pool = cf.ThreadPoolExecutor(self.max_workers, f"mictlanx-{self.name}")
             return self._transfer_pool
@@ -110,19 +110,19 @@ class Engine:
         """Bulk workers act as callers of the transfer pool (they may wait on it)."""
         with self._pool_lock:
             if self.closing.is_set():
-                raise ValidationError("client is closed")
+                raise ClientClosedError()
             if self._bulk_pool is None:
                 self._bulk_pool = cf.ThreadPoolExecutor(self.max_bulk_workers, f"mictlanx-bulk-{self.name}")
             return self._bulk_pool
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
-        """Run ``fn(*args)`` in the transfer pool; a closed client raises ``ValidationError``
+        """Run ``fn(*args)`` in the transfer pool; a closed client raises ``ClientClosedError``
         (typed, so callers return it), never ``RuntimeError`` from a pool shut down meanwhile."""
         try:
             # The context carries the user's operation, so a chunk's retries are logged under it.
             return self.transfer_pool().submit(contextvars.copy_context().run, fn, *args)
         except RuntimeError:  # close() shut the pool down between the lookup and the submit
-            raise ValidationError("client is closed") from None
+            raise ClientClosedError() from None
 
     def acquire_buffer(self, cancelled: Callable[[], bool] = lambda: False) -> bool:
         """Take one chunk buffer from the client-wide budget; ``False`` if cancelled meanwhile."""
@@ -160,7 +160,7 @@ class Engine:
         Returns the last result; an error keeps its type and gets ``router`` set.
         """
         if self.closing.is_set():
-            return Err(ValidationError("client is closed"))
+            return Err(ClientClosedError())
         failed: list[Router] = []
 
         def attempt(number: int) -> Result[T, MictlanXError]:
@@ -188,7 +188,7 @@ class Engine:
                 expired.__cause__ = cause
                 return Err(expired)
             if self.closing.is_set():
-                return Err(ValidationError("client is closed"))
+                return Err(ClientClosedError())
         return result
 
     def _attempt_on(self, router: Router, request: Callable[[Router], Result[T, MictlanXError]],

@@ -235,21 +235,37 @@ def _bad_copy(error: MictlanXError) -> Optional[str]:
 
 
 class _BadCopy(MictlanXError):
-    """A bad copy while another copy is left to try: ends the attempt *retryably*.
+    """A bad copy while another copy is left to try: ends the attempt so that the retry layer
+    tries again, moving to another router (§8.1). Its status and code are the bad copy's
+    own; what the retry layer needs it states itself:
 
-    Status 503, so the retry layer tries again, moving to another router (§8.1). With a
-    fresh replica next, ``retry_after`` 0 skips the backoff (a replica that has not been
-    asked has no reason to wait); otherwise the backoff applies. ``code`` 500 when the
-    copy was cut in transport (the router's breaker counts it, as it counts any broken
-    transfer), 501 for a mismatch (the router answered; a peer's copy is bad). Never
-    returned to callers: :meth:`_Replicas.final` replaces it.
+    - :attr:`retryable`: always (another copy is left);
+    - :attr:`retry_after`: 0 with a fresh replica next (a replica that has not been asked has
+      no reason to wait), else ``None`` (the backoff applies);
+    - :attr:`router_fault`: when the copy was cut in transport (the router's breaker counts
+      it, as it counts any broken transfer); not for a mismatch (the router answered; a
+      peer's copy is bad).
+
+    Never returned to callers: :meth:`_Replicas.final` replaces it.
     """
 
     def __init__(self, error: MictlanXError, immediate: bool) -> None:
-        detail = {**(error.detail or {}), **({"retry_after": 0} if immediate else {})}
-        super().__init__(error.message, 503, 500 if _bad_copy(error) == "short" else 501, detail,
+        super().__init__(error.message, error.status_code, error.code, error.detail,
                          bucket_id=error.bucket_id, key=error.key, router=error.router)
         self.error = error
+        self.immediate = immediate
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+    @property
+    def retry_after(self) -> Optional[float]:
+        return 0.0 if self.immediate else None
+
+    @property
+    def router_fault(self) -> bool:
+        return _bad_copy(self.error) == "short"
 
 
 class _Replicas:

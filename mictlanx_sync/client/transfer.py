@@ -37,7 +37,14 @@ from typing import Any, Callable, Optional
 
 import attrs
 
-from ..protocol.errors import GetChunkError, IntegrityError, LocalStorageError, MictlanXError, NotFoundError
+from ..protocol.errors import (
+    ClientClosedError,
+    GetChunkError,
+    IntegrityError,
+    LocalStorageError,
+    MictlanXError,
+    NotFoundError,
+)
 from ..protocol.models import Metadata
 from ..protocol.result import Err, Ok, Result
 from ..protocol.scopes import current_scope
@@ -453,7 +460,7 @@ class ChunkTransfer:
             return Err(error if isinstance(error, MictlanXError) else LocalStorageError(str(error)))
         done = [f for f in fetched if f is not None]
         if len(done) != n:
-            return Err(GetChunkError("client is closing", bucket_id=info.bucket_id, key=info.key))
+            return Err(ClientClosedError(bucket_id=info.bucket_id, key=info.key))
         return Ok(done)
 
 

@@ -29,6 +29,7 @@ import attrs
 
 from ..protocol.errors import (
     AlreadyExistsError,
+    ClientClosedError,
     MaxAvailabilityReachedError,
     MictlanXError,
     NotFoundError,
@@ -78,14 +79,24 @@ class WritePlan:
 class _GroupLost(MictlanXError):
     """R7 answered 404: the write group expired or its router restarted (protocol §P4.4).
 
-    Internal only: retryable (a 503 status) without counting against the router's breaker
-    (code 404), so the chunk upload starts again from R5 (client-api §8.1). If attempts run
-    out, the caller gets ``cause``, the R7 ``NotFoundError`` itself.
+    Internal only, with the 404's status and code: :attr:`retryable`, so the chunk upload
+    starts again from R5 (client-api §8.1), but not a :attr:`router_fault` (the router
+    answered), and no ``retry_after`` (the backoff applies). If attempts run out, the caller
+    gets ``cause``, the R7 ``NotFoundError`` itself.
     """
 
     def __init__(self, cause: MictlanXError) -> None:
-        super().__init__(cause.message, 503, cause.code, cause.detail, bucket_id=cause.bucket_id, key=cause.key)
+        super().__init__(cause.message, cause.status_code, cause.code, cause.detail, bucket_id=cause.bucket_id,
+                         key=cause.key)
         self.cause = cause
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+    @property
+    def router_fault(self) -> bool:
+        return False
 
 
 @attrs.define
@@ -284,7 +295,7 @@ class Writer:
         for _ in range(2):
             version = self.clock.next()
             if not self.engine.acquire_buffer():
-                return Err(PutChunksError("client is closing", bucket_id=plan.bucket_id, key=plan.key))
+                return Err(ClientClosedError(bucket_id=plan.bucket_id, key=plan.key))
             try:
                 written = self.upload_chunk(plan, 0, data, num_chunks=1, full_checksum=source.full_checksum,
                                             version=version, checksum=checksum, if_absent=True)
@@ -417,7 +428,7 @@ class Writer:
         if failure:
             return Err(_first_cause(failure))
         if engine.closing.is_set():
-            return Err(PutChunksError("client is closing", bucket_id=plan.bucket_id, key=plan.key))
+            return Err(ClientClosedError(bucket_id=plan.bucket_id, key=plan.key))
         try:
             source.finish()  # the data did not change while it was sent: only then commit
         except MictlanXError as error:
@@ -430,7 +441,7 @@ class Writer:
         """Chunk 0, unstaged, at ``version``: the write that makes the object visible. With
         N > 1 it carries the manifest of ``checksums`` (chunks 1..N-1 as staged)."""
         if not self.engine.acquire_buffer():
-            return Err(PutChunksError("client is closing", bucket_id=plan.bucket_id, key=plan.key))
+            return Err(ClientClosedError(bucket_id=plan.bucket_id, key=plan.key))
         try:
             data0 = source.first_chunk()
             checksum0 = hashlib.sha256(data0).hexdigest()

@@ -1,6 +1,6 @@
 """Acceptance 9: every error type reaches the caller unchanged (type, status, code).
 
-Also: a closed client answers ``Err(ValidationError)``, and validation failures are
+Also: a closed client answers ``Err(ClientClosedError)`` (a ``ValidationError``), and validation failures are
 reported before any request is sent.
 """
 
@@ -16,6 +16,7 @@ from mictlanx_sync import BreakerPolicy, Client, RetryPolicy
 from mictlanx_sync.protocol.errors import (
     AlreadyExistsError,
     CircuitOpenError,
+    ClientClosedError,
     ConnectFailedError,
     MaxAvailabilityReachedError,
     MictlanXError,
@@ -113,7 +114,8 @@ def test_closed_client_answers_validation_error(cluster: Cluster, tmp_path: Path
     ]
     for result in results:
         error = result.unwrap_err()
-        assert type(error) is ValidationError and "closed" in error.message, repr(error)
+        assert type(error) is ClientClosedError and "closed" in error.message, repr(error)
+        assert isinstance(error, ValidationError) and (error.status_code, error.code) == (1008, 1008)
     with pytest.raises(ValidationError):
         next(c.get_chunks(bucket, "before-close"))
 
