@@ -35,6 +35,7 @@ import diskcache
 import platformdirs
 
 from ..protocol.errors import ValidationError
+from ..protocol.etag import etag_checksum
 from ..protocol.sizes import parse_size
 from .sinks import Sink
 
@@ -400,8 +401,8 @@ class _ViewReader:
 def _normalize(checksum: str) -> Optional[str]:
     if not isinstance(checksum, str):
         return None
-    digest = checksum.strip().strip('"').lower()  # an ETag may arrive quoted
-    return digest if _SHA256_HEX.fullmatch(digest) else None
+    digest = etag_checksum(checksum)  # a checksum may arrive as an ETag, quoted
+    return digest if digest is not None and _SHA256_HEX.fullmatch(digest) else None
 
 
 def _chunk_key(digest: str) -> str:

@@ -30,9 +30,9 @@ from ..protocol.direct import DIRECT_FIRST_BYTE_TIMEOUT
 from ..protocol.errors import ValidationError
 from ..protocol.policies import BreakerPolicy, RetryPolicy
 from ..protocol.router import Router
+from ..protocol.timeouts import DEFAULT_CONNECT_TIMEOUT, TimeoutArg, resolve_timeout
 from .bulk import BulkRunner
 from .cache import ChunkCache
-from .client_base import timeout_pair
 from .client_buckets import ClientBuckets
 from .client_reads import ClientReads
 from .client_writes import ClientWrites
@@ -88,7 +88,7 @@ class Client(ClientWrites, ClientReads, ClientBuckets):
         self, uri: Union[str, Sequence[Router]], client_id: Optional[str] = None, debug: bool = False,
         max_workers: int = 12, log_output_path: Optional[str] = None, log_when: str = "m", log_interval: int = 30,
         eviction_policy: str = "LRU", capacity_storage: Union[str, int] = "1GB", verify: Any = True, *,
-        cache_path: Optional[str] = None, timeout: Tuple[float, float] = (5.0, 120.0),
+        cache_path: Optional[str] = None, timeout: TimeoutArg = (5.0, 120.0),
         retry: Optional[RetryPolicy] = None, breaker: Optional[BreakerPolicy] = _DEFAULT_BREAKER,
         progress: Optional[bool] = None, load_balancing: str = "LEAST_INFLIGHT", log_backup_count: int = 7,
         max_bulk_workers: int = 4, token: Optional[str] = None, inline_max: Union[str, int] = "64KiB",
@@ -98,7 +98,7 @@ class Client(ClientWrites, ClientReads, ClientBuckets):
         self.max_workers = positive_int("max_workers", max_workers)
         self.max_bulk_workers = positive_int("max_bulk_workers", max_bulk_workers)
         self.verify = verify
-        self.timeout = timeout_pair(timeout)
+        self.timeout = resolve_timeout(timeout, (DEFAULT_CONNECT_TIMEOUT, 120.0))
         self.progress = progress
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError("retry must be a RetryPolicy or None")

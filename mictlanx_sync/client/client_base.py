@@ -10,32 +10,22 @@ they all call: the closed / fork check, the ``Err`` logging and the timeout reso
 from __future__ import annotations
 
 import logging
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple
 
-from ..protocol.errors import ClientClosedError, MictlanXError, ValidationError
+from ..protocol.errors import ClientClosedError, MictlanXError
 from ..protocol.policies import RetryPolicy
 from ..protocol.result import Err
 from ..protocol.router import Router
+from ..protocol.timeouts import TimeoutArg, resolve_timeout
 from .bulk import BulkRunner
 from .engine import Engine
 from .reads import Reader
 from .writes import Writer
 
-__all__ = ["ClientBase", "Timeout", "timeout_pair"]
+__all__ = ["ClientBase", "Timeout"]
 
-Timeout = Union[None, float, Tuple[float, float]]
-
-
-def timeout_pair(timeout: Any) -> Tuple[float, float]:
-    """``(connect, read)`` seconds from a positive number (connect capped at 5 s) or a pair."""
-    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
-        if timeout <= 0:
-            raise ValidationError(f"timeout must be > 0, got {timeout}")
-        return (min(5.0, float(timeout)), float(timeout))
-    if isinstance(timeout, tuple) and len(timeout) == 2 and all(
-            isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in timeout):
-        return (float(timeout[0]), float(timeout[1]))
-    raise ValidationError(f"timeout must be a positive number or a (connect, read) pair, got {timeout!r}")
+#: A call's ``timeout`` argument: read seconds, a ``(connect, read)`` pair, or ``None`` (the client's).
+Timeout = TimeoutArg
 
 
 class ClientBase:
@@ -79,7 +69,7 @@ class ClientBase:
 
     def _timeout(self, timeout: Timeout) -> Tuple[float, float]:
         """A call's ``timeout`` argument as ``(connect, read)``; ``None`` is the client's."""
-        return self.timeout if timeout is None else timeout_pair(timeout)
+        return resolve_timeout(timeout, self.timeout)
 
     def _call(self, describe: str, request: Any, timeout: Timeout, policy: Optional[RetryPolicy] = None) -> Any:
         """``request(router)`` through the engine (router choice, breaker, retry) unless closed."""

@@ -16,21 +16,14 @@ import hashlib
 from typing import Any, Callable, Optional, Union
 
 import attrs
-import requests
 
-from ..protocol.bodies import BodyReader
 from ..protocol.direct import DIRECT_FIRST_BYTE_TIMEOUT
-from ..protocol.errors import (
-    IntegrityError,
-    MictlanXError,
-    NotFoundError,
-    UpstreamProtocolError,
-    error_from_exception,
-)
+from ..protocol.errors import IntegrityError, MictlanXError, NotFoundError, UpstreamProtocolError
 from ..protocol.inline import INLINE_MAX_HEADER
 from ..protocol.policies import RetryPolicy
 from ..protocol.result import Err, Ok, Result
 from ..protocol.router import Router
+from ..protocol.stream import DataStream
 from ..protocol.versions import VERSION_HEADER
 from .engine import Engine
 from .sinks import BufferSink, FileSink, Sink
@@ -151,34 +144,28 @@ class ChunkFetcher:
 
     def _stream(self, router: Router, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
                 expected_checksum: Expected, peer_id: Optional[str] = None) -> Result[Fetched, MictlanXError]:
-        opened = router.get_streaming(bucket_id, key, timeout=options.timeout,
-                                      headers=options.request_headers(peer_id), direct=options.direct,
-                                      direct_timeout=options.direct_timeout)
+        opened = router.open_stream(bucket_id, key, timeout=options.timeout, headers=options.request_headers(peer_id),
+                                    direct=options.direct, direct_timeout=options.direct_timeout)
         if opened.is_err:
             return Err(opened.unwrap_err())
-        response: requests.Response = opened.unwrap()
         context = {"bucket_id": bucket_id, "key": key, "router": router.base_url()}
-        try:
-            return Ok(self._consume(response, options, make_sink, expected_checksum, context))
-        except MictlanXError as error:
-            return Err(error)
-        except requests.RequestException as exc:
-            return Err(error_from_exception(exc, **context))
-        finally:
-            response.close()
+        with opened.unwrap() as stream:
+            try:
+                return Ok(self._consume(stream, options, make_sink, expected_checksum, context))
+            except MictlanXError as error:  # the stream's own errors are typed already
+                return Err(error)
 
     @staticmethod
-    def _consume(response: requests.Response, options: ReadOptions, make_sink: SinkFactory,
+    def _consume(stream: DataStream, options: ReadOptions, make_sink: SinkFactory,
                  expected_checksum: Expected, context: dict[str, Any]) -> Fetched:
-        served_by = response.headers.get("Peer-Id")
-        try:
-            length = int(response.headers["Content-Length"])
-        except (KeyError, ValueError):
-            raise UpstreamProtocolError("data answer without a valid Content-Length", **context) from None
+        served_by = stream.peer_id
+        length = stream.content_length
+        if length is None:
+            raise UpstreamProtocolError("data answer without a valid Content-Length", **context)
         if length < 0:
             raise UpstreamProtocolError(f"data answer with Content-Length {length}", **context)
         fixed = expected_checksum.lower() if isinstance(expected_checksum, str) else None
-        etag = response.headers.get("ETag", "").strip().strip('"').lower() or None
+        etag = stream.checksum
         if etag is None:
             etag = fixed
         if etag is None and callable(expected_checksum):  # an upstream router: no ETag
@@ -191,13 +178,12 @@ class ChunkFetcher:
         except IntegrityError as error:  # a size the layout does not allow: a bad copy too
             error.detail = {"peer_id": served_by, **(error.detail or {})}
             raise
-        reader = BodyReader(response, **context)
         hasher = hashlib.sha256()
         received = 0
         try:
             while received < length:
                 view = sink.region(received, min(options.read_piece, length - received))
-                got = reader.readinto(view)
+                got = stream.readinto(view)
                 if not got:
                     raise UpstreamProtocolError(f"short body: {received} of {length} bytes from peer {served_by}",
                                                 **context)
@@ -211,9 +197,9 @@ class ChunkFetcher:
             error.detail = {**(error.detail or {}), SHORT_BODY: {"received": received, "expected": length},
                             "peer_id": served_by}
             raise
-        if reader.readinto(memoryview(bytearray(1))):  # a chunked body may run on: never accepted
+        if stream.readinto(memoryview(bytearray(1))):  # a chunked body may run on: never accepted
             raise UpstreamProtocolError(f"more than the announced {length} bytes", **context)
-        reader.release()
+        stream.release()
         actual = hasher.hexdigest()
         if actual != etag or (fixed is not None and actual != fixed):
             raise IntegrityError(f"checksum mismatch from peer {served_by}: got {actual}, expected {etag}",

@@ -15,12 +15,12 @@ import concurrent.futures as cf
 import hashlib
 import logging
 import os
-import secrets
 import time
 from typing import Any, Callable, Generator, Optional
 
 import attrs
 
+from ..protocol.atomic_file import AtomicFile
 from ..protocol.direct import DIRECT_FIRST_BYTE_TIMEOUT, DIRECT_READ_MIN
 from ..protocol.errors import (
     AlreadyExistsError,
@@ -35,7 +35,7 @@ from ..protocol.result import Err, Ok, Result
 from .cache import ChunkCache
 from .engine import Engine, wait_in_slices
 from .fetch import ChunkFetcher, Fetched, ReadOptions
-from .files import HASH_PIECE, fd_region, file_sha256, fsync_directory, local_error, target_name
+from .files import HASH_PIECE, fd_region, file_sha256, local_error, target_name
 from .layout import ObjectLayout, chunk_key
 from .progress import announce_total
 from .sinks import BufferSink, FileSink, Progress, Sink, unfilled_bytearray
@@ -319,34 +319,19 @@ class Reader:
                                                   bucket_id=bucket_id, key=key))
         except OSError as exc:
             return Err(local_error(exc, target))
-        part = os.path.join(directory, f".{os.path.basename(target)}.{secrets.token_hex(4)}.part")
         try:
-            fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        except OSError as exc:
-            return Err(local_error(exc, part))
-        committed = False
-        try:
-            os.ftruncate(fd, info.size)
-            failed = self._fill_file(info, options, fd, progress)
-            if failed is not None:
-                return Err(failed)
-            os.fsync(fd)
-            os.close(fd)
-            fd = -1
-            os.replace(part, target)
-            committed = True
-            fsync_directory(directory)
-            return Ok(target)
+            part = AtomicFile(target, size=info.size)
         except OSError as exc:
             return Err(local_error(exc, target))
-        finally:  # any failure or interrupt, KeyboardInterrupt included, leaves no .part behind
-            if fd >= 0:
-                os.close(fd)
-            if not committed:
-                try:
-                    os.unlink(part)
-                except FileNotFoundError:
-                    pass
+        with part:  # any failure or interrupt, KeyboardInterrupt included, leaves no .part behind
+            try:
+                failed = self._fill_file(info, options, part.fd, progress)
+                if failed is not None:
+                    return Err(failed)
+                part.commit()
+                return Ok(target)
+            except OSError as exc:
+                return Err(local_error(exc, target))
 
     def _fill_file(self, info: ObjectInfo, options: ReadOptions, fd: int,
                    progress: Optional[Callable[[int], None]]) -> Optional[MictlanXError]:
