@@ -6,8 +6,10 @@ Modules, each with one job:
 - :mod:`.client`, :mod:`.client_base`, :mod:`.client_writes`, :mod:`.client_reads`,
   :mod:`.client_buckets`: ``Client``, one class written by concern (construction and
   lifecycle; ``put*`` and bulk; ``get*``; metadata, listings and deletes).
-- :mod:`.engine`: ``Engine``, the one way a request is sent (router choice, breaker, retry via
-  :mod:`mictlanx_sync.protocol.retrying`), the transfer pool and the buffer budget.
+- :mod:`.dispatch`: ``Dispatcher``, the one way a request is sent (router choice, breaker, retry
+  via :mod:`mictlanx_sync.protocol.retrying`); :mod:`.executor`: ``BoundedExecutor``, the
+  transfer pool and the buffer budget; :mod:`.coordinator`: ``TransferCoordinator``, the one
+  bounded parallel loop of an object's chunks; :mod:`.lifecycle`: closing and fork.
 - :mod:`.writes`, :mod:`.sources`, :mod:`.bulk`: the write operations and their chunk sources.
 - :mod:`.reads`: the read operations; :mod:`.transfer`, the chunk transfer loop (cache first,
   then R11) and the whole-object check; :mod:`.fetch`, one chunk from R11, verified, failing

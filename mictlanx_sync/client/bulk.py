@@ -24,8 +24,9 @@ from ..protocol.errors import (
 from ..protocol.ids import validate_task_id
 from ..protocol.models import BallK, BulkPutResult
 from ..protocol.result import Err, Ok, Result
-from .engine import WAIT_SLICE, Engine
+from .executor import WAIT_SLICE
 from .layout import validate_object_key, validate_tags
+from .lifecycle import Lifecycle
 
 if TYPE_CHECKING:
     from .client import Client
@@ -48,11 +49,39 @@ class _Job:
 
 
 class BulkRunner:
-    """The bulk jobs of one client, keyed by ``bulk_id``. Thread-safe."""
+    """The bulk jobs of one client, keyed by ``bulk_id``, and the bulk pool. Thread-safe.
 
-    def __init__(self, engine: Engine, client: Client) -> None:
-        self.engine = engine
+    Bulk workers are callers of the transfer pool (they may wait on it); the pool and the
+    jobs are this process's own: a forked child starts with none of the parent's.
+    """
+
+    def __init__(self, lifecycle: Lifecycle, max_workers: int, name: str, client: Client) -> None:
+        self.lifecycle = lifecycle
+        self.max_workers = max_workers
+        self.name = name
         self.client = client
+        self._build()
+        lifecycle.on_fork(self._build)
+
+    def _build(self) -> None:
+        self.jobs: dict[str, _Job] = {}
+        self.lock = threading.Lock()
+        self._pool: Optional[cf.ThreadPoolExecutor] = None
+
+    def _pool_or_closed(self) -> cf.ThreadPoolExecutor:
+        with self.lock:
+            if self.lifecycle.closed:
+                raise ClientClosedError()
+            if self._pool is None:
+                self._pool = cf.ThreadPoolExecutor(self.max_workers, f"mictlanx-bulk-{self.name}")
+            return self._pool
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Cancel the items not started and stop the bulk pool (``close()``)."""
+        with self.lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=wait, cancel_futures=True)
 
     def submit(self, bulk_id: str, balls: Sequence[BallK], max_concurrency: int,
                stop_on_failure: bool) -> Result[bool, MictlanXError]:
@@ -64,26 +93,26 @@ class BulkRunner:
         except ValidationError as error:
             return Err(error)
         job = _Job(items, max_concurrency, stop_on_failure)
-        with self.engine.bulk_lock:
-            if bulk_id in self.engine.bulk_jobs:
+        with self.lock:
+            if bulk_id in self.jobs:
                 return Err(AlreadyExistsError(f"bulk job {bulk_id!r} already exists"))
-            self.engine.bulk_jobs[bulk_id] = job
+            self.jobs[bulk_id] = job
         try:
-            pool = self.engine.bulk_pool()
+            pool = self._pool_or_closed()
             for item in items:
                 job.futures.append(pool.submit(self._run_item, job, item))
-        except (ValidationError, RuntimeError):  # close() ran meanwhile
+        except (ClientClosedError, RuntimeError):  # close() ran meanwhile
             for future in job.futures:
                 future.cancel()
-            with self.engine.bulk_lock:
-                self.engine.bulk_jobs.pop(bulk_id, None)
+            with self.lock:
+                self.jobs.pop(bulk_id, None)
             return Err(ClientClosedError())
         return Ok(True)
 
     def wait(self, bulk_id: str, remove_on_completion: bool,
              timeout: Optional[float]) -> Result[BulkPutResult, MictlanXError]:
-        with self.engine.bulk_lock:
-            job = self.engine.bulk_jobs.get(bulk_id)
+        with self.lock:
+            job = self.jobs.get(bulk_id)
         if job is None:
             return Err(NotFoundError(f"no bulk job {bulk_id!r}"))
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -101,13 +130,13 @@ class BulkRunner:
             else:
                 result.failures.append({"item": item, "error": outcome.unwrap_err()})
         if remove_on_completion:
-            with self.engine.bulk_lock:
-                self.engine.bulk_jobs.pop(bulk_id, None)
+            with self.lock:
+                self.jobs.pop(bulk_id, None)
         return Ok(result)
 
     def _run_item(self, job: _Job, item: BallK) -> Result[bool, MictlanXError]:
         while not job.slots.acquire(timeout=WAIT_SLICE):
-            if self.engine.closing.is_set():
+            if self.lifecycle.closed:
                 return Err(ClientClosedError("not started: client is closed"))
         try:
             if job.stop_on_failure and job.failed.is_set():

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import uuid
 from logging.handlers import TimedRotatingFileHandler
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -37,7 +36,9 @@ from .client_buckets import ClientBuckets
 from .client_reads import ClientReads
 from .client_writes import ClientWrites
 from .delete_order import guard_delete_order
-from .engine import Engine
+from .dispatch import Dispatcher
+from .executor import BoundedExecutor
+from .lifecycle import Lifecycle
 from .operation import named_operation
 from .options import inline_limit, positive_int, positive_seconds
 from .reads import Reader
@@ -109,17 +110,19 @@ class Client(ClientWrites, ClientReads, ClientBuckets):
         pool_maxsize = max(16, self.max_workers + self.max_bulk_workers + 16)
         self.routers = _routers(uri, self.timeout, verify, pool_maxsize, token)
         self._cache = ChunkCache(cache_path, capacity_storage, eviction_policy, logger=self.logger)
-        self._engine = Engine(
-            self.routers, retry=retry or RetryPolicy(), breaker=breaker, load_balancing=load_balancing,
-            max_workers=self.max_workers, max_bulk_workers=self.max_bulk_workers, cache=self._cache,
-            logger=self.logger, name=self.client_id)
+        # Composed, each with one job: the open/closed state (and what a fork rebuilds), the one
+        # way a request is sent, the transfer pool with its buffer budget, the bulk pool.
+        self._lifecycle = Lifecycle()
+        self._lifecycle.on_fork(self._cache.reopen)
+        self._dispatcher = Dispatcher(self.routers, retry=retry or RetryPolicy(), breaker=breaker,
+                                      load_balancing=load_balancing, logger=self.logger, lifecycle=self._lifecycle)
+        self._executor = BoundedExecutor(self.max_workers, self.client_id, self._lifecycle)
         self.inline_max = inline_limit(inline_max)
-        self._writer = Writer(self._engine, self.logger, inline_max=self.inline_max)
-        self._reader = Reader(self._engine, self.logger, direct_reads=bool(direct_reads),
+        self._writer = Writer(self._dispatcher, self._executor, self.logger, inline_max=self.inline_max)
+        self._reader = Reader(self._dispatcher, self._executor, self._cache, self.logger,
+                              direct_reads=bool(direct_reads),
                               direct_timeout=positive_seconds("direct_timeout", direct_timeout))
-        self._bulk = BulkRunner(self._engine, self)
-        self._closed = False
-        self._close_lock = threading.Lock()
+        self._bulk = BulkRunner(self._lifecycle, self.max_bulk_workers, self.client_id, self)
         self._configure_logging(debug, log_output_path, log_when, log_interval, log_backup_count)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -130,19 +133,20 @@ class Client(ClientWrites, ClientReads, ClientBuckets):
 
     @property
     def retry(self) -> RetryPolicy:
-        return self._engine.retry
+        return self._dispatcher.retry
 
     def breaker_state(self, router: Router) -> str:
         """``"closed"``, ``"open"`` or ``"half-open"`` for one of :attr:`routers`."""
-        return str(self._engine.balancer.breaker(router).state)
+        return str(self._dispatcher.breaker(router).state)
 
     def close(self, wait: bool = True) -> None:
         """Stop the pools, close sessions and cache, remove this client's log handlers. Idempotent."""
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._engine.shutdown(wait)
+        if not self._lifecycle.close():  # every call in flight ends now (its sockets are shut)
+            return
+        self._bulk.shutdown(wait)
+        self._executor.shutdown(wait)
+        self._dispatcher.close()
+        self._cache.close()
         for handler in self._handlers:
             self.logger.removeHandler(handler)
             handler.close()

@@ -18,7 +18,8 @@ from ..protocol.result import Err
 from ..protocol.router import Router
 from ..protocol.timeouts import TimeoutArg, resolve_timeout
 from .bulk import BulkRunner
-from .engine import Engine
+from .dispatch import Dispatcher
+from .lifecycle import Lifecycle
 from .reads import Reader
 from .writes import Writer
 
@@ -41,17 +42,18 @@ class ClientBase:
     inline_max: int
     logger: logging.Logger
     routers: List[Router]
-    _engine: Engine
+    _lifecycle: Lifecycle
+    _dispatcher: Dispatcher
     _writer: Writer
     _reader: Reader
     _bulk: BulkRunner
-    _closed: bool
 
     def _ready(self) -> Optional[Err[Any, MictlanXError]]:
         """``Err`` when the client is closed; else ``None``, after rebuilding what a fork broke."""
-        if self._closed:
-            return Err(ClientClosedError())
-        self._engine.check_process()
+        try:
+            self._lifecycle.check()
+        except ClientClosedError as closed:
+            return Err(closed)
         return None
 
     def _logged(self, operation: str, bucket_id: Any, key: Any, result: Any) -> Any:
@@ -72,7 +74,7 @@ class ClientBase:
         return resolve_timeout(timeout, self.timeout)
 
     def _call(self, describe: str, request: Any, timeout: Timeout, policy: Optional[RetryPolicy] = None) -> Any:
-        """``request(router)`` through the engine (router choice, breaker, retry) unless closed."""
+        """``request(router)`` through the dispatcher (router choice, breaker, retry) unless closed."""
         if (closed := self._ready()) is not None:
             return closed
-        return self._engine.call(describe, request, policy=policy)
+        return self._dispatcher.call(describe, request, policy=policy)

@@ -1,6 +1,6 @@
 """The metadata half of ``Client``: stat, listings and deletes (client-api §8.4).
 
-One-request calls (``get_metadata_by_key``, ``delete``…) go through the engine with
+One-request calls (``get_metadata_by_key``, ``delete``…) go through the dispatcher with
 ``_call``; listings walk keyset pages of 1000 on one router and group chunks into
 ``Ball`` / ``Bucket``; ``iter_objects`` walks the same pages lazily, in bounded memory;
 ``delete_bucket`` lists, then deletes ball by ball.
@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import attrs
 
-from ..protocol.errors import ClientClosedError, MictlanXError, NotFoundError, ValidationError
+from ..protocol.errors import MictlanXError, NotFoundError, ValidationError
 from ..protocol.ids import validate_id
 from ..protocol.models import (
     Ball,
@@ -79,12 +79,12 @@ class ClientBuckets(ClientBase):
         chunk0 = _incomplete_chunk0(chunks, ball_id)
         if chunk0 is None:
             return chunks
-        found = self._engine.call(f"stat {bucket_id}/{ball_id}",
+        found = self._dispatcher.call(f"stat {bucket_id}/{ball_id}",
                                   lambda r: r.get_metadata(bucket_id, chunk_key(ball_id, 0), timeout=timeout))
         if found.is_err or not found.unwrap().version or found.unwrap().metadata.checksum != chunk0.checksum:
             return chunks
         version = found.unwrap().version
-        committed = self._engine.call(f"commit {bucket_id}/{ball_id}",
+        committed = self._dispatcher.call(f"commit {bucket_id}/{ball_id}",
                                       lambda r: r.commit(bucket_id, ball_id, version, timeout=timeout))
         if committed.is_err:
             self.logger.warning("finishing the commit of %s/%s at version %s failed: %s", bucket_id, ball_id,
@@ -92,7 +92,7 @@ class ClientBuckets(ClientBase):
             return chunks
         self.logger.info("finished the commit of %s/%s at version %s (its writer stopped before it)",
                          bucket_id, ball_id, version)
-        again = self._engine.call(f"chunks {bucket_id}/{ball_id}",
+        again = self._dispatcher.call(f"chunks {bucket_id}/{ball_id}",
                                   lambda r: r.get_chunks_metadata(ball_id, bucket_id, timeout=timeout))
         return list(again.unwrap().chunks) if again.is_ok and again.unwrap().chunks else chunks
 
@@ -142,8 +142,7 @@ class ClientBuckets(ClientBase):
             for ball in client.iter_objects("photos", page_size=500):
                 print(ball.ball_id, ball.size)
         """
-        if self._closed:
-            raise ClientClosedError()
+        self._lifecycle.check()  # ClientClosedError once closed
         validate_id(bucket_id, "bucket_id")
         if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
             raise ValidationError(f"page_size must be a positive int, not {page_size!r}")
@@ -158,7 +157,7 @@ class ClientBuckets(ClientBase):
             def list_page(r: Router, a: Optional[str] = after) -> Result[Any, MictlanXError]:
                 return r.get_bucket_metadata(bucket_id, timeout=timeout, headers=headers, end=page_size, after=a)
 
-            page = self._engine.call(f"list {bucket_id}", list_page)
+            page = self._dispatcher.call(f"list {bucket_id}", list_page)
             if page.is_err:
                 raise page.unwrap_err()
             metas = page.unwrap().balls
@@ -194,7 +193,7 @@ class ClientBuckets(ClientBase):
                 return r.get_bucket_metadata(bucket_id, timeout=timeout, headers=headers, end=_LIST_PAGE, after=a,
                                              include_disabled=include_disabled)
 
-            page = self._engine.call(f"list {bucket_id}", list_page)
+            page = self._dispatcher.call(f"list {bucket_id}", list_page)
             if page.is_err:
                 return Err(page.unwrap_err())
             answer = page.unwrap()

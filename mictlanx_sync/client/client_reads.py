@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Generator, Optional, Tuple
 
-from ..protocol.errors import ClientClosedError, MictlanXError, ValidationError
+from ..protocol.errors import MictlanXError, ValidationError
 from ..protocol.ids import validate_id, validate_key
 from ..protocol.models import Chunk, GetResponse, Metadata
 from ..protocol.result import Err, Ok, Result
@@ -33,8 +33,9 @@ class ClientReads(ClientBase):
                       max_delay: Optional[float], jitter: Optional[bool], verify_full: bool) -> ReadOptions:
         if headers is not None and not isinstance(headers, dict):
             raise TypeError("headers must be a dict")
-        policy = retry_policy(self._engine.retry, max_retries=max_retries, delay=delay, backoff_factor=backoff_factor,
-                              max_delay=max_delay, max_backoff=max_backoff, jitter=jitter)
+        policy = retry_policy(self._dispatcher.retry, max_retries=max_retries, delay=delay,
+                              backoff_factor=backoff_factor, max_delay=max_delay, max_backoff=max_backoff,
+                              jitter=jitter)
         return ReadOptions(policy=policy, timeout=self._timeout(timeout), piece_size=piece_size(chunk_size),
                            headers=dict(headers or {}), max_parallel=positive_int("max_paralell_gets", max_parallel),
                            force=bool(force), verify_full=bool(verify_full), inline_max=self.inline_max)
@@ -131,9 +132,7 @@ class ClientReads(ClientBase):
 
         ``order=True`` yields in index order (and checks ``full_checksum`` after the last).
         """
-        if self._closed:
-            raise ClientClosedError()
-        self._engine.check_process()
+        self._lifecycle.check()  # ClientClosedError once closed
         validate_id(bucket_id, "bucket_id")
         validate_key(key, "key")
         options = self._read_options(max_parallel_gets, headers, chunk_size, timeout, max_retries, delay,

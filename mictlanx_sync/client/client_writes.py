@@ -35,7 +35,7 @@ class ClientWrites(ClientBase):
         validate_object_key(bucket_id, key)
         return WritePlan(
             bucket_id=bucket_id, key=key, rf=positive_int("rf", rf), tags=validate_tags(tags), update=bool(update),
-            policy=retry_policy(self._engine.retry, max_tries=max_tries, max_backoff=max_backoff),
+            policy=retry_policy(self._dispatcher.retry, max_tries=max_tries, max_backoff=max_backoff),
             timeout=self._timeout(timeout), max_concurrency=positive_int("max_concurrency", max_concurrency),
             producer_id=self.client_id, content_type=content_type)
 

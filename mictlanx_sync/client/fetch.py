@@ -25,7 +25,7 @@ from ..protocol.result import Err, Ok, Result
 from ..protocol.router import Router
 from ..protocol.stream import DataStream
 from ..protocol.versions import VERSION_HEADER
-from .engine import Engine
+from .dispatch import Dispatcher
 from .sinks import BufferSink, FileSink, Sink
 
 __all__ = ["Sink", "BufferSink", "FileSink", "ReadOptions", "Fetched", "ChunkFetcher"]
@@ -111,10 +111,10 @@ Expected = Union[None, str, Callable[[], Optional[str]]]
 
 
 class ChunkFetcher:
-    """Streams verified chunks through the engine's routers. Thread-safe."""
+    """Streams verified chunks through the client's routers (its dispatcher). Thread-safe."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
 
     def fetch(self, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
               expected_checksum: Expected = None) -> Result[Fetched, MictlanXError]:
@@ -137,7 +137,7 @@ class ChunkFetcher:
     def _fetch(self, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
                expected_checksum: Expected) -> Result[Fetched, MictlanXError]:
         replicas = _Replicas(self, bucket_id, key, options, make_sink, expected_checksum)
-        result = self.engine.call(f"get {bucket_id}/{key}", replicas.attempt, policy=options.policy)
+        result = self.dispatcher.call(f"get {bucket_id}/{key}", replicas.attempt, policy=options.policy)
         if result.is_err and isinstance(result.unwrap_err(), _BadCopy):
             return Err(replicas.final())  # the budget ran out with copies left to try
         return result
@@ -257,7 +257,7 @@ class _BadCopy(MictlanXError):
 class _Replicas:
     """The attempts of one chunk read, moving across replicas on bad copies (§8.6 step 3).
 
-    Runs as the ``request`` of one :meth:`Engine.call`, so every attempt shares the retry
+    Runs as the ``request`` of one :meth:`Dispatcher.call`, so every attempt shares the retry
     budget and each retry moves to another router. Until a bad copy, attempts are
     unpinned (the router picks the replica). After one, R1 (on the router that served
     it) lists the replicas, and each following attempt sends ``Peer-Id``:

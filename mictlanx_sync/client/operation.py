@@ -3,7 +3,7 @@
 A call such as ``client.put("photos", "cat", ...)`` runs several internal steps (list the
 key's chunks, declare metadata, send chunk 3...), each with its own retries. The facade
 methods of ``Client`` run inside :func:`user_operation`, which records ``"put photos/cat"``
-in a context variable; :class:`~.engine.Engine` reads it with :func:`current_operation`
+in a context variable; :class:`~.dispatch.Dispatcher` reads it with :func:`current_operation`
 when it logs a retry, and copies the context into the transfer pool's threads.
 
 >>> with user_operation("get", "photos", "cat"):

@@ -11,7 +11,7 @@ cache's verified index (:class:`~.transfer.FullHash`, module docstring of
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import functools
 import hashlib
 import logging
 import os
@@ -33,7 +33,9 @@ from ..protocol.errors import (
 from ..protocol.models import GetResponse, Metadata
 from ..protocol.result import Err, Ok, Result
 from .cache import ChunkCache
-from .engine import Engine, wait_in_slices
+from .coordinator import TransferCoordinator
+from .dispatch import Dispatcher
+from .executor import BoundedExecutor
 from .fetch import ChunkFetcher, Fetched, ReadOptions
 from .files import HASH_PIECE, fd_region, file_sha256, local_error, target_name
 from .layout import ObjectLayout, chunk_key
@@ -59,16 +61,18 @@ def _version_vanished(result: Result[Any, MictlanXError]) -> bool:
 class Reader:
     """The read operations of one client. Thread-safe: state lives in each call."""
 
-    def __init__(self, engine: Engine, logger: logging.Logger, direct_reads: bool = True,
+    def __init__(self, dispatcher: Dispatcher, executor: BoundedExecutor, cache: Optional[ChunkCache],
+                 logger: logging.Logger, direct_reads: bool = True,
                  direct_timeout: float = DIRECT_FIRST_BYTE_TIMEOUT) -> None:
-        self.engine = engine
+        self.dispatcher = dispatcher
+        self.executor = executor
         self.logger = logger
         #: read chunks of at least ``DIRECT_READ_MIN`` bytes straight from their peers
         self.direct_reads = direct_reads
         #: seconds a direct read waits for the peer's first byte (then: through the router)
         self.direct_timeout = direct_timeout
-        self.fetcher = ChunkFetcher(engine)
-        self.transfer = ChunkTransfer(engine, self.fetcher)
+        self.fetcher = ChunkFetcher(dispatcher)
+        self.transfer = ChunkTransfer(dispatcher, executor, cache, self.fetcher)
 
     @property
     def cache(self) -> Optional[ChunkCache]:
@@ -88,7 +92,7 @@ class Reader:
         """R3 → the metadata, its version and, with ``inline``, the ball's bytes when the
         router sent them (small enough; unverified)."""
         headers = options.metadata_headers(inline)
-        found = self.engine.call(
+        found = self.dispatcher.call(
             f"stat {bucket_id}/{key}",
             lambda router: router.get_metadata(bucket_id, key, timeout=options.timeout, headers=headers),
             policy=options.policy)
@@ -224,7 +228,7 @@ class Reader:
             progress: Optional[Callable[[int], None]] = None) -> Result[GetResponse, MictlanXError]:
         started = time.monotonic()
         for attempt in range(_VERSION_ATTEMPTS):
-            with self.engine.scope():  # Ctrl-C or close() ends every request of this get at once
+            with self.dispatcher.lifecycle.scope():  # Ctrl-C or close() ends every request of this get at once
                 try:
                     result = self._get(bucket_id, key, options, single, progress, started, use_index=True)
                 except RestartWithoutIndex:  # the index that sized the object was wrong: dropped
@@ -293,7 +297,7 @@ class Reader:
     def get_to_file(self, bucket_id: str, key: str, output_path: str, fullname: str, options: ReadOptions,
                     overwrite: bool, progress: Optional[Callable[[int], None]] = None) -> Result[str, MictlanXError]:
         for attempt in range(_VERSION_ATTEMPTS):
-            with self.engine.scope():  # Ctrl-C or close() ends every request of this read at once
+            with self.dispatcher.lifecycle.scope():  # Ctrl-C or close() ends every request of this read at once
                 result = self._get_to_file(bucket_id, key, output_path, fullname, options, overwrite, progress)
             if not _version_vanished(result) or attempt == _VERSION_ATTEMPTS - 1:
                 return result
@@ -374,16 +378,14 @@ class Reader:
         n = info.layout.num_chunks
         proof = options.verify_full and info.layout.provable
         full = hashlib.sha256() if (options.verify_full and order and not proof) else None
-        pending: dict[cf.Future, int] = {}
         ready: dict[int, tuple[Metadata, memoryview]] = {}
-        next_submit = 0
         next_yield = 0
         # The cache as get() uses it: chunk 0's checksum from R3, the others from the
         # version's index (force=True skips cache reads).
         cache = None if options.force else self.cache
         index = self.transfer.index_of(info, options) if cache is not None else None
         sums: list[Optional[str]] = [None] * n
-        listing = ChunkChecksums(self.engine, info, options)
+        listing = ChunkChecksums(self.dispatcher, info, options)
 
         def one(i: int) -> tuple[Metadata, memoryview]:
             size = info.chunk_size(i)
@@ -412,21 +414,19 @@ class Reader:
             sums[i] = got.checksum
             return info.chunk_metadata(i, got.size, got.checksum), memoryview(buffer).toreadonly()
 
+        # Each chunk task holds one buffer of the client-wide budget while it runs (its
+        # buffer is filled); at most max_parallel chunks are in flight or waiting in the
+        # reorder window. An error ends the iteration at once, the other tasks aborted.
+        coordinator = TransferCoordinator(self.executor, lambda: options.max_parallel - len(ready), fail_fast=True)
+        outcomes = coordinator.run(functools.partial(one, i) for i in range(n))
         try:
-            while next_yield < n:
-                while next_submit < n and len(pending) + len(ready) < options.max_parallel:
-                    pending[self.engine.submit(one, next_submit)] = next_submit  # closed: ValidationError
-                    next_submit += 1
-                done, _ = wait_in_slices(list(pending))
-                for future in done:
-                    i = pending.pop(future)
-                    item = future.result()  # raises the chunk's typed error
-                    if not order:
-                        next_yield += 1
-                        yield item
-                    else:
-                        ready[i] = item
-                while order and next_yield in ready:
+            for task, item in outcomes:
+                if not order:
+                    next_yield += 1
+                    yield item
+                    continue
+                ready[task.args[0]] = item
+                while next_yield in ready:
                     item = ready.pop(next_yield)
                     if full is not None:
                         full.update(item[1])
@@ -440,6 +440,5 @@ class Reader:
                                      bucket_id=bucket_id, key=key)
             if (full is not None or proof) and self.cache is not None and all(sums):
                 self.cache.put_index(info.version, [c for c in sums if c], size=info.size)  # verified only
-        finally:  # closing the generator early cancels what has not started
-            for future in pending:
-                future.cancel()
+        finally:  # closing the generator early aborts the chunks in flight and waits for them
+            outcomes.close()

@@ -29,7 +29,7 @@ no tag: its verified c_0 is compared with ``full_checksum``.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import functools
 import hashlib
 import os
 import threading
@@ -38,18 +38,17 @@ from typing import Any, Callable, Optional
 import attrs
 
 from ..protocol.errors import (
-    ClientClosedError,
     GetChunkError,
     IntegrityError,
-    LocalStorageError,
     MictlanXError,
     NotFoundError,
 )
 from ..protocol.models import Metadata
 from ..protocol.result import Err, Ok, Result
-from ..protocol.scopes import current_scope
 from .cache import ChunkCache
-from .engine import Engine, wait_in_slices
+from .coordinator import TransferCoordinator
+from .dispatch import Dispatcher
+from .executor import BoundedExecutor
 from .fetch import ChunkFetcher, Fetched, ReadOptions
 from .layout import MANIFEST_TAG, ObjectLayout, chunk_key, select_chunks
 from .sinks import Guarded, Sink
@@ -109,8 +108,9 @@ class ChunkChecksums:
     Chunk 0's checksum is R3's, so a listing is never needed for it.
     """
 
-    def __init__(self, engine: Engine, info: ObjectInfo, options: ReadOptions, single_key: bool = False) -> None:
-        self.engine = engine
+    def __init__(self, dispatcher: Dispatcher, info: ObjectInfo, options: ReadOptions,
+                 single_key: bool = False) -> None:
+        self.dispatcher = dispatcher
         self.info = info
         self.options = options
         self.single_key = single_key
@@ -126,7 +126,7 @@ class ChunkChecksums:
         with self._lock:
             if self._sums is None:
                 info, options = self.info, self.options
-                listed = self.engine.call(
+                listed = self.dispatcher.call(
                     f"chunks {info.bucket_id}/{info.key}",
                     lambda router: router.get_chunks_metadata(info.key, info.bucket_id, timeout=options.timeout,
                                                               headers=options.headers),
@@ -330,13 +330,16 @@ class _Tracked:
 class ChunkTransfer:
     """Moves every chunk of one object into its sink: cache first, then R11, in parallel."""
 
-    def __init__(self, engine: Engine, fetcher: ChunkFetcher) -> None:
-        self.engine = engine
+    def __init__(self, dispatcher: Dispatcher, executor: BoundedExecutor, cache: Optional[ChunkCache],
+                 fetcher: ChunkFetcher) -> None:
+        self.dispatcher = dispatcher
+        self.executor = executor
+        self._cache = cache
         self.fetcher = fetcher
 
     @property
     def cache(self) -> Optional[ChunkCache]:
-        cache = self.engine.cache
+        cache = self._cache
         return cache if cache is not None and cache.enabled else None
 
     def index_of(self, info: ObjectInfo, options: ReadOptions) -> Optional[list[str]]:
@@ -369,26 +372,20 @@ class ChunkTransfer:
     def _once(self, info: ObjectInfo, options: ReadOptions, sink_for: Callable[[int, int], Sink],
               index: Optional[list[str]], single_key: bool, use_cache: bool,
               full: FullHash) -> Result[list[Fetched], MictlanXError]:
-        engine = self.engine
         n = info.layout.num_chunks
-        fetched: list[Optional[Fetched]] = [None] * n
         full.begin(lazy=index is not None)
-
-        failure: list[BaseException] = []
-        in_flight: set[cf.Future] = set()
-        listing = ChunkChecksums(engine, info, options, single_key)
-        aborted = threading.Event()
+        listing = ChunkChecksums(self.dispatcher, info, options, single_key)
         # Chunks expected from the cache (the index names them all) are CPU work: reading a
         # file and hashing it. Many more of them at once than there are CPUs only thrash
-        # caches and memory bandwidth, so the caller submits at most ``HIT_PARALLEL`` until
-        # a chunk needs the network; then ``max_parallel`` applies. Tasks never wait on
-        # each other (§8.2).
+        # caches and memory bandwidth, so at most ``HIT_PARALLEL`` are in flight until a
+        # chunk needs the network; then ``max_parallel`` applies.
         networked = threading.Event()
         hit_limit = min(options.max_parallel, HIT_PARALLEL) if index is not None else options.max_parallel
+        coordinator = TransferCoordinator(
+            self.executor, lambda: options.max_parallel if networked.is_set() else hit_limit)
+        aborted = coordinator.aborted
 
-        def one(i: int) -> None:
-            if aborted.is_set():
-                return
+        def one(i: int) -> tuple[int, Fetched]:
             key_i = info.key if single_key else chunk_key(info.key, i)
             expected = index[i] if index is not None else None
             if i == 0 and expected is None:
@@ -400,8 +397,7 @@ class ChunkTransfer:
             if use_cache and cache is not None and expected is not None and cache.read_into(expected, size, sink):
                 if index is None:
                     full.require()
-                fetched[i] = Fetched(size, expected, None, from_index=index is not None)
-                return
+                return i, Fetched(size, expected, None, from_index=index is not None)
             full.require()
             networked.set()
 
@@ -419,69 +415,18 @@ class ChunkTransfer:
             got = result.unwrap()
             if expected is not None and got.checksum != expected and index is not None:
                 raise RestartWithoutIndex()
-            fetched[i] = got
             data = sink.data()
             if cache is not None and data is not None:
                 cache.put(got.checksum, data)  # the verified bytes, from the sink's memory
+            return i, got
 
+        fetched: list[Optional[Fetched]] = [None] * n
         try:
-            for i in range(n):
-                while len(in_flight) >= (options.max_parallel if networked.is_set() else hit_limit) and not failure:
-                    _collect(wait_in_slices(in_flight)[0], in_flight, failure)
-                if failure or not engine.acquire_buffer(lambda: bool(failure)):
-                    break
-                try:
-                    future = engine.submit(one, i)
-                except MictlanXError as closed:
-                    engine.buffers.release()
-                    failure.append(closed)
-                    break
-                future.add_done_callback(lambda _f: engine.buffers.release())
-                in_flight.add(future)
-            while in_flight:
-                _collect(wait_in_slices(in_flight)[0], in_flight, failure)
-        except BaseException:
-            # An interrupt (KeyboardInterrupt) in the calling thread: chunk tasks already
-            # running stop at their next piece, and are waited for, so none touches the
-            # sink after we return (get_to_file closes its file descriptor next, and the
-            # number could be reused by another file).
-            aborted.set()
-            interrupt_operation()  # chunk reads blocked on a socket return now
-            running = {f for f in in_flight if not f.cancel()}
-            wait_in_slices(running, cf.ALL_COMPLETED)
-            raise
-        finally:
-            for future in in_flight:
-                future.cancel()
-        if failure:
-            if isinstance(failure[0], RestartWithoutIndex):
-                raise failure[0]
-            error = failure[0]
-            return Err(error if isinstance(error, MictlanXError) else LocalStorageError(str(error)))
-        done = [f for f in fetched if f is not None]
-        if len(done) != n:
-            return Err(ClientClosedError(bucket_id=info.bucket_id, key=info.key))
-        return Ok(done)
-
-
-def _collect(done: set[cf.Future], in_flight: set[cf.Future], failure: list[BaseException]) -> None:
-    for future in done:
-        in_flight.discard(future)
-        if future.cancelled():
-            continue
-        error = future.exception()
-        if error is not None:
-            if not isinstance(error, (MictlanXError, RestartWithoutIndex)):
-                raise error
-            failure.append(error)
-
-
-def interrupt_operation() -> None:
-    """Abort the calling operation's scope (``Engine.scope``): every request its chunk tasks
-    have in flight fails at once, so an interrupt never waits for a slow server."""
-    scope = current_scope()
-    if scope is not None:
-        scope.abort("interrupted")
+            for _task, (i, got) in coordinator.run(functools.partial(one, i) for i in range(n)):
+                fetched[i] = got
+        except MictlanXError as error:
+            return Err(error)
+        return Ok([f for f in fetched if f is not None])
 
 
 def chunk_error(error: MictlanXError, info: ObjectInfo, index: int) -> MictlanXError:

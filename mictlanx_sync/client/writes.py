@@ -19,7 +19,6 @@ second pass over its bytes (``transfer.FullHash``).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import hashlib
 import logging
 import time
@@ -43,10 +42,11 @@ from ..protocol.policies import RetryPolicy
 from ..protocol.result import Err, Ok, Result
 from ..protocol.router import Router
 from ..protocol.versions import IF_VERSION_HEADER, STAGE_HEADER, VERSION_HEADER, HybridClock
-from .engine import Engine, wait_in_slices
+from .coordinator import TransferCoordinator
+from .dispatch import Dispatcher
+from .executor import BoundedExecutor
 from .layout import MANIFEST_TAG, chunk_key, chunk_tags, chunks_manifest, select_chunks
 from .sources import BytesLike, ChunkSource
-from .transfer import interrupt_operation
 
 __all__ = ["WritePlan", "Writer"]
 
@@ -127,9 +127,11 @@ class Writer:
     """The write operations of one client. Thread-safe: state lives in each call and in
     the thread-safe clock."""
 
-    def __init__(self, engine: Engine, logger: logging.Logger, clock: Optional[HybridClock] = None,
+    def __init__(self, dispatcher: Dispatcher, executor: BoundedExecutor, logger: logging.Logger,
+                 clock: Optional[HybridClock] = None,
                  inline_max: int = INLINE_WRITE_MAX) -> None:
-        self.engine = engine
+        self.dispatcher = dispatcher
+        self.executor = executor
         self.logger = logger
         self.clock = clock or HybridClock()
         #: chunks up to this size go with their R5 (0: never)
@@ -199,7 +201,7 @@ class Writer:
                 return Err(_GroupLost(error) if type(error) is NotFoundError else error)
             return Ok(_Written(index, group_id, False, written_version, checksum))
 
-        result = self.engine.call(f"put {plan.bucket_id}/{plan.key}", request, policy=plan.policy)
+        result = self.dispatcher.call(f"put {plan.bucket_id}/{plan.key}", request, policy=plan.policy)
         if result.is_err:
             failure = result.unwrap_err()
             if isinstance(failure, _GroupLost):  # out of attempts: the R7 404 itself
@@ -212,7 +214,7 @@ class Writer:
         """A version for deleting ``ball_id``, after every version of it this client can
         see: the clock first observes chunk 0's version (R3, best effort), so a delete is
         ordered after the write it was meant to remove even when that writer's clock leads."""
-        found = self.engine.call(
+        found = self.dispatcher.call(
             f"delete {bucket_id}/{ball_id}",
             lambda router: router.get_metadata(bucket_id, chunk_key(ball_id, 0), timeout=timeout),
             policy=_OBSERVE_POLICY)
@@ -224,7 +226,7 @@ class Writer:
     def put_object(self, plan: WritePlan, source: ChunkSource,
                    progress: Optional[Callable[[int], None]] = None) -> Result[bool, MictlanXError]:
         """The whole put of docs/consistency.md §3.1; ``Ok(True)`` or the first error."""
-        with self.engine.scope():  # Ctrl-C or close() ends every request of this put at once
+        with self.dispatcher.lifecycle.scope():  # Ctrl-C or close() ends every request of this put at once
             return self._put_object(plan, source, progress)
 
     def _put_object(self, plan: WritePlan, source: ChunkSource,
@@ -294,13 +296,12 @@ class Writer:
                                        bucket_id=plan.bucket_id, key=plan.key))
         for _ in range(2):
             version = self.clock.next()
-            if not self.engine.acquire_buffer():
-                return Err(ClientClosedError(bucket_id=plan.bucket_id, key=plan.key))
             try:
-                written = self.upload_chunk(plan, 0, data, num_chunks=1, full_checksum=source.full_checksum,
-                                            version=version, checksum=checksum, if_absent=True)
-            finally:
-                self.engine.buffers.release()
+                with self.executor.reserve():  # one buffer of the budget, sent from this thread
+                    written = self.upload_chunk(plan, 0, data, num_chunks=1, full_checksum=source.full_checksum,
+                                                version=version, checksum=checksum, if_absent=True)
+            except ClientClosedError as closed:
+                return Err(closed)
             if written.is_err:
                 error = written.unwrap_err()
                 if isinstance(error, SupersededError) and error.superseded_by:
@@ -335,7 +336,7 @@ class Writer:
                 return Ok(_Found(None))
             return Err(error)
 
-        return self.engine.call(f"put {plan.bucket_id}/{plan.key}", request, policy=plan.policy)
+        return self.dispatcher.call(f"put {plan.bucket_id}/{plan.key}", request, policy=plan.policy)
 
     def _decide(self, plan: WritePlan, source: ChunkSource, found: _Found) -> Optional[Result[bool, MictlanXError]]:
         """``Ok(True)`` when the same content is already stored (whatever its chunk size),
@@ -356,7 +357,7 @@ class Writer:
         content repairs an object that lost a chunk instead of calling it stored."""
         if str(chunk0.tags.get("num_chunks", "1")) == "1":
             return True
-        listing = self.engine.call(
+        listing = self.dispatcher.call(
             f"put {plan.bucket_id}/{plan.key}",
             lambda router: router.get_chunks_metadata(plan.key, plan.bucket_id, timeout=plan.timeout),
             policy=plan.policy)
@@ -373,61 +374,15 @@ class Writer:
         """Read chunk 0 (sources read in order), then send chunks 1..N-1 staged, windowed
         through the shared transfer pool within the client-wide buffer budget; each sent
         chunk's checksum lands in ``checksums``."""
-        engine = self.engine
-        failure: list[MictlanXError] = []
         source.chunk(0)  # read in order; sent last by _commit_point (source.first_chunk)
-        in_flight: set[cf.Future] = set()
-
-        def send(index: int, data: BytesLike) -> Result[_Written, MictlanXError]:
-            return self.upload_chunk(plan, index, data, num_chunks=source.num_chunks,
-                                     full_checksum=source.full_checksum, version=version, staged=True)
-
-        def collect(done: set[cf.Future]) -> None:
-            for future in done:
-                in_flight.discard(future)
-                outcome = future.result()
-                if outcome.is_err:
-                    failure.append(outcome.unwrap_err())
-                else:
-                    written = outcome.unwrap()
-                    checksums[written.index] = written.checksum
-
+        coordinator = TransferCoordinator(self.executor, lambda: plan.max_concurrency)
+        staged = (_StagedChunk(self, plan, source, index, version, progress) for index in range(1, source.num_chunks))
         try:
-            for index in range(1, source.num_chunks):
-                while len(in_flight) >= plan.max_concurrency and not failure:
-                    collect(wait_in_slices(in_flight)[0])
-                if failure or not engine.acquire_buffer(lambda: bool(failure)):
-                    break
-                try:
-                    data = source.chunk(index)
-                except MictlanXError as unreadable:  # local read failed: clean up what was sent
-                    engine.buffers.release()
-                    failure.append(unreadable)
-                    break
-                except BaseException:
-                    engine.buffers.release()
-                    raise
-                try:
-                    future = engine.submit(send, index, data)
-                except MictlanXError as closed:
-                    engine.buffers.release()
-                    failure.append(closed)
-                    break
-                future.add_done_callback(_releaser(engine, progress, len(data)))
-                in_flight.add(future)
-            while in_flight:
-                collect(wait_in_slices(in_flight)[0])
-        except BaseException:
-            interrupt_operation()  # uploads blocked on a socket fail now
-            for future in in_flight:
-                future.cancel()
-            raise
-        finally:
-            for future in list(in_flight):
-                future.cancel()
-        if failure:
-            return Err(_first_cause(failure))
-        if engine.closing.is_set():
+            for _task, written in coordinator.run(staged):
+                checksums[written.index] = written.checksum
+        except MictlanXError:
+            return Err(_first_cause([f for f in coordinator.failures if isinstance(f, MictlanXError)]))
+        if self.dispatcher.lifecycle.closed:
             return Err(ClientClosedError(bucket_id=plan.bucket_id, key=plan.key))
         try:
             source.finish()  # the data did not change while it was sent: only then commit
@@ -440,22 +395,19 @@ class Writer:
                       checksums: list[str]) -> Result[_Written, MictlanXError]:
         """Chunk 0, unstaged, at ``version``: the write that makes the object visible. With
         N > 1 it carries the manifest of ``checksums`` (chunks 1..N-1 as staged)."""
-        if not self.engine.acquire_buffer():
-            return Err(ClientClosedError(bucket_id=plan.bucket_id, key=plan.key))
         try:
-            data0 = source.first_chunk()
-            checksum0 = hashlib.sha256(data0).hexdigest()
-            checksums[0] = checksum0
-            manifest = chunks_manifest(checksums) if source.num_chunks > 1 and all(checksums) else None
-            result = self.upload_chunk(plan, 0, data0, num_chunks=source.num_chunks,
-                                       full_checksum=source.full_checksum, version=version,
-                                       manifest=manifest, checksum=checksum0)
-            size0 = len(data0)
-            del data0
-        except MictlanXError as error:
+            with self.executor.reserve():  # one buffer of the budget, sent from this thread
+                data0 = source.first_chunk()
+                checksum0 = hashlib.sha256(data0).hexdigest()
+                checksums[0] = checksum0
+                manifest = chunks_manifest(checksums) if source.num_chunks > 1 and all(checksums) else None
+                result = self.upload_chunk(plan, 0, data0, num_chunks=source.num_chunks,
+                                           full_checksum=source.full_checksum, version=version,
+                                           manifest=manifest, checksum=checksum0)
+                size0 = len(data0)
+                del data0
+        except MictlanXError as error:  # the client closed, or chunk 0 could not be read again
             return Err(error)
-        finally:
-            self.engine.buffers.release()
         if result.is_ok and progress is not None:
             progress(size0)
         return result
@@ -463,7 +415,7 @@ class Writer:
     def _promote(self, plan: WritePlan, version: str) -> None:
         """R26, best effort: the object is committed already; this only makes its staged
         chunks current for unpinned readers and retires older versions."""
-        outcome = self.engine.call(
+        outcome = self.dispatcher.call(
             f"commit {plan.bucket_id}/{plan.key}",
             lambda router: router.commit(plan.bucket_id, plan.key, version, timeout=plan.timeout),
             policy=_CLEANUP_POLICY)
@@ -475,7 +427,7 @@ class Writer:
     def _drop_staged(self, plan: WritePlan, version: str) -> None:
         """R14 with ``Mictlanx-If-Version``: remove exactly this put's staged chunks."""
         headers = {IF_VERSION_HEADER: version}
-        outcome = self.engine.call(
+        outcome = self.dispatcher.call(
             f"cleanup {plan.bucket_id}/{plan.key}",
             lambda router: router.delete_by_ball_id(plan.key, plan.bucket_id, timeout=plan.timeout, headers=headers),
             policy=_CLEANUP_POLICY)
@@ -511,9 +463,31 @@ def _first_cause(failures: list[MictlanXError]) -> MictlanXError:
     return failures[0]
 
 
-def _releaser(engine: Engine, progress: Optional[Callable[[int], None]], size: int) -> Callable[[cf.Future], None]:
-    def release(future: cf.Future) -> None:
-        engine.buffers.release()
-        if progress is not None and not future.cancelled() and future.exception() is None and future.result().is_ok:
-            progress(size)
-    return release
+class _StagedChunk:
+    """One staged chunk of a put, as a task of the transfer coordinator: ``prepare`` reads it
+    from the source in the caller's thread (in index order, holding its buffer token), the
+    call uploads it in a pool thread and reports its bytes as sent."""
+
+    def __init__(self, writer: Writer, plan: WritePlan, source: ChunkSource, index: int, version: str,
+                 progress: Optional[Callable[[int], None]]) -> None:
+        self.writer = writer
+        self.plan = plan
+        self.source = source
+        self.index = index
+        self.version = version
+        self.progress = progress
+        self.data: Optional[BytesLike] = None
+
+    def prepare(self) -> None:
+        self.data = self.source.chunk(self.index)
+
+    def __call__(self) -> _Written:
+        data, self.data = self.data, None  # the buffer goes with the task, not with this object
+        assert data is not None
+        result = self.writer.upload_chunk(self.plan, self.index, data, num_chunks=self.source.num_chunks,
+                                          full_checksum=self.source.full_checksum, version=self.version,
+                                          staged=True)
+        written = result.unwrap()  # raises the chunk's typed error
+        if self.progress is not None:
+            self.progress(len(data))
+        return written

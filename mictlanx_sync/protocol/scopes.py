@@ -27,7 +27,7 @@ import time
 import weakref
 from typing import Any, Iterator, Optional
 
-__all__ = ["CallScope", "call_scope", "current_scope"]
+__all__ = ["CallScope", "call_scope", "current_scope", "entered_scope"]
 
 _CURRENT: contextvars.ContextVar[Optional[CallScope]] = contextvars.ContextVar("mictlanx_call_scope",
                                                                                 default=None)
@@ -118,6 +118,17 @@ def _shut(connection: Any) -> None:
 
 def current_scope() -> Optional[CallScope]:
     return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def entered_scope(scope: CallScope) -> Iterator[CallScope]:
+    """Make an existing ``scope`` the current one for the block: a pool thread running a task
+    of that scope, whose requests must end when it is aborted."""
+    token = _CURRENT.set(scope)
+    try:
+        yield scope
+    finally:
+        _CURRENT.reset(token)
 
 
 @contextlib.contextmanager
