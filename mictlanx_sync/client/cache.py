@@ -37,7 +37,7 @@ import platformdirs
 from ..protocol.errors import ValidationError
 from ..protocol.etag import etag_checksum
 from ..protocol.sizes import parse_size
-from .sinks import Sink
+from .sinks import ChunkSink
 
 __all__ = ["ChunkCache", "EVICTION_POLICIES", "IndexKey", "IndexEntry", "eviction_policy_name", "default_cache_path"]
 
@@ -158,7 +158,7 @@ class ChunkCache:
             self._warn("get", error)
         return None
 
-    def read_into(self, checksum: str, size: int, sink: Sink) -> bool:
+    def read_into(self, checksum: str, size: int, sink: ChunkSink) -> bool:
         """Fill ``sink`` with the chunk whose SHA-256 is ``checksum``; ``False`` on a miss.
 
         The entry must hold exactly ``size`` bytes. An entry stored as a file (every chunk

@@ -39,9 +39,9 @@ from .delete_order import guard_delete_order
 from .dispatch import Dispatcher
 from .executor import BoundedExecutor
 from .lifecycle import Lifecycle
+from .object_read import ObjectReader
 from .operation import named_operation
 from .options import inline_limit, positive_int, positive_seconds
-from .reads import Reader
 from .writes import Writer
 
 __all__ = ["Client"]
@@ -119,7 +119,7 @@ class Client(ClientWrites, ClientReads, ClientBuckets):
         self._executor = BoundedExecutor(self.max_workers, self.client_id, self._lifecycle)
         self.inline_max = inline_limit(inline_max)
         self._writer = Writer(self._dispatcher, self._executor, self.logger, inline_max=self.inline_max)
-        self._reader = Reader(self._dispatcher, self._executor, self._cache, self.logger,
+        self._reader = ObjectReader(self._dispatcher, self._executor, self._cache, self.logger,
                               direct_reads=bool(direct_reads),
                               direct_timeout=positive_seconds("direct_timeout", direct_timeout))
         self._bulk = BulkRunner(self._lifecycle, self.max_bulk_workers, self.client_id, self)

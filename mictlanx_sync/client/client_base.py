@@ -20,7 +20,7 @@ from ..protocol.timeouts import TimeoutArg, resolve_timeout
 from .bulk import BulkRunner
 from .dispatch import Dispatcher
 from .lifecycle import Lifecycle
-from .reads import Reader
+from .object_read import ObjectReader
 from .writes import Writer
 
 __all__ = ["ClientBase", "Timeout"]
@@ -45,7 +45,7 @@ class ClientBase:
     _lifecycle: Lifecycle
     _dispatcher: Dispatcher
     _writer: Writer
-    _reader: Reader
+    _reader: ObjectReader
     _bulk: BulkRunner
 
     def _ready(self) -> Optional[Err[Any, MictlanXError]]:

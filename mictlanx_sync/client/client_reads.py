@@ -15,9 +15,9 @@ from ..protocol.ids import validate_id, validate_key
 from ..protocol.models import Chunk, GetResponse, Metadata
 from ..protocol.result import Err, Ok, Result
 from .client_base import ClientBase, Timeout
-from .fetch import ReadOptions
-from .options import merge_alias, piece_size, positive_int, retry_policy
+from .options import merge_alias
 from .progress import ProgressCallback, check_callback, reporting
+from .read_options import ReadOptions, read_options
 
 __all__ = ["ClientReads"]
 
@@ -31,14 +31,10 @@ class ClientReads(ClientBase):
                       timeout: Timeout, max_retries: Optional[int], delay: Optional[float],
                       backoff_factor: Optional[float], force: bool, max_backoff: Optional[float],
                       max_delay: Optional[float], jitter: Optional[bool], verify_full: bool) -> ReadOptions:
-        if headers is not None and not isinstance(headers, dict):
-            raise TypeError("headers must be a dict")
-        policy = retry_policy(self._dispatcher.retry, max_retries=max_retries, delay=delay,
-                              backoff_factor=backoff_factor, max_delay=max_delay, max_backoff=max_backoff,
-                              jitter=jitter)
-        return ReadOptions(policy=policy, timeout=self._timeout(timeout), piece_size=piece_size(chunk_size),
-                           headers=dict(headers or {}), max_parallel=positive_int("max_paralell_gets", max_parallel),
-                           force=bool(force), verify_full=bool(verify_full), inline_max=self.inline_max)
+        return read_options(self._dispatcher.retry, self.timeout, self.inline_max, max_parallel=max_parallel,
+                            headers=headers, chunk_size=chunk_size, timeout=timeout, max_retries=max_retries,
+                            delay=delay, backoff_factor=backoff_factor, force=force, max_backoff=max_backoff,
+                            max_delay=max_delay, jitter=jitter, verify_full=verify_full)
 
     def get(
         self, bucket_id: str, key: str, max_paralell_gets: Optional[int] = None,

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import pytest
 
 from mictlanx_sync import Client
-from mictlanx_sync.client.fetch import ChunkFetcher
+from mictlanx_sync.client.chunk_fetch import ChunkFetcher
 
 from . import client_support
 from .client_support import P5_GET_DATA, Cluster, new_client

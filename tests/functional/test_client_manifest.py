@@ -20,8 +20,8 @@ import pytest
 
 from mictlanx_sync import Client
 from mictlanx_sync.client import writes
+from mictlanx_sync.client.full_hash import FullHash
 from mictlanx_sync.client.layout import MANIFEST_TAG, REQUIRED_TAGS, chunks_manifest
-from mictlanx_sync.client.transfer import FullHash
 from mictlanx_sync.protocol.errors import IntegrityError
 from mictlanx_sync.protocol.models import Chunk
 

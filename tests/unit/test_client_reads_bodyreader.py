@@ -15,8 +15,9 @@ from typing import Any, Iterator, Optional
 
 import pytest
 
-from mictlanx_sync.client.fetch import ChunkFetcher, Fetched, ReadOptions
-from mictlanx_sync.client.sinks import BufferSink, FileSink, Sink
+from mictlanx_sync.client.chunk_fetch import ChunkFetcher, Fetched, _Expect
+from mictlanx_sync.client.read_options import ReadOptions
+from mictlanx_sync.client.sinks import BufferChunkSink, ChunkSink, FileChunkSink
 from mictlanx_sync.protocol.errors import IntegrityError, RequestTimeoutError, UpstreamProtocolError
 from mictlanx_sync.protocol.policies import RetryPolicy
 from mictlanx_sync.protocol.stream import DataStream
@@ -113,12 +114,12 @@ def options(piece: int = 64 * 1024) -> ReadOptions:
                        max_parallel=1)
 
 
-def consume(transport: Transport, url: str, size: int, sink: Optional[Sink] = None,
+def consume(transport: Transport, url: str, size: int, sink: Optional[ChunkSink] = None,
             piece: int = 64 * 1024) -> tuple[Fetched, bytearray]:
     buffer = bytearray(size)
-    target = sink if sink is not None else BufferSink(memoryview(buffer))
+    target = sink if sink is not None else BufferChunkSink(memoryview(buffer))
     with open_stream(transport, url) as stream:
-        got = ChunkFetcher._consume(stream, options(piece), lambda length: target, None, {"key": "k"})
+        got = ChunkFetcher._consume(stream, options(piece), _Expect(target, size, False, None), {"key": "k"})
     return got, buffer
 
 
@@ -193,7 +194,7 @@ def test_file_sink_with_a_small_staging_buffer(server: RawServer, tmp_path: Any)
     fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT)
     try:
         with Transport(server.url()) as session:
-            got, _ = consume(session, server.url(), len(body), FileSink(fd, 7, piece=65536), piece=1 << 20)
+            got, _ = consume(session, server.url(), len(body), FileChunkSink(fd, 7, piece=65536), piece=1 << 20)
         assert got.checksum == hashlib.sha256(body).hexdigest()
         assert os.pread(fd, len(body) + 7, 0)[7:] == body
     finally:
