@@ -1,16 +1,19 @@
 """``put_bulk`` / ``await_bulk``: many puts running in the bulk pool (client-api §8.5).
 
-Bulk workers are *callers* of the transfer pool: each runs one item at a time through
-the ordinary ``put``/``put_file``, so the client-wide buffer budget still holds.
+Bulk workers are *callers* of the transfer pool: each runs one item at a time as a put of
+bytes or of a file (:mod:`.write_options` makes its plan, :class:`~.object_write.ObjectWriter`
+moves it), named and logged like the user's own ``put``/``put_file``, so the client-wide
+buffer budget holds and errors read the same.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ..protocol.errors import (
     AlreadyExistsError,
@@ -27,9 +30,9 @@ from ..protocol.result import Err, Ok, Result
 from .executor import WAIT_SLICE
 from .layout import validate_object_key, validate_tags
 from .lifecycle import Lifecycle
-
-if TYPE_CHECKING:
-    from .client import Client
+from .object_write import ObjectWriter
+from .operation import run_operation
+from .write_options import WriteDefaults, bytes_put, file_put
 
 __all__ = ["BulkRunner"]
 
@@ -55,11 +58,15 @@ class BulkRunner:
     jobs are this process's own: a forked child starts with none of the parent's.
     """
 
-    def __init__(self, lifecycle: Lifecycle, max_workers: int, name: str, client: Client) -> None:
+    def __init__(self, lifecycle: Lifecycle, max_workers: int, name: str, writer: ObjectWriter,
+                 defaults: WriteDefaults, show_bars: Optional[bool], logger: logging.Logger) -> None:
         self.lifecycle = lifecycle
         self.max_workers = max_workers
         self.name = name
-        self.client = client
+        self.writer = writer
+        self.defaults = defaults
+        self.show_bars = show_bars
+        self.logger = logger
         self._build()
         lifecycle.on_fork(self._build)
 
@@ -149,14 +156,30 @@ class BulkRunner:
             job.slots.release()
 
     def _put(self, item: BallK) -> Result[bool, MictlanXError]:
+        """One item as the user's ``put`` (bytes) or ``put_file`` (a path) would run it."""
         options: dict[str, Any] = {k: item[k] for k in ("rf", "timeout", "max_tries", "max_concurrency", "max_backoff",
                                                           "chunk_size") if k in item}  # type: ignore[literal-required]
         source = item["source"]
         tags = item.get("tags")
         update = bool(item.get("update", False))
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            return self.client.put(item["bucket_id"], item["key"], source, tags=tags, update=update, **options)
-        return self.client.put_file(item["bucket_id"], item["key"], source, tags=tags, update=update, **options)
+        bucket_id, key = item["bucket_id"], item["key"]
+        name = "put" if isinstance(source, (bytes, bytearray, memoryview)) else "put_file"
+
+        def put() -> Result[bool, MictlanXError]:
+            if self.lifecycle.closed:
+                return Err(ClientClosedError())
+            try:
+                if isinstance(source, (bytes, bytearray, memoryview)):
+                    plan, make_source = bytes_put(self.defaults, bucket_id, key, source, tags=tags, update=update,
+                                                  **options)
+                else:
+                    plan, make_source = file_put(self.defaults, bucket_id, key, source, tags=tags, update=update,
+                                                 **options)
+            except ValidationError as error:
+                return Err(error)
+            return self.writer.put_source(plan, make_source, name, self.show_bars)
+
+        return run_operation(name, bucket_id, key, put)  # type: ignore[no-any-return]
 
     @staticmethod
     def _validated(position: int, item: Any) -> BallK:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 from ..protocol.errors import MictlanXError, ValidationError
 from ..protocol.result import Err
-from .operation import current_operation
+from .operation import current_operation, log_failure
 
 __all__ = ["check_delete_order", "guard_delete_order"]
 
@@ -69,7 +69,7 @@ def guard_delete_order(method: F) -> F:
         if len(args) >= 2 and current_operation() is None and not self._lifecycle.closed:
             swapped = check_delete_order(self, method.__name__, args[0], args[1])
             if swapped is not None:
-                return self._logged(method.__name__, args[1], args[0], swapped)
+                return log_failure(self.logger, method.__name__, args[1], args[0], swapped)
         return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -47,7 +47,10 @@ import copy
 import json
 import math
 import re
+import ssl
 from typing import Any, Mapping, Optional
+
+from .plain_errors import network_text
 
 __all__ = [
     "MictlanXError", "ValidationError", "ClientClosedError", "AuthenticationError", "AccessDeniedError",
@@ -420,8 +423,6 @@ def _causes(exc: BaseException) -> list[BaseException]:
 
 def _certificate_did_not_verify(causes: list[BaseException]) -> bool:
     """Whether the TLS handshake failed on the server's certificate (not on the connection)."""
-    import ssl
-
     return any(isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(cause)
                for cause in causes)
 
@@ -434,8 +435,6 @@ def error_from_exception(
     if isinstance(exc, MictlanXError):
         return exc
     # Imported here so the module stays importable by the servers without requests.
-    import ssl
-
     import requests
     from urllib3.exceptions import EmptyPoolError, NameResolutionError
 
@@ -451,10 +450,8 @@ def error_from_exception(
     elif isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
         cls = UpstreamProtocolError
     elif isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError, ssl.SSLError)):
-        from .plain_errors import network_text  # issue 14: the user's words, not urllib3's
-
         cls = TLSVerificationError if _certificate_did_not_verify(causes) else ConnectFailedError
-        text = network_text(exc, causes, text)
+        text = network_text(exc, causes, text)  # issue 14: the user's words, not urllib3's
     elif isinstance(exc, OSError):
         cls = LocalStorageError
     else:

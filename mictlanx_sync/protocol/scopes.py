@@ -21,6 +21,7 @@ import contextlib
 import contextvars
 import heapq
 import itertools
+import os
 import socket
 import threading
 import time
@@ -181,8 +182,6 @@ class _Watchdog:
                 self._dead = 0
 
     def _ensure_thread(self) -> None:
-        import os
-
         if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
             self._pid = os.getpid()  # after fork the child needs a thread of its own
             self._thread = threading.Thread(target=self._run, name="mictlanx-deadlines", daemon=True)

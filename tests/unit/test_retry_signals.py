@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mictlanx_sync.client.breaker import counts_as_failure
 from mictlanx_sync.client.chunk_fetch import SHORT_BODY, _BadCopy
-from mictlanx_sync.client.writes import _GroupLost
+from mictlanx_sync.client.chunk_upload import _GroupLost
 from mictlanx_sync.protocol.errors import IntegrityError, NotFoundError, UpstreamProtocolError
 from mictlanx_sync.protocol.policies import is_retryable, retry_after_seconds
 
