@@ -12,7 +12,7 @@ deadline: ``RequestTimeoutError``) or :attr:`CallScope.aborted` (interrupted or 
 
 Scopes nest: aborting one aborts its children, and a child's deadline is never later
 than its parent's. The layer knows nothing of chunks or clients; the client opens a scope
-per operation and per request (``client/engine.py``).
+per operation and per request (``client/lifecycle.py``, ``client/dispatch.py``).
 """
 
 from __future__ import annotations
