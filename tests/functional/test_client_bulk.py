@@ -94,7 +94,9 @@ def test_bulk_stop_on_failure(cluster: Cluster, tmp_path: Path, bucket: str) -> 
 
 
 def test_await_bulk_timeout_keeps_the_job_running(cluster: Cluster, tmp_path: Path, bucket: str) -> None:
-    with new_client(cluster.uri(), tmp_path, max_bulk_workers=1) as c:
+    # inline_max=0: every chunk goes up in an R7, which the cluster delays (an inline chunk
+    # travels in its R5, undelayed, and the job could finish within the 0.1 s wait).
+    with new_client(cluster.uri(), tmp_path, max_bulk_workers=1, inline_max=0) as c:
         cluster.data_delay = 0.05
         try:
             balls = [{"bucket_id": bucket, "key": f"slow-{i}", "source": os.urandom(3 * CHUNK), "chunk_size": CHUNK}
