@@ -1,8 +1,9 @@
 """The one atomic file of the library: written beside its target, fsynced, then renamed over it.
 
 ``Peer.get_to_file``/``Router.get_to_file`` and ``Client.get_to_file`` write downloads
-through :class:`AtomicFile`, so a reader of the target sees the old file or the whole new
-one, never a part, and a crash or an interrupt leaves no partial file behind:
+through :class:`AtomicFile`, and the router its journals (:func:`write_atomically`), so a
+reader of the target sees the old file or the whole new one, never a part, and a crash or an
+interrupt leaves no partial file behind:
 
 >>> import os, tempfile
 >>> with tempfile.TemporaryDirectory() as tmp:
@@ -20,7 +21,7 @@ import os
 import secrets
 from typing import Optional
 
-__all__ = ["AtomicFile", "fsync_directory"]
+__all__ = ["AtomicFile", "fsync_directory", "write_atomically"]
 
 
 class AtomicFile:
@@ -74,6 +75,16 @@ class AtomicFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def write_atomically(target: str, data: bytes) -> None:
+    """Replace ``target`` with ``data`` through an :class:`AtomicFile`: readers, and a crash at
+    any point, see the old content or the new, never a part (the router's journals)."""
+    with AtomicFile(target) as part:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(part.fd, view):]
+        part.commit()
 
 
 def fsync_directory(directory: str) -> None:
