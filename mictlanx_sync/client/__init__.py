@@ -1,22 +1,25 @@
-"""The client engine: retry and breaker policy, router choice, the chunk cache, and the
-``Client`` facade that composes them (client-api §8).
+"""The client: ``Client``, a thin facade over one transfer core (client-api §8, issue 15).
 
-Modules, each with one job:
+Modules, top to bottom; each calls only modules below it (docs/client-architecture.md):
 
-- :mod:`.client`, :mod:`.client_base`, :mod:`.client_writes`, :mod:`.client_reads`,
-  :mod:`.client_buckets`: ``Client``, one class written by concern (construction and
-  lifecycle; ``put*`` and bulk; ``get*``; metadata, listings and deletes).
-- :mod:`.engine`: ``Engine``, the one way a request is sent (router choice, breaker, retry via
-  :mod:`mictlanx_sync.protocol.retrying`), the transfer pool and the buffer budget.
-- :mod:`.writes`, :mod:`.sources`, :mod:`.bulk`: the write operations and their chunk sources.
-- :mod:`.reads`: the read operations; :mod:`.transfer`, the chunk transfer loop (cache first,
-  then R11) and the whole-object check; :mod:`.fetch`, one chunk from R11, verified, failing
-  over to other replicas on bad copies; :mod:`.sinks`, where chunk bytes land (result buffer
-  or ``.part`` file); :mod:`.files`, the local file helpers of ``get_to_file``.
-- :mod:`.layout`: chunk keys, offsets and the §P5 selection rules; :mod:`.options`: the
-  upstream-shaped keyword arguments into settings; :mod:`.progress`: progress bars.
-- :mod:`.breaker`: ``RouterBreaker`` / ``NullBreaker``, pybreaker behind our interface.
-- :mod:`.balancer`: ``Balancer``, router choice per attempt with in-flight leases.
-- :mod:`.cache`: ``ChunkCache``, the content-addressed chunk cache (diskcache) and the
-  per-version index.
+- :mod:`.client`: ``Client``, the facade: upstream's call shapes into one operation's
+  settings, handed to the component that does it. :mod:`.setup` builds its routers and log
+  handlers; :mod:`.operation`, :mod:`.messages` and :mod:`.delete_order` name each user
+  operation in logs and errors and catch a swapped positional delete.
+- Operations: :mod:`.object_read` (``get``, ``get_to_file``, ``get_chunks``: one loop, three
+  object sinks), :mod:`.object_write` (a put: staged chunks, then chunk 0, then R26),
+  :mod:`.buckets` (stat, listings, deletes), :mod:`.bulk` (``put_bulk``). Their settings are
+  made where they are used: :mod:`.read_options` (``ReadOptions``), :mod:`.write_options`
+  (``WritePlan``), :mod:`.options` (upstream's keyword arguments), :mod:`.progress`.
+- Chunk steps: :mod:`.locate` (R3, ``ObjectInfo``), :mod:`.chunk_task` (cache first, else
+  fetch, then store), :mod:`.chunk_fetch` (R11 with replica failover), :mod:`.full_hash` (the
+  whole-object check), :mod:`.object_sinks` and :mod:`.sinks` (where bytes land),
+  :mod:`.chunk_upload` (R5 then R7), :mod:`.sources` (what a put reads), :mod:`.files`,
+  :mod:`.layout` (chunk keys, tags and the §P5 rules), :mod:`.cache` (the chunk cache).
+- The transfer core: :mod:`.coordinator` (``TransferCoordinator``, the one bounded parallel
+  loop of an object's chunks, with abort and cleanup), :mod:`.executor` (``BoundedExecutor``,
+  the transfer pool whose ``submit`` takes and gives back the buffer token),
+  :mod:`.dispatch` (``Dispatcher``, the one way a request is sent: router choice through
+  :mod:`.balancer`, breakers of :mod:`.breaker`, the one retry layer), :mod:`.lifecycle`
+  (closing, the root call scope, fork).
 """

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 import pybreaker
 
-from ..protocol.errors import CircuitOpenError, MictlanXError, NetworkError, TLSVerificationError
+from ..protocol.errors import MictlanXError
 from ..protocol.policies import BreakerPolicy
 from ..protocol.result import Err
 
@@ -35,19 +35,16 @@ CLOSED, OPEN, HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreake
 
 
 def counts_as_failure(error: object) -> bool:
-    """Whether ``error`` says the *router* is unhealthy (client-api §8.1).
+    """Whether ``error`` says the *router* is unhealthy (client-api §8.1): what the error says
+    of itself, :attr:`~mictlanx_sync.protocol.errors.MictlanXError.router_fault`.
 
-    Transport errors (``NetworkError``, except ``CircuitOpenError``, which is ours, and
+    Transport errors count (``NetworkError``), except ``CircuitOpenError``, which is ours, and
     ``TLSVerificationError``: the router answered the handshake, and the client's trust or
     the certificate is what is wrong, which opening the breaker would only hide behind
-    ``CircuitOpenError``) and code 500 (a server fault or shutdown). Every other answer,
+    ``CircuitOpenError``; so does code 500 (a server fault or shutdown). Every other answer,
     404s and the peer-side 5xx codes (502, 503, 504, 666) included, proves the router is up.
     """
-    if isinstance(error, (CircuitOpenError, TLSVerificationError)):
-        return False
-    if isinstance(error, NetworkError):
-        return True
-    return isinstance(error, MictlanXError) and error.code == 500
+    return isinstance(error, MictlanXError) and error.router_fault
 
 
 class _RecordedFailure(Exception):

@@ -35,8 +35,9 @@ import diskcache
 import platformdirs
 
 from ..protocol.errors import ValidationError
+from ..protocol.etag import etag_checksum
 from ..protocol.sizes import parse_size
-from .sinks import Sink
+from .sinks import ChunkSink
 
 __all__ = ["ChunkCache", "EVICTION_POLICIES", "IndexKey", "IndexEntry", "eviction_policy_name", "default_cache_path"]
 
@@ -157,7 +158,7 @@ class ChunkCache:
             self._warn("get", error)
         return None
 
-    def read_into(self, checksum: str, size: int, sink: Sink) -> bool:
+    def read_into(self, checksum: str, size: int, sink: ChunkSink) -> bool:
         """Fill ``sink`` with the chunk whose SHA-256 is ``checksum``; ``False`` on a miss.
 
         The entry must hold exactly ``size`` bytes. An entry stored as a file (every chunk
@@ -400,8 +401,8 @@ class _ViewReader:
 def _normalize(checksum: str) -> Optional[str]:
     if not isinstance(checksum, str):
         return None
-    digest = checksum.strip().strip('"').lower()  # an ETag may arrive quoted
-    return digest if _SHA256_HEX.fullmatch(digest) else None
+    digest = etag_checksum(checksum)  # a checksum may arrive as an ETag, quoted
+    return digest if digest is not None and _SHA256_HEX.fullmatch(digest) else None
 
 
 def _chunk_key(digest: str) -> str:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 from ..protocol.errors import MictlanXError, ValidationError
 from ..protocol.result import Err
-from .operation import current_operation
+from .operation import current_operation, log_failure
 
 __all__ = ["check_delete_order", "guard_delete_order"]
 
@@ -54,11 +54,11 @@ def check_delete_order(client: Any, method: str, first: Any, bucket_id: Any) -> 
 
 def _exists(client: Any, method: str, bucket: str, name: str) -> bool:
     """Whether ``bucket`` holds ``name`` (a ball for ``delete``, a key for ``delete_by_key``)."""
-    t = client.timeout
+    t, dispatcher = client.timeout, client._dispatcher
     if method == "delete":
-        found = client._engine.call(f"stat {bucket}/{name}", lambda r: r.get_chunks_metadata(name, bucket, timeout=t))
+        found = dispatcher.call(f"stat {bucket}/{name}", lambda r: r.get_chunks_metadata(name, bucket, timeout=t))
         return bool(found.is_ok and found.unwrap().chunks)
-    return bool(client._engine.call(f"stat {bucket}/{name}", lambda r: r.get_metadata(bucket, name, timeout=t)).is_ok)
+    return bool(dispatcher.call(f"stat {bucket}/{name}", lambda r: r.get_metadata(bucket, name, timeout=t)).is_ok)
 
 
 def guard_delete_order(method: F) -> F:
@@ -66,10 +66,10 @@ def guard_delete_order(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if len(args) >= 2 and current_operation() is None and not self._closed:
+        if len(args) >= 2 and current_operation() is None and not self._lifecycle.closed:
             swapped = check_delete_order(self, method.__name__, args[0], args[1])
             if swapped is not None:
-                return self._logged(method.__name__, args[1], args[0], swapped)
+                return log_failure(self.logger, method.__name__, args[1], args[0], swapped)
         return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -1,4 +1,5 @@
-"""Local file helpers of ``get_to_file`` (client-api §8.6): naming, hashing, fsync, errors."""
+"""Local file helpers of ``get_to_file`` (client-api §8.6): naming, hashing, errors. (The
+``.part`` file itself: :class:`mictlanx_sync.protocol.atomic_file.AtomicFile`.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Iterator
 
 from ..protocol.errors import LocalStorageError
 
-__all__ = ["HASH_PIECE", "target_name", "file_sha256", "fd_region", "fsync_directory", "local_error"]
+__all__ = ["HASH_PIECE", "target_name", "file_sha256", "fd_region", "local_error"]
 
 HASH_PIECE = 4 * 1024 * 1024
 
@@ -40,19 +41,6 @@ def fd_region(fd: int, start: int, size: int, buffer: bytearray) -> Iterator[mem
             return
         yield view[:got]
         offset += got
-
-
-def fsync_directory(directory: str) -> None:
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def local_error(exc: OSError, path: str) -> LocalStorageError:

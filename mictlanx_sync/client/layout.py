@@ -15,7 +15,7 @@ object by hashing those N checksums (64·N bytes; with N = 1, c_0 is ``full_chec
 itself), instead of hashing the object again
 for ``full_checksum``: if every chunk hashes to c_i and SHA-256(c_0..c_{N-1}) equals the
 manifest chunk 0 was written with, the bytes are the writer's, barring a SHA-256
-collision (see ``transfer.FullHash``). An object without the tag (upstream's writers,
+collision (see ``full_hash.FullHash``). An object without the tag (upstream's writers,
 older clients, one chunk: then c_0 is ``full_checksum``) gets the data pass as before.
 The name is reserved for user tags, like the five required ones.
 """

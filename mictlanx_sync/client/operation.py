@@ -3,7 +3,7 @@
 A call such as ``client.put("photos", "cat", ...)`` runs several internal steps (list the
 key's chunks, declare metadata, send chunk 3...), each with its own retries. The facade
 methods of ``Client`` run inside :func:`user_operation`, which records ``"put photos/cat"``
-in a context variable; :class:`~.engine.Engine` reads it with :func:`current_operation`
+in a context variable; :class:`~.dispatch.Dispatcher` reads it with :func:`current_operation`
 when it logs a retry, and copies the context into the transfer pool's threads.
 
 >>> with user_operation("get", "photos", "cat"):
@@ -19,11 +19,13 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import logging
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from .messages import explain
 
-__all__ = ["current_operation", "user_operation", "named_operation", "describe_step"]
+__all__ = ["current_operation", "user_operation", "named_operation", "operation", "run_operation", "describe_step",
+           "log_failure"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,14 +63,38 @@ def named_operation(name: str, method: F) -> F:
         except TypeError:
             return method(*args, **kwargs)  # let the method raise its own TypeError
         key = next((bound[k] for k in ("key", "ball_id") if k in bound), None)
-        bucket_id = bound.get("bucket_id")
-        with user_operation(name, bucket_id, key) as label:
-            result = method(*args, **kwargs)
-            if getattr(result, "is_err", False) and current_operation() == label:  # not inside delete_bucket
-                explain(result.unwrap_err(), name, label, bucket_id, key)
-            return result
+        return run_operation(name, bound.get("bucket_id"), key, lambda: method(*args, **kwargs))
 
     return wrapper  # type: ignore[return-value]
+
+
+def operation(name: str) -> Callable[[F], F]:
+    """Decorator form of :func:`named_operation`: ``@operation("put")``."""
+    return lambda method: named_operation(name, method)
+
+
+def run_operation(name: str, bucket_id: Any, key: Any, call: Callable[[], Any]) -> Any:
+    """``call()`` as the user's operation ``name`` on ``bucket_id/key``: its retries are logged
+    under that name, and an ``Err`` it returns is explained in the user's words
+    (:func:`~.messages.explain`) unless an outer operation (``delete_bucket``) runs it."""
+    with user_operation(name, bucket_id, key) as label:
+        result = call()
+        if getattr(result, "is_err", False) and current_operation() == label:  # not inside delete_bucket
+            explain(result.unwrap_err(), name, label, bucket_id, key)
+        return result
+
+
+def log_failure(logger: logging.Logger, name: str, bucket_id: Any, key: Any, result: Any) -> Any:
+    """ERROR once per operation that ends in ``Err`` (client-api §8.4); returns ``result``.
+
+    Only when logging is configured (a handler exists for this logger or an ancestor): an
+    unconfigured application never gets these lines from logging's last-resort stderr
+    handler; it sees the ``Err`` it was returned.
+    """
+    if getattr(result, "is_err", False) and logger.hasHandlers():
+        error = result.unwrap_err()
+        logger.error("%s bucket=%s key=%s failed: %s", name, bucket_id, key, " ".join(str(error).split())[:500])
+    return result
 
 
 def describe_step(step: str) -> str:

@@ -13,7 +13,8 @@ from ..protocol.inline import INLINE_CAP
 from ..protocol.policies import RetryPolicy
 from ..protocol.sizes import clamp, parse_size
 
-__all__ = ["merge_alias", "retry_policy", "piece_size", "positive_int", "chunk_size_bytes"]
+__all__ = ["merge_alias", "retry_policy", "piece_size", "positive_int", "positive_seconds", "chunk_size_bytes",
+           "inline_limit"]
 
 _MIN_PIECE = 64 * 1024
 _MAX_PIECE = 8 * 1024 * 1024
@@ -56,6 +57,15 @@ def positive_int(name: str, value: Any, default: Optional[int] = None) -> int:
     if value < 1:
         raise ValidationError(f"{name} must be >= 1, got {value}")
     return value
+
+
+def positive_seconds(name: str, value: Any) -> float:
+    """A finite number of seconds > 0 (``TypeError`` for a wrong type)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not 0 < value < float("inf"):
+        raise ValidationError(f"{name} must be > 0 and finite, got {value!r}")
+    return float(value)
 
 
 def inline_limit(value: Union[str, int]) -> int:

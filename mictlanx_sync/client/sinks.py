@@ -1,6 +1,9 @@
-"""Where a chunk's bytes land: a region of the result buffer, or a ``.part`` file.
+"""Chunk sinks: where one chunk's bytes land, a region of the result buffer or of a ``.part`` file.
 
-A reader fills a sink piece by piece: ``region(position, size)`` hands out the memory
+(The server's peer has a ``Sink`` of its own, an upload's temporary file; these are the
+client's, named ``ChunkSink``. Where a whole object lands is :mod:`.object_sinks`.)
+
+A reader fills a chunk sink piece by piece: ``region(position, size)`` hands out the memory
 for the next piece (at most ``size`` bytes, at ``position`` from the chunk start), the
 reader fills it (a socket or a cache file ``readinto`` it) and hashes exactly that
 memory, then ``commit(position, n)`` says ``n`` bytes are there. A memory sink's region
@@ -18,8 +21,9 @@ import threading
 from typing import Callable, Optional, Protocol
 
 from ..protocol.errors import LocalStorageError
+from .coordinator import Aborted
 
-__all__ = ["Sink", "BufferSink", "FileSink", "Aborted", "Guarded", "Progress", "unfilled_bytearray"]
+__all__ = ["ChunkSink", "BufferChunkSink", "FileChunkSink", "Guarded", "Progress", "unfilled_bytearray"]
 
 
 def _unfilled_factory() -> Optional[Callable[[None, int], bytearray]]:
@@ -98,7 +102,9 @@ def unfilled_bytearray(size: int) -> bytearray:
     return buffer
 
 
-class Sink(Protocol):
+class ChunkSink(Protocol):
+    """Where one chunk's bytes land (module docstring)."""
+
     def region(self, position: int, size: int) -> memoryview:
         """Memory for the next piece: ``1..size`` bytes, to be filled from ``position``."""
         ...
@@ -112,7 +118,7 @@ class Sink(Protocol):
         ...
 
 
-class BufferSink:
+class BufferChunkSink:
     """A region of the caller's buffer (``get``, ``get_chunks``): pieces are read in place."""
 
     def __init__(self, view: memoryview) -> None:
@@ -128,7 +134,7 @@ class BufferSink:
         return self.view
 
 
-class FileSink:
+class FileChunkSink:
     """Positional writes into an open file descriptor (``get_to_file``).
 
     With ``keep`` (a buffer of the chunk's size, when the cache is on) pieces are read
@@ -168,14 +174,11 @@ class FileSink:
         return self.keep
 
 
-class Aborted(Exception):
-    """The read was abandoned by its caller: a chunk task stops filling its sink."""
-
-
 class Guarded:
-    """A sink that refuses every piece once the read is abandoned."""
+    """A sink that refuses every piece once the read is abandoned (its transfer aborted): the
+    chunk task stops at its next piece with :class:`~.coordinator.Aborted`."""
 
-    def __init__(self, sink: Sink, aborted: threading.Event) -> None:
+    def __init__(self, sink: ChunkSink, aborted: threading.Event) -> None:
         self.sink = sink
         self.aborted = aborted
 
@@ -197,7 +200,7 @@ class Progress:
     """Reports bytes committed, once each: a retry refills the chunk from position 0, and
     only bytes past the furthest point reached before are reported again."""
 
-    def __init__(self, sink: Sink, progress: Optional[Callable[[int], None]]) -> None:
+    def __init__(self, sink: ChunkSink, progress: Optional[Callable[[int], None]]) -> None:
         self.sink = sink
         self.progress = progress
         self._reached = 0  # one chunk, filled by one task at a time

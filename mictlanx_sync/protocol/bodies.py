@@ -1,26 +1,20 @@
-"""Message bodies: uploads streamed in 1 MiB pieces, downloads read straight into buffers.
+"""Upload bodies, streamed in 1 MiB pieces and never joined in memory.
 
-Uploads: bytes-like values, iterables of bytes, binary files, and multipart bodies framed
-by :func:`multipart_body`, never joined in memory. Downloads: :class:`BodyReader` fills
-caller buffers from a streamed response without an intermediate bytes object.
+Bytes-like values, iterables of bytes, binary files, and multipart bodies framed by
+:func:`multipart_body`. (Download bodies: :class:`~.stream.DataStream`.)
 """
 
 from __future__ import annotations
 
-import http.client
 import io
 import os
 import secrets
 from typing import Any, BinaryIO, Iterable, Iterator, Optional, Tuple, Union
 
-import requests
-import urllib3.exceptions
-
-from .errors import MictlanXError, RequestTimeoutError, UpstreamProtocolError, ValidationError
+from .errors import ValidationError
 
 __all__ = [
     "PIECE_SIZE", "Body", "iter_pieces", "check_body", "body_length", "SizedBody", "stream_body", "multipart_body",
-    "BodyReader",
 ]
 
 PIECE_SIZE = 1024 * 1024
@@ -192,70 +186,3 @@ filename="data"\\r\\nContent-Type: application/octet-stream\\r\\n\\r\\nxy\\r\\n-
     if length is None:
         return ctype, pieces()
     return ctype, SizedBody(pieces(), len(head) + length + len(tail))
-
-
-
-# --- download bodies ---------------------------------------------------------------------
-class BodyReader:
-    """Reads the body of a streamed ``requests.Response`` straight into caller buffers.
-
-    :meth:`readinto` fills ``view`` with up to ``len(view)`` bytes and returns how many;
-    0 means the body has ended. The bytes go from the socket into ``view`` with no
-    intermediate ``bytes`` object, through the ``http.client.HTTPResponse`` under urllib3
-    (urllib3's own ``readinto`` reads a ``bytes`` object, then copies it). That is used
-    only while urllib3 has not read any of the body itself (its ``decode_content`` plays
-    no part: data requests send ``Accept-Encoding: identity``, and a ``Content-Encoding``
-    other than ``identity`` is refused); otherwise urllib3's ``readinto`` serves, one copy more.
-
-    Framing stays http.client's: with a ``Content-Length`` no read goes past it, a chunked
-    body ends at its last chunk; checking the count against the announced length is the
-    caller's job. Failures raise ``RequestTimeoutError`` (the read timeout of the
-    request, set on the socket) or ``UpstreamProtocolError`` (connection broken, bad
-    chunk framing), carrying ``context`` (``bucket_id``/``key``/``router``).
-
-    Call :meth:`release` after the body has been read to its end, so the connection goes
-    back to the pool; closing the response instead (always do, in a ``finally``) drops
-    a connection whose body was not read to the end.
-    """
-
-    def __init__(self, response: requests.Response, *, bucket_id: Optional[str] = None, key: Optional[str] = None,
-                 router: Optional[str] = None) -> None:
-        self.context = {"bucket_id": bucket_id, "key": key, "router": router}
-        encoding = response.headers.get("Content-Encoding", "").strip().lower()
-        if encoding not in ("", "identity"):
-            raise UpstreamProtocolError(f"data answer with Content-Encoding {encoding!r}", bucket_id=bucket_id,
-                                        key=key, router=router)
-        self._raw: Any = response.raw
-        fp = getattr(self._raw, "_fp", None)
-        untouched = getattr(self._raw, "_fp_bytes_read", None) == 0 and not len(
-            getattr(self._raw, "_decoded_buffer", ()))
-        self._direct: Optional[http.client.HTTPResponse] = (
-            fp if isinstance(fp, http.client.HTTPResponse) and untouched else None)
-
-    @property
-    def direct(self) -> bool:
-        """Whether reads go from the socket into the caller's buffer (no copy)."""
-        return self._direct is not None
-
-    def readinto(self, view: memoryview) -> int:
-        """Up to ``len(view)`` body bytes into ``view``; 0 at the end of the body."""
-        try:
-            if self._direct is not None:
-                return int(self._direct.readinto(view))
-            return int(self._raw.readinto(view))
-        except (TimeoutError, urllib3.exceptions.ReadTimeoutError) as exc:
-            raise self._error(RequestTimeoutError, "read timed out in the body", exc) from exc
-        except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
-            raise self._error(UpstreamProtocolError, "connection broken in the body", exc) from exc
-
-    def release(self) -> None:
-        """Hand the connection back to the pool once the body has been read to its end."""
-        if self._direct is not None and self._direct.isclosed():
-            self._raw.release_conn()
-
-    def _error(self, cls: type[MictlanXError], message: str, exc: BaseException) -> MictlanXError:
-        context = self.context
-        error = cls(f"{message}: {type(exc).__name__}: {exc}", bucket_id=context["bucket_id"], key=context["key"],
-                    router=context["router"])
-        error.__cause__ = exc
-        return error

@@ -21,8 +21,8 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-__all__ = ["DIRECT_HEADER", "GRANT_PARAM", "EXPIRES_PARAM", "VERSION_PARAM", "DIRECT_READ_MIN", "is_base_url",
-           "Unreachable"]
+__all__ = ["DIRECT_HEADER", "GRANT_PARAM", "EXPIRES_PARAM", "VERSION_PARAM", "DIRECT_READ_MIN",
+           "DIRECT_FIRST_BYTE_TIMEOUT", "is_base_url", "Unreachable"]
 
 #: R11 request header: "a 307 to the peer is welcome".
 DIRECT_HEADER = "Mictlanx-Direct"
@@ -33,6 +33,14 @@ GRANT_PARAM = "mictlanx_grant"
 #: The client asks for direct reads of chunks at least this large: below it the extra round
 #: trip of the redirect costs more than the router's copy of the bytes.
 DIRECT_READ_MIN = 1024 * 1024
+#: Seconds the direct hop waits to connect to the peer and for its first byte (the answer's
+#: headers) before the read goes through the router instead. The router has probed that peer
+#: a moment before, so a healthy one answers in milliseconds; one that stops in between (a
+#: SIGSTOP, a stalled disk) must not hold the chunk for the whole read timeout (120 s) when
+#: the proxied read, which fails over between replicas, is there. Once the headers have come,
+#: the body is read at the normal read timeout. The router's own ``--peer-first-byte-timeout``
+#: (2 s) bounds the same wait on its side.
+DIRECT_FIRST_BYTE_TIMEOUT = 3.0
 
 
 def is_base_url(url: object) -> bool:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from typing import Any, Dict, Optional
 
 import requests
 
+from .atomic_file import AtomicFile
 from .errors import (
     IntegrityError,
     LocalStorageError,
@@ -21,10 +21,12 @@ from .errors import (
     ValidationError,
     error_from_exception,
 )
+from .etag import etag_checksum
 from .ids import validate_id, validate_key
 from .result import Err, Ok, Result
+from .service import make_error, ok_value, validated
 from .sizes import clamp, parse_size
-from .transport import TimeoutArg, make_error, ok_value, validated
+from .timeouts import TimeoutArg
 
 __all__ = ["MIN_PIECE", "MAX_PIECE", "download_to_file", "get_to_file", "piece_size_of"]
 
@@ -32,64 +34,47 @@ MIN_PIECE = 64 * 1024
 MAX_PIECE = 8 * 1024 * 1024
 
 
-def _etag_checksum(value: Optional[str]) -> Optional[str]:
-    if not value:
-        return None
-    value = value.strip()
-    if value.startswith("W/"):
-        value = value[2:]
-    return value.strip('"').lower() or None
-
-
 def download_to_file(
     response: requests.Response, target: str, piece_size: int, **context: Optional[str],
 ) -> Result[str, MictlanXError]:
-    """Write a streaming response to ``target`` through a temporary file and an atomic rename.
+    """Write a streaming response to ``target`` through an :class:`~.atomic_file.AtomicFile`.
 
     The byte count is checked against ``Content-Length`` and the SHA-256 against the
-    ``ETag`` (for a full 200 answer). The temporary file is removed on any failure or
+    ``ETag`` (for a full 200 answer). The partial file is removed on any failure or
     interrupt; the response is closed.
     """
     directory = os.path.dirname(target) or "."
-    name = os.path.basename(target)
-    tmp_path: Optional[str] = None
     try:
         with response:
             try:
                 os.makedirs(directory, exist_ok=True)
-                fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
+                part = AtomicFile(target)
             except OSError as exc:
                 err = make_error(LocalStorageError, f"cannot create a file in {directory}: {exc}", context)
                 err.__cause__ = exc
                 return Err(err)
-            digest = hashlib.sha256()
-            received = 0
-            with os.fdopen(fd, "wb") as sink:
+            with part:
+                digest = hashlib.sha256()
+                received = 0
                 for piece in response.iter_content(piece_size):
-                    sink.write(piece)
+                    view = memoryview(piece)
+                    while view:
+                        view = view[os.write(part.fd, view):]
                     digest.update(piece)
                     received += len(piece)
-                sink.flush()
-                os.fsync(sink.fileno())
-            declared = response.headers.get("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) != received:
-                return Err(make_error(
-                    UpstreamProtocolError, f"short body: received {received} of {declared} bytes", context))
-            expected = _etag_checksum(response.headers.get("ETag"))
-            if response.status_code == 200 and expected is not None and expected != digest.hexdigest():
-                return Err(make_error(
-                    IntegrityError, f"checksum mismatch: expected {expected}, received {digest.hexdigest()}", context))
-            os.replace(tmp_path, target)
-            tmp_path = None
-            return Ok(target)
+                declared = response.headers.get("Content-Length")
+                if declared is not None and declared.isdigit() and int(declared) != received:
+                    return Err(make_error(
+                        UpstreamProtocolError, f"short body: received {received} of {declared} bytes", context))
+                expected = etag_checksum(response.headers.get("ETag"))
+                if response.status_code == 200 and expected is not None and expected != digest.hexdigest():
+                    return Err(make_error(
+                        IntegrityError, f"checksum mismatch: expected {expected}, received {digest.hexdigest()}",
+                        context))
+                part.commit()
+                return Ok(target)
     except Exception as exc:
         return Err(error_from_exception(exc, **context))
-    finally:
-        if tmp_path is not None:
-            try:
-                os.unlink(tmp_path)
-            except OSError:
-                pass
 
 
 def piece_size_of(chunk_size: Any) -> int:

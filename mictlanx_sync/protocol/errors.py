@@ -4,6 +4,7 @@
 
     MictlanXError
     ├── ValidationError (also ValueError)        400/400  bad argument, id, URI or request
+    │   └── ClientClosedError                   1008     any operation on a closed Client
     ├── AuthenticationError                     401/401
     ├── AccessDeniedError                       403/403
     ├── NotFoundError                           404/404
@@ -28,26 +29,46 @@
 
 :func:`error_from_response` and :func:`error_from_exception` are the only translators
 (client-api §3); a ``MictlanXError`` is never re-wrapped.
+
+**What the retry layer reads.** Every error says itself whether another attempt may succeed
+(:attr:`MictlanXError.retryable`), whether it shows the router unhealthy so that router's
+circuit breaker counts it (:attr:`MictlanXError.router_fault`), and how long the server asked
+to wait (:attr:`MictlanXError.retry_after`). The defaults follow client-api §8.1 from the HTTP
+status and ``code`` actually received; a class whose meaning differs overrides the property
+(transport errors are retried and count against the router, a TLS verification failure is
+neither, an integrity failure is never retried). The client's internal errors (a bad copy of
+a chunk, a lost write group) state their own answers the same way, with no HTTP status made
+up to steer the decision.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import re
+import ssl
 from typing import Any, Mapping, Optional
 
+from .plain_errors import network_text
+
 __all__ = [
-    "MictlanXError", "ValidationError", "AuthenticationError", "AccessDeniedError",
+    "MictlanXError", "ValidationError", "ClientClosedError", "AuthenticationError", "AccessDeniedError",
     "NotFoundError", "AlreadyExistsError", "FileAlreadyExists", "PreconditionFailedError", "SupersededError",
     "MaxAvailabilityReachedError", "UnknownError", "IntegrityError", "PutChunksError",
     "GetChunkError", "PeerOperationError", "NetworkError", "ConnectFailedError",
     "DNSResolutionError", "CircuitOpenError", "RequestTimeoutError", "UpstreamProtocolError",
     "TLSVerificationError", "ResponseFormatError", "LocalStorageError", "error_from_response", "error_from_body",
-    "error_from_exception", "MAX_MESSAGE_BYTES",
+    "error_from_exception", "MAX_MESSAGE_BYTES", "RETRYABLE_STATUSES", "RETRY_AFTER_STATUSES",
 ]
 
 MAX_MESSAGE_BYTES = 1024
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+"""HTTP statuses retried (client-api §8.1); every other 4xx/5xx answer is final."""
+
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+"""HTTP statuses whose ``Retry-After`` header is honoured."""
 
 
 class MictlanXError(Exception):
@@ -87,6 +108,29 @@ class MictlanXError(Exception):
     def error_code(self) -> int:
         return self.code
 
+    @property
+    def retryable(self) -> bool:
+        """Whether another attempt may succeed (client-api §8.1): an answer with HTTP status
+        429, 500, 502, 503 or 504, whatever its ``code`` (so 503/666 and 503/500 are retried);
+        never another 4xx. Transport errors override it (:class:`NetworkError`)."""
+        return self.status_code in RETRYABLE_STATUSES
+
+    @property
+    def router_fault(self) -> bool:
+        """Whether this error shows the *router* unhealthy, so its circuit breaker counts it:
+        code 500 (a server fault or shutdown). Every other answer, 404s and the peer-side codes
+        (502, 503, 504, 666) included, proves the router is up."""
+        return self.code == 500
+
+    @property
+    def retry_after(self) -> Optional[float]:
+        """The seconds a 429/503 answer asked to wait (its ``Retry-After``, kept by the
+        transport as ``detail["retry_after"]``), else ``None``: the backoff applies. Only the
+        delta-seconds form is understood; an HTTP date or garbage is ignored."""
+        if self.status_code not in RETRY_AFTER_STATUSES:
+            return None
+        return _seconds((self.detail or {}).get("retry_after"))
+
     def get_name(self) -> str:
         """The class name in upper snake case, e.g. ``NOT_FOUND_ERROR``."""
         return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).upper()
@@ -118,8 +162,31 @@ def _rebuild(cls: type, message: str, status: int, code: int, detail: Any, kwarg
     return cls(message, status, code, detail, **kwargs)  # type: ignore[no-any-return]
 
 
+def _seconds(raw: Any) -> Optional[float]:
+    """A non-negative finite number of seconds from a header value, else ``None``."""
+    if isinstance(raw, bool) or raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
 class ValidationError(MictlanXError, ValueError):
     default_message, default_status, default_code = "Invalid argument", 400, 400
+
+
+class ClientClosedError(ValidationError):
+    """The ``Client`` was closed: every operation on it, and every transfer still running
+    when ``close()`` was called, ends with this error (status and code 1008).
+
+    It is a ``ValidationError`` (the call itself is the mistake, and client-api §8.1 names
+    that class for a closed client), so ``except ValidationError`` still catches it; never
+    retried, and never counted by a router's circuit breaker.
+    """
+
+    default_message, default_status, default_code = "client is closed", 1008, 1008
 
 
 class AuthenticationError(MictlanXError):
@@ -169,7 +236,14 @@ class UnknownError(MictlanXError):
 
 
 class IntegrityError(MictlanXError):
+    """A size or SHA-256 mismatch. Never retried as such: an upload's is the caller's data,
+    and a read handles bad copies itself, moving to another replica (client-api §8.6)."""
+
     default_message, default_status, default_code = "Integrity check failed", 400, 501
+
+    @property
+    def retryable(self) -> bool:
+        return False
 
 
 class PutChunksError(MictlanXError):
@@ -185,7 +259,17 @@ class PeerOperationError(MictlanXError):
 
 
 class NetworkError(MictlanXError):
+    """A transport failure: retried, and counted against the router by its breaker."""
+
     default_message, default_status, default_code = "Network error", 1000, 1000
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+    @property
+    def router_fault(self) -> bool:
+        return True
 
 
 class ConnectFailedError(NetworkError):
@@ -203,13 +287,28 @@ class TLSVerificationError(ConnectFailedError):
 
     default_message, default_status, default_code = "TLS certificate did not verify", 1006, 1006
 
+    @property
+    def retryable(self) -> bool:
+        return False
+
+    @property
+    def router_fault(self) -> bool:
+        return False
+
 
 class DNSResolutionError(NetworkError):
     default_message, default_status, default_code = "DNS resolution failed", 1002, 1002
 
 
 class CircuitOpenError(NetworkError):
+    """No eligible router: every breaker is open. Retried (a breaker may close), but our own
+    verdict, never counted against a router again."""
+
     default_message, default_status, default_code = "No eligible router: circuit open", 1003, 1003
+
+    @property
+    def router_fault(self) -> bool:
+        return False
 
 
 class RequestTimeoutError(NetworkError):
@@ -221,7 +320,13 @@ class UpstreamProtocolError(NetworkError):
 
 
 class ResponseFormatError(MictlanXError):
+    """An answer that cannot be parsed or violates its schema: never retried."""
+
     default_message, default_status, default_code = "Unexpected response format", 1007, 1007
+
+    @property
+    def retryable(self) -> bool:
+        return False
 
 
 class LocalStorageError(MictlanXError):
@@ -318,8 +423,6 @@ def _causes(exc: BaseException) -> list[BaseException]:
 
 def _certificate_did_not_verify(causes: list[BaseException]) -> bool:
     """Whether the TLS handshake failed on the server's certificate (not on the connection)."""
-    import ssl
-
     return any(isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(cause)
                for cause in causes)
 
@@ -332,8 +435,6 @@ def error_from_exception(
     if isinstance(exc, MictlanXError):
         return exc
     # Imported here so the module stays importable by the servers without requests.
-    import ssl
-
     import requests
     from urllib3.exceptions import EmptyPoolError, NameResolutionError
 
@@ -349,10 +450,8 @@ def error_from_exception(
     elif isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
         cls = UpstreamProtocolError
     elif isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError, ssl.SSLError)):
-        from .plain_errors import network_text  # issue 14: the user's words, not urllib3's
-
         cls = TLSVerificationError if _certificate_did_not_verify(causes) else ConnectFailedError
-        text = network_text(exc, causes, text)
+        text = network_text(exc, causes, text)  # issue 14: the user's words, not urllib3's
     elif isinstance(exc, OSError):
         cls = LocalStorageError
     else:

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 
 import requests
 
+from .bodies import Body, multipart_body, stream_body
 from .download import MAX_PIECE as MAX_PIECE
 from .download import MIN_PIECE as MIN_PIECE
 from .download import download_to_file
@@ -44,19 +45,8 @@ from .models import (
 from .params import if_match_value, paging_params
 from .peer_admin import PeerAdminEndpoints
 from .result import Err, Ok, Result
-from .transport import (
-    DEFAULT_CONNECT_TIMEOUT,
-    Body,
-    ServiceClient,
-    TimeoutArg,
-    copy_headers,
-    make_error,
-    multipart_body,
-    ok_value,
-    parse_body,
-    stream_body,
-    validated,
-)
+from .service import ServiceClient, copy_headers, make_error, ok_value, parse_body, validated
+from .timeouts import DEFAULT_CONNECT_TIMEOUT, TimeoutArg
 
 __all__ = ["Peer", "R", "download_to_file", "if_match_value", "paging_params"]
 
@@ -161,13 +151,7 @@ class Peer(PeerAdminEndpoints, ServiceClient):
         verify: Any = None,
     ) -> Result[requests.Response, MictlanXError]:
         """P5 → the open streaming ``requests.Response``; the caller closes it."""
-        bad = validated(lambda: (validate_id(bucket_id, "bucket_id"), validate_key(key, "key")))
-        if bad is not None:
-            return bad
-        hdrs = copy_headers(headers)
-        hdrs.setdefault("Accept-Encoding", "identity")
-        return self._send("GET", f"/buckets/{bucket_id}/{key}", headers=hdrs, timeout=timeout, verify=verify,
-                          stream=True, context={"bucket_id": bucket_id, "key": key})
+        return self._stream_ball(bucket_id, key, timeout, headers, verify)
 
     def get_to_file(
         self, bucket_id: str, key: str, chunk_size: Any = "1MB", sink_folder_path: str = ".",

@@ -26,7 +26,8 @@ from .models import (
 from .params import paging_params, validate_after_composite
 from .result import Err, Ok, Result
 from .retrying import retry_with_upstream_options
-from .transport import ServiceClient, TimeoutArg, copy_headers, ok_value, validated
+from .service import ServiceClient, copy_headers, ok_value, validated
+from .timeouts import TimeoutArg
 
 __all__ = ["PeerAdminEndpoints"]
 

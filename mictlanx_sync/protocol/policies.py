@@ -18,26 +18,12 @@ from typing import Any, Optional
 
 import attrs
 
-from .errors import (
-    IntegrityError,
-    MictlanXError,
-    NetworkError,
-    ResponseFormatError,
-    TLSVerificationError,
-    ValidationError,
-)
+from .errors import RETRY_AFTER_STATUSES, RETRYABLE_STATUSES, MictlanXError, ValidationError
 
 __all__ = [
     "RetryPolicy", "BreakerPolicy", "is_retryable", "wait_seconds", "retry_after_seconds",
     "RETRYABLE_STATUSES", "RETRY_AFTER_STATUSES",
 ]
-
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-"""HTTP statuses retried (client-api §8.1); every other 4xx/5xx answer is final."""
-
-RETRY_AFTER_STATUSES = frozenset({429, 503})
-"""HTTP statuses whose ``Retry-After`` header is honoured."""
-
 
 def _number(name: str, value: Any) -> float:
     # bool is an int subclass, but `retries=True` is a mistake, not a number.
@@ -167,40 +153,17 @@ class BreakerPolicy:
 
 
 def is_retryable(error: object) -> bool:
-    """Whether an attempt that failed with ``error`` may be repeated (client-api §8.1).
-
-    Retried: ``NetworkError`` subclasses (``CircuitOpenError`` included) and HTTP status
-    500, 502, 503, 504 and 429, whatever the ``code`` (so 503/666 and 503/500 are retried).
-    Never: ``TLSVerificationError`` (the same certificate would fail again, docs/tls.md),
-    any other status (4xx), ``ResponseFormatError``, ``IntegrityError`` (an upload's
-    is a 400; a read handles bad copies itself, §8.6), or anything not a ``MictlanXError``.
-    """
-    if not isinstance(error, MictlanXError) or isinstance(error, TLSVerificationError):
-        return False
-    if isinstance(error, NetworkError):
-        return True
-    if isinstance(error, (ResponseFormatError, IntegrityError)):
-        return False
-    return error.status_code in RETRYABLE_STATUSES
+    """Whether an attempt that failed with ``error`` may be repeated (client-api §8.1): what
+    the error says of itself, :attr:`~.errors.MictlanXError.retryable` (retried: transport
+    errors and HTTP 429, 500, 502, 503, 504; never a TLS verification failure, another 4xx,
+    an integrity or format error). Anything that is not a ``MictlanXError`` is final."""
+    return isinstance(error, MictlanXError) and error.retryable
 
 
 def retry_after_seconds(error: object) -> Optional[float]:
-    """The ``Retry-After`` delay carried by a 429/503 ``error``, else ``None``.
-
-    The transport stores the header's raw value as ``error.detail["retry_after"]``.
-    Only the delta-seconds form is understood; an HTTP date or garbage is ignored
-    (the backoff applies instead).
-    """
-    if not isinstance(error, MictlanXError) or error.status_code not in RETRY_AFTER_STATUSES:
-        return None
-    raw = (error.detail or {}).get("retry_after")
-    if isinstance(raw, bool) or raw is None:
-        return None
-    try:
-        seconds = float(raw)
-    except (TypeError, ValueError):
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    """The wait ``error`` asks for before the next attempt
+    (:attr:`~.errors.MictlanXError.retry_after`: a 429/503's ``Retry-After``), else ``None``."""
+    return error.retry_after if isinstance(error, MictlanXError) else None
 
 
 def wait_seconds(

@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 import attrs
 import requests
 
-from .direct import DIRECT_HEADER, Unreachable
+from .bodies import Body, multipart_body, stream_body
+from .direct import DIRECT_FIRST_BYTE_TIMEOUT, DIRECT_HEADER, Unreachable
 from .errors import (
     AccessDeniedError,
     AuthenticationError,
@@ -53,19 +54,9 @@ from .models import (
 )
 from .peer import _get_to_file, if_match_value, paging_params
 from .result import Err, Ok, Result
-from .transport import (
-    DEFAULT_CONNECT_TIMEOUT,
-    Body,
-    ServiceClient,
-    TimeoutArg,
-    copy_headers,
-    make_error,
-    multipart_body,
-    ok_value,
-    parse_body,
-    stream_body,
-    validated,
-)
+from .service import ServiceClient, copy_headers, make_error, ok_value, parse_body, validated
+from .stream import DataStream
+from .timeouts import DEFAULT_CONNECT_TIMEOUT, TimeoutArg, resolve_timeout
 from .versions import VERSION_HEADER, validate_version
 
 __all__ = ["Router"]
@@ -259,17 +250,28 @@ class Router(ServiceClient):
 
     def get_streaming(
         self, bucket_id: str, key: str, timeout: TimeoutArg = 300, headers: Headers = None, verify: Any = None,
-        *, direct: bool = False,
     ) -> Result[requests.Response, MictlanXError]:
-        """R11 → an open streaming ``requests.Response``; the caller closes it.
+        """R11 → an open streaming ``requests.Response``; the caller closes it (client-api §7).
+
+        For callers that want the ``requests`` object itself; the ``Client`` reads chunks with
+        :meth:`open_stream` instead."""
+        return self._stream_ball(bucket_id, key, timeout, headers, verify)
+
+    def open_stream(
+        self, bucket_id: str, key: str, timeout: TimeoutArg = 300, headers: Headers = None, verify: Any = None,
+        *, direct: bool = False, direct_timeout: float = DIRECT_FIRST_BYTE_TIMEOUT,
+    ) -> Result[DataStream, MictlanXError]:
+        """R11 → an open :class:`~mictlanx_sync.protocol.stream.DataStream`; the caller closes it.
 
         ``direct`` asks the router for the peer instead of the bytes
         (:mod:`~mictlanx_sync.protocol.direct`): on a 307 the bytes are read straight from the
         peer through this router's pooled session, without this client's token, pinned to
-        the version the router named. If the peer cannot be reached or does not serve it, the
-        read goes through the router as usual (and a peer that could not be reached is not
-        tried directly again for a minute). The response is the peer's or the router's: both
-        carry ``Content-Length``, ``ETag`` and ``Peer-Id``.
+        the version the router named. If the peer cannot be reached, does not answer within
+        ``direct_timeout`` seconds (connect and first byte; the body is then read at the
+        normal timeout) or does not serve it, the read goes through the router as usual (and
+        a peer that could not be reached is not tried directly again for a minute). The
+        stream is the peer's or the router's: both carry ``Content-Length``, ``ETag`` and
+        ``Peer-Id``.
         """
         bad = validated(lambda: (validate_id(bucket_id, "bucket_id"), validate_key(key, "key")))
         if bad is not None:
@@ -278,18 +280,21 @@ class Router(ServiceClient):
         hdrs.setdefault("Accept-Encoding", "identity")
         path, context = f"/buckets/{bucket_id}/{key}", {"bucket_id": bucket_id, "key": key}
         if direct:
-            answer = self._send("GET", path, headers={**hdrs, DIRECT_HEADER: "1"}, timeout=timeout, verify=verify,
-                                stream=True, redirect_ok=True, context=context)
-            if answer.is_err or not 300 <= answer.unwrap().status_code < 400:
+            answer = self._open("GET", path, headers={**hdrs, DIRECT_HEADER: "1"}, timeout=timeout, verify=verify,
+                                redirect_ok=True, context=context)
+            if answer.is_err or not 300 <= answer.unwrap().status < 400:
                 return answer  # an error, or a router that streamed the bytes itself
-            opened = self._read_redirected(answer.unwrap(), hdrs, timeout, verify, context)
+            opened = self._read_redirected(answer.unwrap(), hdrs, timeout, verify, context, direct_timeout)
             if opened is not None:
                 return Ok(opened)
-        return self._send("GET", path, headers=hdrs, timeout=timeout, verify=verify, stream=True, context=context)
+        return self._open("GET", path, headers=hdrs, timeout=timeout, verify=verify, context=context)
 
-    def _read_redirected(self, redirect: requests.Response, headers: dict[str, str], timeout: TimeoutArg,
-                         verify: Any, context: dict[str, str]) -> Optional[requests.Response]:
-        """The peer's answer to a direct read's ``Location``, or None to read through the router."""
+    def _read_redirected(self, redirect: DataStream, headers: dict[str, str], timeout: TimeoutArg,
+                         verify: Any, context: dict[str, str], first_byte: float) -> Optional[DataStream]:
+        """The peer's answer to a direct read's ``Location``, or None to read through the router.
+
+        Connecting and the answer's first byte get at most ``first_byte`` seconds (see
+        ``DIRECT_FIRST_BYTE_TIMEOUT``); the body then the normal read timeout."""
         location = redirect.headers.get("Location", "")
         version = redirect.headers.get(VERSION_HEADER)
         try:
@@ -300,9 +305,15 @@ class Router(ServiceClient):
         if scheme not in ("http", "https") or not netloc or netloc in self.unreachable_peers:
             return None
         peer_headers = {**headers, **({VERSION_HEADER: version} if version else {})}
-        opened = self._transport.request("GET", "", absolute_url=location, anonymous=True, headers=peer_headers,
-                                         timeout=timeout, verify=verify, stream=True, context=context)
+        try:
+            connect, read = resolve_timeout(timeout, self._transport.timeout)
+        except (TypeError, ValidationError):
+            return None  # the proxied read reports the bad argument
+        hop = (min(connect, first_byte), min(read, first_byte))
+        opened = self._transport.open_stream("GET", "", absolute_url=location, anonymous=True, headers=peer_headers,
+                                             timeout=hop, verify=verify, context=context)
         if opened.is_ok:
+            opened.unwrap().set_read_timeout(read)
             return opened.unwrap()
         error = opened.unwrap_err()
         if isinstance(error, (NetworkError, AuthenticationError, AccessDeniedError)):

@@ -12,7 +12,7 @@ deadline: ``RequestTimeoutError``) or :attr:`CallScope.aborted` (interrupted or 
 
 Scopes nest: aborting one aborts its children, and a child's deadline is never later
 than its parent's. The layer knows nothing of chunks or clients; the client opens a scope
-per operation and per request (``client/engine.py``).
+per operation and per request (``client/lifecycle.py``, ``client/dispatch.py``).
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ import contextlib
 import contextvars
 import heapq
 import itertools
+import os
 import socket
 import threading
 import time
 import weakref
 from typing import Any, Iterator, Optional
 
-__all__ = ["CallScope", "call_scope", "current_scope"]
+__all__ = ["CallScope", "call_scope", "current_scope", "entered_scope"]
 
 _CURRENT: contextvars.ContextVar[Optional[CallScope]] = contextvars.ContextVar("mictlanx_call_scope",
                                                                                 default=None)
@@ -121,6 +122,17 @@ def current_scope() -> Optional[CallScope]:
 
 
 @contextlib.contextmanager
+def entered_scope(scope: CallScope) -> Iterator[CallScope]:
+    """Make an existing ``scope`` the current one for the block: a pool thread running a task
+    of that scope, whose requests must end when it is aborted."""
+    token = _CURRENT.set(scope)
+    try:
+        yield scope
+    finally:
+        _CURRENT.reset(token)
+
+
+@contextlib.contextmanager
 def call_scope(seconds: Optional[float] = None, parent: Optional[CallScope] = None) -> Iterator[CallScope]:
     """A scope that ends ``seconds`` from now, or with its parent: the current scope, else
     ``parent`` (a client's root scope, which ``close()`` aborts)."""
@@ -170,8 +182,6 @@ class _Watchdog:
                 self._dead = 0
 
     def _ensure_thread(self) -> None:
-        import os
-
         if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
             self._pid = os.getpid()  # after fork the child needs a thread of its own
             self._thread = threading.Thread(target=self._run, name="mictlanx-deadlines", daemon=True)

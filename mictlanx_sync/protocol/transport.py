@@ -1,175 +1,292 @@
-"""The transport of ``Peer`` and ``Router``: what both share, and the one import path for it.
+"""The HTTP transport of ``Peer`` and ``Router``: every ``requests`` call goes through here.
 
-- :mod:`.session`: :class:`Transport`, one pooled ``requests.Session`` per base URL
-  (timeouts, bounded pool, TLS, fork-safety); every request goes through it;
-- :mod:`.bodies`: upload bodies streamed in pieces, and :class:`BodyReader` for downloads;
-- here: :class:`ServiceClient`, the base of ``Peer`` and ``Router``, and its helpers.
+One :class:`Transport` per base URL owns one pooled ``requests.Session``:
 
-Every name of the three is importable from here.
+- cookies off (a policy that rejects every cookie), ``trust_env=False`` (environment
+  proxies and netrc ignored), adapter retries 0 (the only retry layer is the caller's);
+- the pool never blocks forever: ``pool_block=True`` with a finite pool timeout (the
+  connect timeout), so an exhausted pool becomes ``RequestTimeoutError``;
+- finite ``(connect, read)`` timeouts on every request; ``verify`` on every request;
+- uploads streamed in pieces (:mod:`.bodies`); data answers opened as a
+  :class:`~.stream.DataStream` (:meth:`Transport.open_stream`), read straight into the
+  caller's memory;
+- safe to share between threads; after ``fork`` the child builds its own session.
+
+Every call returns ``Result``: ``requests``/``urllib3`` exceptions are translated by
+``errors.error_from_exception`` and non-2xx answers by ``errors.error_from_response``,
+both in :meth:`Transport.request`, so no ``requests`` exception leaves this layer. The
+connection pool's private hooks live in :mod:`.urllib3_seam`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional
+import http.cookiejar
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+from typing import Any, Mapping, Optional, Tuple, Union
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from .bodies import (
-    PIECE_SIZE,
-    Body,
-    BodyReader,
-    SizedBody,
-    body_length,
-    check_body,
-    iter_pieces,
-    multipart_body,
-    stream_body,
-)
-from .errors import MictlanXError, ResponseFormatError, ValidationError, error_from_exception
-from .models import parse_as
+from .errors import MictlanXError, ValidationError, error_from_exception, error_from_response
 from .result import Err, Ok, Result
-from .session import (
-    DEFAULT_CONNECT_TIMEOUT,
-    BoundedPoolAdapter,
-    TimeoutArg,
-    Transport,
-    resolve_timeout,
-    ssl_verify,
-)
-from .uri import base_url as _base_url
+from .stream import DataStream
+from .timeouts import DEFAULT_CONNECT_TIMEOUT, TimeoutArg, resolve_timeout
+from .urllib3_seam import scoped_pool_class
 
-__all__ = [
-    "PIECE_SIZE", "DEFAULT_CONNECT_TIMEOUT", "Transport", "TimeoutArg", "Body", "resolve_timeout",
-    "iter_pieces", "check_body", "body_length", "SizedBody", "stream_body", "multipart_body", "ssl_verify",
-    "BoundedPoolAdapter", "BodyReader",
-    "copy_headers", "validated", "parse_body", "ServiceClient", "make_error",
-    "ok_value", "format_error",
-]
+__all__ = ["Transport", "ssl_verify", "BoundedPoolAdapter"]
+
+log = logging.getLogger("mictlanx_sync.protocol.transport")
 
 
-def format_error(exc: BaseException, **context: Optional[str]) -> MictlanXError:
-    """A ``ResponseFormatError`` carrying ``context`` (used by ``Peer``/``Router`` parsers)."""
-    if isinstance(exc, ResponseFormatError):
-        if exc.bucket_id is None and exc.key is None and exc.router is None:
-            clone = ResponseFormatError(exc.message, exc.status_code, exc.code, exc.detail, **context)
-            clone.__cause__ = exc.__cause__
-            return clone
-        return exc
-    return error_from_exception(exc, **context)
+# --- session pieces ----------------------------------------------------------------------
+class _RejectAllCookies(http.cookiejar.CookiePolicy):
+    """Cookies are never stored nor sent."""
+
+    netscape = True
+    rfc2965 = False
+    hide_cookie2 = True
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def domain_return_ok(self, domain: str, request: Any) -> bool:
+        return False
+
+    def path_return_ok(self, path: str, request: Any) -> bool:
+        return False
 
 
-# --- the shared base of Peer and Router --------------------------------------------------
-def copy_headers(headers: Optional[Mapping[str, Any]], **extra: Optional[str]) -> dict[str, str]:
-    """A new headers dict: the caller's (never mutated) plus ``extra`` values that are not None."""
-    if headers is not None and not isinstance(headers, Mapping):
-        raise TypeError(f"headers must be a mapping, not {type(headers).__name__}")
-    result = {str(k): str(v) for k, v in (headers or {}).items()}
-    for name, value in extra.items():
-        if value is not None:
-            result[name.replace("_", "-")] = value
-    return result
+class BoundedPoolAdapter(HTTPAdapter):
+    """``HTTPAdapter`` with retries 0, ``pool_block=True`` and a finite pool wait.
+
+    An exhausted pool raises urllib3's ``EmptyPoolError`` after ``pool_timeout`` seconds
+    (translated to ``RequestTimeoutError``) instead of waiting forever, and the connection
+    of every request belongs to the current call scope (both through
+    :func:`~.urllib3_seam.scoped_pool_class`). An optional ``ssl.SSLContext`` is used for
+    every verified HTTPS request.
+    """
+
+    def __init__(self, pool_maxsize: int, pool_timeout: float, ssl_context: Optional[ssl.SSLContext] = None) -> None:
+        self._pool_timeout = pool_timeout
+        self._ssl_context = ssl_context
+        super().__init__(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0, pool_block=True)
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = True, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block=True, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": scoped_pool_class(HTTPConnectionPool, self._pool_timeout),
+            "https": scoped_pool_class(HTTPSConnectionPool, self._pool_timeout),
+        }
+
+    def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Any:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        if self._ssl_context is not None and verify is True:
+            pool_kwargs["ssl_context"] = self._ssl_context
+        return host_params, pool_kwargs
 
 
-def validated(check: Callable[[], Any]) -> Optional[Err[Any, MictlanXError]]:
-    """Run id checks; ``Err(ValidationError)`` if one fails, else ``None``."""
-    try:
-        check()
-    except ValidationError as exc:
-        return Err(exc)
-    return None
+def ssl_verify(verify: Any) -> Tuple[Union[bool, str], Optional[ssl.SSLContext]]:
+    """Split a constructor ``verify`` into the per-request value and an optional context."""
+    if isinstance(verify, ssl.SSLContext):
+        return True, verify
+    if isinstance(verify, (bool, str)):
+        return verify, None
+    if isinstance(verify, os.PathLike):
+        return os.fspath(verify), None  # type: ignore[return-value]
+    raise TypeError(f"verify must be a bool, a CA bundle path or an ssl.SSLContext, not {type(verify).__name__}")
 
 
-def parse_body(response: requests.Response, tp: Any, **context: Optional[str]) -> Result[Any, MictlanXError]:
-    """Parse a 2xx JSON body as ``tp`` (``ResponseFormatError`` with ``context`` on failure)."""
-    try:
-        return Ok(parse_as(tp, response.content))
-    except ResponseFormatError as exc:
-        return Err(format_error(exc, **context))
+def _call_verify(verify: Any, default: Union[bool, str]) -> Union[bool, str]:
+    if verify is None:
+        return default
+    if isinstance(verify, (bool, str)):
+        return verify
+    if isinstance(verify, os.PathLike):
+        return os.fspath(verify)  # type: ignore[return-value]
+    raise TypeError(f"verify must be a bool or a CA bundle path per call, not {type(verify).__name__}")
 
 
-class ServiceClient:
-    """What ``Peer`` and ``Router`` share: address, base URL, transport, equality."""
+# --- the transport ---------------------------------------------------------------------
+_FORK_LOCK = threading.Lock()
+
+
+def _reset_fork_lock() -> None:
+    global _FORK_LOCK
+    _FORK_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_fork_lock)
+
+
+def _fork_lock() -> threading.Lock:
+    return _FORK_LOCK
+
+
+class Transport:
+    """One base URL, one pooled session; thread-safe and fork-aware.
+
+    ``request`` returns ``Ok(response)`` for a 2xx answer (the body already read unless
+    ``stream=True``; then the caller closes it) and ``Err(MictlanXError)`` otherwise.
+    """
 
     def __init__(
-        self, ip_addr: str, port: int, protocol: str = "http", api_version: int = 4, *,
-        path_prefix: str = "", timeout: TimeoutArg = (DEFAULT_CONNECT_TIMEOUT, 120.0), verify: Any = True,
-        pool_maxsize: int = 16, token: Optional[str] = None,
+        self, base_url: str, *, timeout: TimeoutArg = (DEFAULT_CONNECT_TIMEOUT, 120.0),
+        verify: Any = True, pool_maxsize: int = 16, token: Optional[str] = None,
     ) -> None:
-        if not isinstance(ip_addr, str):
-            raise TypeError(f"ip_addr must be a str, not {type(ip_addr).__name__}")
-        if isinstance(port, bool) or not isinstance(port, int):
-            raise TypeError(f"port must be an int, not {type(port).__name__}")
-        if protocol not in ("http", "https"):
-            raise ValidationError(f"protocol must be http or https, not {protocol!r}")
-        self.ip_addr = ip_addr
-        self.port = port
-        self.protocol = protocol
-        self.api_version = api_version
-        self.path_prefix = ("/" + path_prefix.strip("/")) if path_prefix and path_prefix.strip("/") else ""
-        self.verify = verify
+        if not isinstance(pool_maxsize, int) or isinstance(pool_maxsize, bool) or pool_maxsize < 1:
+            raise ValidationError(f"pool_maxsize must be a positive int, got {pool_maxsize!r}")
+        if token is not None and (not isinstance(token, str) or not token or any(c in token for c in "\r\n")):
+            raise ValidationError("token must be a non-empty str without line breaks")
+        self._token = token
+        self.base_url = base_url.rstrip("/")
+        self.timeout = resolve_timeout(timeout, (DEFAULT_CONNECT_TIMEOUT, 120.0))
+        self.verify, self.ssl_context = ssl_verify(verify)
         self.pool_maxsize = pool_maxsize
-        #: bearer token sent as ``Authorization: Bearer <token>`` on every request (never in repr)
-        self.token = token
-        self._transport = Transport(self.base_url(), timeout=timeout, verify=verify, pool_maxsize=pool_maxsize,
-                                    token=token)
-        self.timeout = self._transport.timeout
+        self._lock = threading.Lock()
+        self._session: Optional[requests.Session] = None
+        self._pid = os.getpid()
+        self._abandoned: list[requests.Session] = []
 
-    def base_url(self) -> str:
-        """``{protocol}://{host}[:port]{path_prefix}`` (§P6.3)."""
-        return _base_url(self.protocol, self.ip_addr, self.port, self.path_prefix)
+    # session lifecycle -------------------------------------------------------------------
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False
+        session.cookies.set_policy(_RejectAllCookies())
+        session.verify = self.verify
+        if self._token is not None:
+            session.headers["Authorization"] = f"Bearer {self._token}"
+        adapter = BoundedPoolAdapter(self.pool_maxsize, self.timeout[0], self.ssl_context)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
 
-    def get_addr(self) -> str:
-        return f"{self.ip_addr}:{self.port}"
-
-    def _api(self, path: str) -> str:
-        return f"/api/v{self.api_version}{path}"
-
-    def _error_context(self) -> dict[str, Optional[str]]:
-        """Context every error of this client carries (``Router`` adds ``router``)."""
-        return {}
-
-    def _send(self, method: str, path: str, tp: Any = None, *, api: bool = True, raw: bool = False,
-              **kwargs: Any) -> Result[Any, MictlanXError]:
-        """One request; ``tp`` None → ``Ok(True)``, else the body parsed as ``tp``.
-
-        With ``raw`` (or ``stream``) the ``requests.Response`` itself is the value.
-        """
-        context = {**self._error_context(), **kwargs.pop("context", {})}
-        result = self._transport.request(method, self._api(path) if api else path, context=context, **kwargs)
-        if isinstance(result, Err) or raw or kwargs.get("stream"):
-            return result
-        if tp is None:
-            return Ok(True)
-        return parse_body(ok_value(result), tp, **context)
-
-    def _identity(self) -> tuple[str, str, int, str]:
-        return (self.protocol, self.ip_addr, self.port, self.path_prefix)
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._identity() == other._identity()  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, *self._identity()))
+    def session(self) -> requests.Session:
+        """The session of this process (rebuilt after ``fork``, created on first use)."""
+        pid = os.getpid()
+        if self._pid != pid:
+            with _fork_lock():
+                if self._pid != pid:
+                    # A forked child must not share the parent's sockets, and the parent's lock
+                    # may have been held at fork time: start over. The old session stays
+                    # referenced, never closed here, so its sockets remain the parent's.
+                    self._lock = threading.Lock()
+                    if self._session is not None:
+                        self._abandoned.append(self._session)
+                    self._session = None
+                    self._pid = pid
+        session = self._session
+        if session is not None:
+            return session
+        with self._lock:
+            if self._session is None:
+                self._session = self._new_session()
+            return self._session
 
     def close(self) -> None:
-        """Close the pooled connections (a later call opens new ones)."""
-        self._transport.close()
+        """Close the pooled connections; a later request opens a new session."""
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None and self._pid == os.getpid():
+            session.close()
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Transport:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # requests ---------------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
 
-def make_error(cls: type[MictlanXError], message: str, context: Mapping[str, Optional[str]]) -> MictlanXError:
-    """``cls(message)`` carrying the ``bucket_id``/``key``/``router`` of ``context``."""
-    return cls(message, bucket_id=context.get("bucket_id"), key=context.get("key"), router=context.get("router"))
+    def request(
+        self, method: str, path: str, *, params: Optional[Mapping[str, Any]] = None,
+        headers: Optional[Mapping[str, str]] = None, data: Any = None, json_body: Any = None,
+        timeout: TimeoutArg = None, verify: Any = None, stream: bool = False,
+        context: Optional[Mapping[str, Optional[str]]] = None, absolute_url: Optional[str] = None,
+        anonymous: bool = False, redirect_ok: bool = False,
+    ) -> Result[requests.Response, MictlanXError]:
+        """Send one request; see the class docstring for the result.
 
+        ``absolute_url`` sends it there instead of ``base_url + path`` (a direct read's
+        ``Location``, through this transport's pooled session); ``anonymous`` leaves the token
+        out (a URL someone else handed us never gets it); ``redirect_ok`` returns a 3xx answer
+        as ``Ok`` (closed: its headers are the value) instead of an error.
+        """
+        ctx = dict(context or {})
+        try:
+            connect_read = resolve_timeout(timeout, self.timeout)
+            call_verify = _call_verify(verify, self.verify)
+        except (TypeError, ValidationError) as exc:
+            if isinstance(exc, TypeError):
+                raise
+            return Err(exc)
+        send_headers: dict[str, Optional[str]] = {str(k): str(v) for k, v in (headers or {}).items()}
+        if anonymous:
+            send_headers["Authorization"] = None  # requests drops a session header set to None
+        if json_body is not None:
+            data = json.dumps(json_body).encode("utf-8")
+            send_headers.setdefault("Content-Type", "application/json")
+        url = absolute_url if absolute_url is not None else self.url(path)
+        started = time.monotonic()
+        response: Optional[requests.Response] = None
+        try:
+            response = self.session().request(
+                method, url, params=params, headers=send_headers, data=data, timeout=connect_read,
+                verify=call_verify, stream=True, allow_redirects=False,
+            )
+            if redirect_ok and 300 <= response.status_code < 400:
+                response.close()
+                self._log(method, url, response.status_code, started)
+                return Ok(response)
+            if not 200 <= response.status_code < 300:
+                error = error_from_response(response, **ctx)
+                response.close()
+                self._log(method, url, response.status_code, started)
+                return Err(error)
+            if not stream:
+                _ = response.content  # read it all, inside the translation boundary
+                response.close()
+            self._log(method, url, response.status_code, started)
+            return Ok(response)
+        except Exception as exc:  # the one translation boundary of this layer
+            if response is not None:
+                response.close()
+            error = error_from_exception(exc, **ctx)
+            log.debug("%s %s failed after %.1f ms: %s", method, url, (time.monotonic() - started) * 1000, error)
+            return Err(error)
 
-def ok_value(result: Result[Any, Any]) -> Any:
-    """The value of a result already known to be ``Ok``."""
-    assert isinstance(result, Ok)
-    return result.value
+    def open_stream(
+        self, method: str, path: str, *, params: Optional[Mapping[str, Any]] = None,
+        headers: Optional[Mapping[str, str]] = None, timeout: TimeoutArg = None, verify: Any = None,
+        context: Optional[Mapping[str, Optional[str]]] = None, absolute_url: Optional[str] = None,
+        anonymous: bool = False, redirect_ok: bool = False,
+    ) -> Result[DataStream, MictlanXError]:
+        """:meth:`request` for a data answer: ``Ok(DataStream)`` with its body not yet read (close
+        it), or the ``Err``. With ``redirect_ok`` a 3xx answer is a closed ``DataStream`` whose
+        status and headers (``Location``) the caller reads."""
+        opened = self.request(method, path, params=params, headers=headers, timeout=timeout, verify=verify,
+                              stream=True, context=context, absolute_url=absolute_url, anonymous=anonymous,
+                              redirect_ok=redirect_ok)
+        if isinstance(opened, Err):
+            return opened
+        try:
+            return Ok(DataStream(opened.unwrap(), dict(context or {})))
+        except MictlanXError as refused:  # an encoded body: DataStream closed the answer
+            return Err(refused)
+
+    @staticmethod
+    def _log(method: str, url: str, status: int, started: float) -> None:
+        if log.isEnabledFor(logging.DEBUG):  # without the query: a direct read's grant stays out of logs
+            log.debug("%s %s %d %.1f ms", method, url.split("?", 1)[0], status, (time.monotonic() - started) * 1000)
+

@@ -94,8 +94,8 @@ def test_bulk_stop_on_failure(cluster: Cluster, tmp_path: Path, bucket: str) -> 
 
 
 def test_await_bulk_timeout_keeps_the_job_running(cluster: Cluster, tmp_path: Path, bucket: str) -> None:
-    # Two-phase writes (inline_max=0): data_delay slows P3, and an inline write (issue 13) has none,
-    # so the job could end within the timeout.
+    # inline_max=0: every chunk goes up in an R7, which the cluster delays (an inline chunk
+    # travels in its R5, undelayed, and the job could finish within the 0.1 s wait).
     with new_client(cluster.uri(), tmp_path, max_bulk_workers=1, inline_max=0) as c:
         cluster.data_delay = 0.05
         try:

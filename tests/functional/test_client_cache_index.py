@@ -17,7 +17,7 @@ import pytest
 
 from mictlanx_sync import Client
 from mictlanx_sync.client.cache import _index_key
-from mictlanx_sync.client.transfer import FullHash
+from mictlanx_sync.client.full_hash import FullHash
 from mictlanx_sync.protocol.errors import IntegrityError
 from mictlanx_sync.protocol.models import Chunk
 
@@ -237,7 +237,7 @@ def test_hits_run_at_most_hit_parallel_at_once(cluster: Cluster, client: Client,
     import threading
     import time
 
-    from mictlanx_sync.client import transfer
+    from mictlanx_sync.client import object_read
     from mictlanx_sync.client.cache import ChunkCache
 
     data = os.urandom(8 * CHUNK)
@@ -258,7 +258,7 @@ def test_hits_run_at_most_hit_parallel_at_once(cluster: Cluster, client: Client,
                 running[0] -= 1
 
     monkeypatch.setattr(ChunkCache, "read_into", counted)
-    monkeypatch.setattr(transfer, "HIT_PARALLEL", 2)
+    monkeypatch.setattr(object_read, "HIT_PARALLEL", 2)
     cluster.log.clear()
     assert client.get(bucket, "capped").unwrap().data.tobytes() == data
     assert peak[0] == 2 and _data_requests(cluster) == 0

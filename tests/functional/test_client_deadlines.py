@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from mictlanx_sync.protocol.errors import RequestTimeoutError, ValidationError
+from mictlanx_sync.protocol.errors import ClientClosedError, RequestTimeoutError, ValidationError
 from mictlanx_sync.protocol.policies import RetryPolicy
 
 from .client_support import HOST, new_client
@@ -126,7 +126,8 @@ def test_close_during_a_transfer_returns_within_a_second(drip: DrippingRouter, t
     assert not reader.is_alive()
     assert results and results[0].is_err
     error = results[0].unwrap_err()
-    assert type(error) is ValidationError and "closed" in error.message, repr(error)
+    assert type(error) is ClientClosedError and "closed" in error.message, repr(error)
+    assert isinstance(error, ValidationError) and (error.status_code, error.code) == (1008, 1008)
     assert list((tmp_path / "out").glob("*")) == []  # no .part, no file
 
 

@@ -1,6 +1,6 @@
 """Acceptance 9: every error type reaches the caller unchanged (type, status, code).
 
-Also: a closed client answers ``Err(ValidationError)``, and validation failures are
+Also: a closed client answers ``Err(ClientClosedError)`` (a ``ValidationError``), and validation failures are
 reported before any request is sent.
 """
 
@@ -16,6 +16,7 @@ from mictlanx_sync import BreakerPolicy, Client, RetryPolicy
 from mictlanx_sync.protocol.errors import (
     AlreadyExistsError,
     CircuitOpenError,
+    ClientClosedError,
     ConnectFailedError,
     MaxAvailabilityReachedError,
     MictlanXError,
@@ -113,7 +114,8 @@ def test_closed_client_answers_validation_error(cluster: Cluster, tmp_path: Path
     ]
     for result in results:
         error = result.unwrap_err()
-        assert type(error) is ValidationError and "closed" in error.message, repr(error)
+        assert type(error) is ClientClosedError and "closed" in error.message, repr(error)
+        assert isinstance(error, ValidationError) and (error.status_code, error.code) == (1008, 1008)
     with pytest.raises(ValidationError):
         next(c.get_chunks(bucket, "before-close"))
 
@@ -155,7 +157,7 @@ def test_an_object_too_large_for_memory_is_an_err(client: Client, bucket: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """``get`` holds the object in memory: when the process cannot allocate it, the Result API
     answers ``ValidationError`` pointing at ``get_to_file`` instead of raising ``MemoryError``."""
-    import mictlanx_sync.client.reads as reads
+    import mictlanx_sync.client.object_read as reads
 
     data = os.urandom(4096)
     assert client.put(bucket, "too-large", data, chunk_size=1024).unwrap()

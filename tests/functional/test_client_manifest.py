@@ -19,9 +19,9 @@ from typing import Any, Iterator, Optional
 import pytest
 
 from mictlanx_sync import Client
-from mictlanx_sync.client import writes
+from mictlanx_sync.client import chunk_upload, object_write
+from mictlanx_sync.client.full_hash import FullHash
 from mictlanx_sync.client.layout import MANIFEST_TAG, REQUIRED_TAGS, chunks_manifest
-from mictlanx_sync.client.transfer import FullHash
 from mictlanx_sync.protocol.errors import IntegrityError
 from mictlanx_sync.protocol.models import Chunk
 
@@ -157,7 +157,7 @@ def test_object_without_manifest_gets_the_data_pass(client: Client, bucket: str,
     """As written by an older client or upstream: the full_checksum pass still runs."""
     data = os.urandom(N * CHUNK - 5)
     with monkeypatch.context() as patch:
-        patch.setattr(writes, "MANIFEST_TAG", "not_a_manifest")
+        patch.setattr(chunk_upload, "MANIFEST_TAG", "not_a_manifest")
         assert client.put(bucket, "legacy", data, chunk_size=CHUNK).unwrap()
     assert MANIFEST_TAG not in client.get_chunk(bucket, "legacy", 0).unwrap()[1].tags
     hashed.reset()
@@ -175,7 +175,7 @@ def test_a_wrong_manifest_never_fails_a_good_object(client: Client, bucket: str,
     """A tag of that name that names other chunks (a foreign writer's): the pass decides."""
     data = os.urandom(4 * CHUNK)
     with monkeypatch.context() as patch:
-        patch.setattr(writes, "chunks_manifest", lambda checksums: "0" * 64)
+        patch.setattr(object_write, "chunks_manifest", lambda checksums: "0" * 64)
         assert client.put(bucket, "foreign", data, chunk_size=CHUNK).unwrap()
     hashed.reset()
     assert client.get(bucket, "foreign").unwrap().data.tobytes() == data

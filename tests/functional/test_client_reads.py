@@ -170,6 +170,9 @@ def test_get_to_file_interrupted_leaves_no_part_file(cluster: Cluster, client: C
     out = tmp_path / "out"
     cluster.data_delay = 0.05
     timer = threading.Timer(0.3, os.kill, args=(os.getpid(), signal.SIGINT))
+    # A test run started as a background job inherits SIGINT ignored (POSIX), and Python then
+    # installs no handler: the Ctrl-C would never arrive. Install Python's own for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         timer.start()
         with pytest.raises(KeyboardInterrupt):
@@ -177,6 +180,7 @@ def test_get_to_file_interrupted_leaves_no_part_file(cluster: Cluster, client: C
             time.sleep(5)  # not reached: the download takes > 0.3 s
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
         cluster.data_delay = 0.0
     # The descriptor of the .part file is closed by now, and the next file opened is likely
     # to get its number: chunk tasks still running must not write into it.

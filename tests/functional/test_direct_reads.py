@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -23,6 +26,7 @@ from mictlanx_sync.protocol.direct import DIRECT_HEADER, GRANT_PARAM, VERSION_PA
 from mictlanx_sync.server.grants import grant_query
 from mictlanx_sync.server.local import LocalVSS
 
+from ..support.servers import ServerProcess, start_peer, start_router
 from .client_support import P5_GET_DATA, Cluster, new_client, reserve_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -163,3 +167,114 @@ def test_token_protected_peers_admit_the_routers_grant_only(tmp_path: Path) -> N
         # The grant pins the version: a request naming another one still gets the granted one.
         pinned = requests.get(location, headers={"Mictlanx-Version": "0000000000000001-other"}, timeout=10)
         assert pinned.status_code == 200 and pinned.headers["Mictlanx-Version"] == version
+
+
+class _FreezingRelays:
+    """TCP relays that peers advertise as their address: the first connection a client makes to
+    any of them SIGSTOPs that relay's peer before a byte is forwarded.
+
+    The router probes the peer (pinned P4, to its own address) before it answers the 307, so
+    the peer freezes exactly between the router's probe and the client's read.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.lock = threading.Lock()
+        self.frozen: list[int] = []  # pids stopped, to resume in a finally
+        self.listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(count)]
+        self.sockets: list[socket.socket] = list(self.listeners)  # every socket, closed at the end
+        self.threads: list[threading.Thread] = []
+        self.targets: list[tuple[int, int]] = []  # (peer pid, peer port) per relay
+
+    def url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.listeners[index].getsockname()[1]}"
+
+    def start(self, targets: list[tuple[int, int]]) -> None:
+        self.targets = targets
+        for index, listener in enumerate(self.listeners):
+            self._thread(self._accept, index, listener)
+
+    def _thread(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _accept(self, index: int, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed at the end of the test
+            pid, port = self.targets[index]
+            with self.lock:
+                self.sockets.append(client)
+                if not self.frozen:
+                    os.kill(pid, signal.SIGSTOP)
+                    self.frozen.append(pid)
+                upstream = socket.create_connection(("127.0.0.1", port))
+                self.sockets.append(upstream)
+            self._thread(self._pipe, client, upstream)
+            self._thread(self._pipe, upstream, client)
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while piece := source.recv(65536):
+                sink.sendall(piece)
+        except OSError:
+            pass
+        try:
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def resume_and_close(self) -> None:
+        with self.lock:
+            for pid in self.frozen:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+            for sock in self.sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in accept or recv
+                except OSError:
+                    pass
+        for thread in self.threads:
+            thread.join(5)
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_a_peer_frozen_after_the_routers_probe_costs_seconds_not_the_read_timeout(tmp_path: Path) -> None:
+    """Issue 13: the direct hop waits ``direct_timeout`` for the peer's first byte (not the
+    120 s read timeout), then reads through the router, which fails over to the other copy."""
+    relays = _FreezingRelays(2)
+    peers: list[ServerProcess] = []
+    router = None
+    try:
+        for index in range(2):
+            peers.append(start_peer(tmp_path / f"p{index}", f"p{index}", "--advertise-url", relays.url(index)))
+        relays.start([(peer.pid, int(peer.port or 0)) for peer in peers])
+        router = start_router(tmp_path / "r", [(f"p{i}", peer.url) for i, peer in enumerate(peers)],
+                              "--health-interval", "0.3")
+        deadline = time.monotonic() + 15
+        while requests.get(f"{router.url}/health", timeout=5).json()["available_peers"] != 2:
+            assert time.monotonic() < deadline, "the router never saw both peers"
+            time.sleep(0.1)
+        data = os.urandom(2 * MIB)
+        with Client(f"mictlanx://r0@127.0.0.1:{router.port}/?protocol=http", capacity_storage="0", progress=False,
+                    cache_path=str(tmp_path / "cache"), timeout=(5.0, 120.0), direct_timeout=2.0) as client:
+            assert client.put("frozen", "obj", data, chunk_size=MIB, rf=2).unwrap()
+            started = time.monotonic()
+            got = client.get("frozen", "obj").unwrap().data.tobytes()
+            elapsed = time.monotonic() - started
+        assert relays.frozen, "no direct read reached a peer: nothing was frozen"
+        assert got == data
+        # 2 s for the direct hop, then the proxied read (the router's own first-byte deadline
+        # to the frozen peer is 2 s): far below the 120 s read timeout it used to wait.
+        assert elapsed < 30, elapsed
+    finally:
+        relays.resume_and_close()
+        for server in (router, *peers):
+            if server is not None:
+                server.stop()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mictlanx_sync.client.cache import READ_PIECE, ChunkCache, IndexEntry, _index_key
-from mictlanx_sync.client.sinks import BufferSink, _advise_huge_pages, unfilled_bytearray
+from mictlanx_sync.client.sinks import BufferChunkSink, _advise_huge_pages, unfilled_bytearray
 
 
 def sha(data: bytes) -> str:
@@ -61,7 +61,7 @@ def test_wrong_count_is_deleted(cache: ChunkCache) -> None:
     assert _index_key(VERSION) not in cache.disk
 
 
-class _Counting(BufferSink):
+class _Counting(BufferChunkSink):
     def __init__(self, view: memoryview) -> None:
         super().__init__(view)
         self.pieces: list[int] = []

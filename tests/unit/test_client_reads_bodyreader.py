@@ -1,4 +1,4 @@
-"""Reading a chunk body straight into the sink (``BodyReader`` + ``ChunkFetcher._consume``).
+"""Reading a chunk body straight into the sink (``DataStream`` + ``ChunkFetcher._consume``).
 
 A raw socket server sends exactly the bytes each test scripts, framing errors included:
 bodies longer or shorter than ``Content-Length`` are refused, the bytes hashed are the
@@ -14,13 +14,14 @@ import threading
 from typing import Any, Iterator, Optional
 
 import pytest
-import requests
 
-from mictlanx_sync.client.fetch import ChunkFetcher, Fetched, ReadOptions
-from mictlanx_sync.client.sinks import BufferSink, FileSink, Sink
-from mictlanx_sync.protocol.bodies import BodyReader
+from mictlanx_sync.client.chunk_fetch import ChunkFetcher, Fetched, _Expect
+from mictlanx_sync.client.read_options import ReadOptions
+from mictlanx_sync.client.sinks import BufferChunkSink, ChunkSink, FileChunkSink
 from mictlanx_sync.protocol.errors import IntegrityError, RequestTimeoutError, UpstreamProtocolError
 from mictlanx_sync.protocol.policies import RetryPolicy
+from mictlanx_sync.protocol.stream import DataStream
+from mictlanx_sync.protocol.transport import Transport
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -113,22 +114,25 @@ def options(piece: int = 64 * 1024) -> ReadOptions:
                        max_parallel=1)
 
 
-def consume(session: requests.Session, url: str, size: int, sink: Optional[Sink] = None,
+def consume(transport: Transport, url: str, size: int, sink: Optional[ChunkSink] = None,
             piece: int = 64 * 1024) -> tuple[Fetched, bytearray]:
     buffer = bytearray(size)
-    target = sink if sink is not None else BufferSink(memoryview(buffer))
-    response = session.get(url, stream=True, timeout=(2.0, 0.5), headers={"Accept-Encoding": "identity"})
-    try:
-        got = ChunkFetcher._consume(response, options(piece), lambda length: target, None, {"key": "k"})
-    finally:
-        response.close()
+    target = sink if sink is not None else BufferChunkSink(memoryview(buffer))
+    with open_stream(transport, url) as stream:
+        got = ChunkFetcher._consume(stream, options(piece), _Expect(target, size, False, None), {"key": "k"})
     return got, buffer
+
+
+def open_stream(transport: Transport, url: str) -> DataStream:
+    opened = transport.open_stream("GET", "", absolute_url=url, timeout=(2.0, 0.5),
+                                   headers={"Accept-Encoding": "identity"})
+    return opened.unwrap()
 
 
 def test_exact_bodies_land_in_place_and_reuse_the_connection(server: RawServer) -> None:
     bodies = [os.urandom(300_000), os.urandom(1), b"", os.urandom(70_000)]
     server.scripts = [Script(answer(b, len(b))) for b in bodies]
-    with requests.Session() as session:
+    with Transport(server.url()) as session:
         for body in bodies:
             got, buffer = consume(session, server.url(), len(body))
             assert bytes(buffer) == body and got.checksum == hashlib.sha256(body).hexdigest()
@@ -136,16 +140,13 @@ def test_exact_bodies_land_in_place_and_reuse_the_connection(server: RawServer) 
     assert server.connections == 1  # every body read to its end gave its connection back
 
 
-def test_direct_reads_are_used(server: RawServer) -> None:
+def test_bodies_go_from_the_socket_into_the_callers_memory(server: RawServer) -> None:
     server.scripts = [Script(answer(b"abc", 3))]
-    with requests.Session() as session:
-        response = session.get(server.url(), stream=True, timeout=5)
-        reader = BodyReader(response)
-        assert reader.direct
+    with Transport(server.url()) as session, open_stream(session, server.url()) as stream:
+        assert stream.zero_copy
         view = memoryview(bytearray(10))
-        assert reader.readinto(view) == 3 and bytes(view[:3]) == b"abc"
-        assert reader.readinto(view) == 0
-        response.close()
+        assert stream.readinto(view) == 3 and bytes(view[:3]) == b"abc"
+        assert stream.readinto(view) == 0
 
 
 def test_body_longer_than_content_length_is_refused(server: RawServer) -> None:
@@ -153,7 +154,7 @@ def test_body_longer_than_content_length_is_refused(server: RawServer) -> None:
     chunks, which run past the announced length."""
     body = os.urandom(20_000)
     server.scripts = [Script(answer(body + b"more", len(body), etag=hashlib.sha256(body).hexdigest(), chunked=True))]
-    with requests.Session() as session, pytest.raises(UpstreamProtocolError, match="more than the announced"):
+    with Transport(server.url()) as session, pytest.raises(UpstreamProtocolError, match="more than the announced"):
         consume(session, server.url(), len(body))
 
 
@@ -162,20 +163,20 @@ def test_body_shorter_than_content_length_is_refused(server: RawServer, chunked:
     body = os.urandom(20_000)
     raw = answer(body[:-100], len(body), etag=hashlib.sha256(body).hexdigest(), chunked=chunked)
     server.scripts = [Script(raw, close=True)]
-    with requests.Session() as session, pytest.raises(UpstreamProtocolError, match="short body"):
+    with Transport(server.url()) as session, pytest.raises(UpstreamProtocolError, match="short body"):
         consume(session, server.url(), len(body))
 
 
 def test_same_length_other_bytes_is_an_integrity_error(server: RawServer) -> None:
     body = os.urandom(20_000)
     server.scripts = [Script(answer(body, len(body), etag=hashlib.sha256(b"other").hexdigest()))]
-    with requests.Session() as session, pytest.raises(IntegrityError):
+    with Transport(server.url()) as session, pytest.raises(IntegrityError):
         consume(session, server.url(), len(body))
 
 
 def test_encoded_body_is_refused(server: RawServer) -> None:
     server.scripts = [Script(answer(b"abc", 3, extra_headers="Content-Encoding: gzip\r\n"))]
-    with requests.Session() as session, pytest.raises(UpstreamProtocolError, match="Content-Encoding"):
+    with Transport(server.url()) as session, pytest.raises(UpstreamProtocolError, match="Content-Encoding"):
         consume(session, server.url(), 3)
 
 
@@ -183,7 +184,7 @@ def test_stall_in_the_body_is_a_timeout(server: RawServer) -> None:
     body = os.urandom(50_000)
     head = answer(body, len(body))
     server.scripts = [Script(head[:len(head) - 30_000], stall=True)]
-    with requests.Session() as session, pytest.raises(RequestTimeoutError):
+    with Transport(server.url()) as session, pytest.raises(RequestTimeoutError):
         consume(session, server.url(), len(body))
 
 
@@ -192,8 +193,8 @@ def test_file_sink_with_a_small_staging_buffer(server: RawServer, tmp_path: Any)
     server.scripts = [Script(answer(body, len(body)))]
     fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT)
     try:
-        with requests.Session() as session:
-            got, _ = consume(session, server.url(), len(body), FileSink(fd, 7, piece=65536), piece=1 << 20)
+        with Transport(server.url()) as session:
+            got, _ = consume(session, server.url(), len(body), FileChunkSink(fd, 7, piece=65536), piece=1 << 20)
         assert got.checksum == hashlib.sha256(body).hexdigest()
         assert os.pread(fd, len(body) + 7, 0)[7:] == body
     finally:
@@ -203,13 +204,13 @@ def test_file_sink_with_a_small_staging_buffer(server: RawServer, tmp_path: Any)
 def test_without_direct_access_urllib3_reads_serve(server: RawServer, monkeypatch: pytest.MonkeyPatch) -> None:
     body = os.urandom(100_000)
     server.scripts = [Script(answer(body, len(body)))]
-    original = BodyReader.__init__
+    original = DataStream.__init__
 
-    def no_direct(self: BodyReader, *args: Any, **kwargs: Any) -> None:
+    def no_direct(self: DataStream, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        self._direct = None
+        self._socket = None
 
-    monkeypatch.setattr(BodyReader, "__init__", no_direct)
-    with requests.Session() as session:
+    monkeypatch.setattr(DataStream, "__init__", no_direct)
+    with Transport(server.url()) as session:
         got, buffer = consume(session, server.url(), len(body))
     assert bytes(buffer) == body and got.checksum == hashlib.sha256(body).hexdigest()

@@ -9,9 +9,10 @@ import threading
 
 import pytest
 
+from mictlanx_sync.client.full_hash import FullHash
 from mictlanx_sync.client.layout import ObjectLayout
-from mictlanx_sync.client.sinks import BufferSink
-from mictlanx_sync.client.transfer import FullHash, ObjectInfo
+from mictlanx_sync.client.locate import ObjectInfo
+from mictlanx_sync.client.sinks import BufferChunkSink
 from mictlanx_sync.protocol.models import Metadata
 
 STRIDE = 1000
@@ -38,7 +39,7 @@ def fill(full: FullHash, buffer: bytearray, info: ObjectInfo, index: int, data: 
     """What a chunk task does: refill from 0, piece by piece, reporting each commit."""
     start = info.layout.offset(index)
     size = info.chunk_size(index)
-    sink = full.tracked(index, BufferSink(memoryview(buffer)[start:start + size]))
+    sink = full.tracked(index, BufferChunkSink(memoryview(buffer)[start:start + size]))
     position = 0
     while position < size:
         view = sink.region(position, min(piece, size - position))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from mictlanx_sync.client.fetch import Fetched, ReadOptions, _BadCopy, _Replicas
+from mictlanx_sync.client.chunk_fetch import Fetched, _BadCopy, _Replicas
+from mictlanx_sync.client.read_options import ReadOptions
 from mictlanx_sync.protocol.errors import IntegrityError, UnknownError
 from mictlanx_sync.protocol.models import GetSizeByKey
 from mictlanx_sync.protocol.policies import RetryPolicy
@@ -38,7 +39,7 @@ class _Fetcher:
     def __init__(self) -> None:
         self.pins: list[Optional[str]] = []
 
-    def _stream(self, router: Any, bucket_id: str, key: str, options: Any, make_sink: Any, expected: Any,
+    def _stream(self, router: Any, bucket_id: str, key: str, options: Any, expect: Any,
                 peer_id: Optional[str] = None) -> Result[Fetched, Any]:
         self.pins.append(peer_id)
         if peer_id in (None, "A"):
@@ -52,7 +53,7 @@ def _options() -> ReadOptions:
 
 def test_a_failed_listing_after_a_bad_copy_is_retried_not_final() -> None:
     fetcher = _Fetcher()
-    replicas = _Replicas(fetcher, "b", "k_0", _options(), lambda n: None, None)  # type: ignore[arg-type]
+    replicas = _Replicas(fetcher, "b", "k_0", _options(), None)  # type: ignore[arg-type]
     first = replicas.attempt(_Router("http://r1", listing_ok=False))  # type: ignore[arg-type]
     assert first.is_err and isinstance(first.unwrap_err(), _BadCopy), first  # retryable: try another router
     second = replicas.attempt(_Router("http://r2", listing_ok=True))  # type: ignore[arg-type]
@@ -67,7 +68,7 @@ def test_every_listed_copy_bad_is_still_final() -> None:
             return Err(IntegrityError("mismatch", detail={"peer_id": peer_id or "A"}))
 
     fetcher = _AllBad()
-    replicas = _Replicas(fetcher, "b", "k_0", _options(), lambda n: None, None)  # type: ignore[arg-type]
+    replicas = _Replicas(fetcher, "b", "k_0", _options(), None)  # type: ignore[arg-type]
     router = _Router("http://r1", listing_ok=True)
     first = replicas.attempt(router)  # type: ignore[arg-type]
     assert isinstance(first.unwrap_err(), _BadCopy)

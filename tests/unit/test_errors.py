@@ -135,3 +135,31 @@ def test_retry_after_header_is_kept_for_the_retry_policy():
 
     from mictlanx_sync.protocol.policies import retry_after_seconds
     assert retry_after_seconds(err) == 2.0
+
+
+@pytest.mark.parametrize("error, retryable, router_fault, retry_after", [
+    (E.UnknownError("x", 500, 500), True, True, None),  # a server fault
+    (E.UnknownError("x", 503, 500, {"retry_after": "2"}), True, True, 2.0),  # shutting down
+    (E.MaxAvailabilityReachedError("x", 503, 666, {"retry_after": 1}), True, False, 1.0),  # a peer is down
+    (E.GetChunkError("x", 502, 503), True, False, None),
+    (E.NotFoundError("x"), False, False, None),
+    (E.ValidationError("x"), False, False, None),
+    (E.IntegrityError("x", 502, 501), False, False, None),  # never retried as such, even with a 5xx status
+    (E.ResponseFormatError("x"), False, False, None),
+    (E.ConnectFailedError("x"), True, True, None),
+    (E.RequestTimeoutError("x"), True, True, None),
+    (E.CircuitOpenError("x"), True, False, None),  # ours: never counted against a router
+    (E.TLSVerificationError("x"), False, False, None),  # the same certificate fails again
+    (E.ClientClosedError(), False, False, None),
+    (E.LocalStorageError("x"), False, False, None),
+])
+def test_each_error_states_what_the_retry_layer_reads(error, retryable, router_fault, retry_after):
+    assert (error.retryable, error.router_fault, error.retry_after) == (retryable, router_fault, retry_after)
+
+
+def test_a_closed_client_has_one_error_type_a_validation_error_with_its_own_code():
+    error = E.ClientClosedError()
+    assert isinstance(error, E.ValidationError) and isinstance(error, E.MictlanXError)
+    assert (error.status_code, error.code, error.message) == (1008, 1008, "client is closed")
+    assert str(error) == "ClientClosedError (status=1008, code=1008): client is closed"
+    assert pickle.loads(pickle.dumps(error)) == error

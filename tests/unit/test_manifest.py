@@ -9,6 +9,7 @@ import os
 import attrs
 import pytest
 
+from mictlanx_sync.client.full_hash import FullHash
 from mictlanx_sync.client.layout import (
     MANIFEST_TAG,
     REQUIRED_TAGS,
@@ -16,8 +17,8 @@ from mictlanx_sync.client.layout import (
     chunks_manifest,
     validate_tags,
 )
-from mictlanx_sync.client.sinks import BufferSink
-from mictlanx_sync.client.transfer import FullHash, ObjectInfo
+from mictlanx_sync.client.locate import ObjectInfo
+from mictlanx_sync.client.sinks import BufferChunkSink
 from mictlanx_sync.protocol.errors import ValidationError
 from mictlanx_sync.protocol.models import Metadata
 
@@ -75,7 +76,7 @@ def make(data: bytes, manifest: object) -> tuple[FullHash, bytearray, ObjectInfo
 def fill(full: FullHash, buffer: bytearray, info: ObjectInfo, data: bytes) -> None:
     for index in range(info.layout.num_chunks):
         start, size = info.layout.offset(index), info.chunk_size(index)
-        sink = full.tracked(index, BufferSink(memoryview(buffer)[start:start + size]))
+        sink = full.tracked(index, BufferChunkSink(memoryview(buffer)[start:start + size]))
         view = sink.region(0, size)
         view[:] = data[start:start + size]
         sink.commit(0, size)
@@ -125,7 +126,7 @@ def test_index_reads_proven_by_the_manifest_do_not_restore_the_index() -> None:
     full.begin(lazy=True)  # every chunk from the verified index: no require()
     for index in range(3):
         start = info.layout.offset(index)
-        sink = full.tracked(index, BufferSink(memoryview(buffer)[start:start + STRIDE]))
+        sink = full.tracked(index, BufferChunkSink(memoryview(buffer)[start:start + STRIDE]))
         sink.region(0, STRIDE)[:] = data[start:start + STRIDE]
         sink.commit(0, STRIDE)
     full.verified_chunks(sums(data))

@@ -10,6 +10,7 @@ from email.policy import HTTP
 import pytest
 
 from mictlanx_sync.protocol import transport
+from mictlanx_sync.protocol.bodies import PIECE_SIZE, SizedBody, body_length, iter_pieces, multipart_body, stream_body
 from mictlanx_sync.protocol.errors import (
     ConnectFailedError,
     NotFoundError,
@@ -20,17 +21,9 @@ from mictlanx_sync.protocol.errors import (
 from mictlanx_sync.protocol.policies import is_retryable
 from mictlanx_sync.protocol.result import Err, Ok
 from mictlanx_sync.protocol.retrying import retry_with_upstream_options
-from mictlanx_sync.protocol.transport import (
-    PIECE_SIZE,
-    SizedBody,
-    Transport,
-    body_length,
-    copy_headers,
-    iter_pieces,
-    multipart_body,
-    resolve_timeout,
-    stream_body,
-)
+from mictlanx_sync.protocol.service import copy_headers
+from mictlanx_sync.protocol.timeouts import resolve_timeout
+from mictlanx_sync.protocol.transport import Transport
 
 MIB = PIECE_SIZE
 
@@ -165,6 +158,14 @@ def test_resolve_timeout() -> None:
         resolve_timeout("10", (5, 120))  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         resolve_timeout(True, (5, 120))
+    # One normaliser for Peer, Router and Client (issue 15): connecting never waits longer than
+    # the call's read timeout, and every number is finite.
+    assert resolve_timeout(2, (5, 120)) == (2.0, 2.0)
+    assert resolve_timeout([1, 2], (5, 120)) == (1.0, 2.0)
+    with pytest.raises(ValidationError):
+        resolve_timeout(float("inf"), (5, 120))
+    with pytest.raises(ValidationError):
+        resolve_timeout((1, -2), (5, 120))
 
 
 def test_copy_headers_never_mutates() -> None:

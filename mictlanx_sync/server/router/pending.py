@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
+from ...protocol.atomic_file import write_atomically
 from ...protocol.versions import IF_VERSION_HEADER, VERSION_HEADER
 from .peer_client import PeerError
 
@@ -75,13 +76,8 @@ class PendingDeletes:
             return
         done_ids = {id(r) for r in done}
         self.records = [r for r in self.records if id(r) not in done_ids]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            for record in self.records:
-                handle.write(json.dumps(record, separators=(",", ":")) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        lines = "".join(json.dumps(record, separators=(",", ":")) + "\n" for record in self.records)
+        write_atomically(str(self.path), lines.encode("utf-8"))
 
 
 COMMIT = "commit"

@@ -53,11 +53,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Optional
 
+from ...protocol.atomic_file import write_atomically
 from ..asgi.request import Request
 from ..asgi.responses import Response, json_response
 from .fanout import call
@@ -155,9 +155,7 @@ class Rebalancer:
         return {}
 
     def _save(self) -> None:
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.journal, indent=1), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_atomically(str(self.path), json.dumps(self.journal, indent=1).encode("utf-8"))
 
     def status(self) -> dict[str, Any]:
         j = self.journal

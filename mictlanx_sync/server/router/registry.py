@@ -30,10 +30,10 @@ import asyncio
 import functools
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from ...protocol.atomic_file import write_atomically
 from ...protocol.direct import is_base_url
 from .peer_client import PeerClient, PeerError
 from .peers import PeerEntry
@@ -98,10 +98,8 @@ class Registry:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
         items = [{**self.peers[p].public(), "trusted": self.peers[p].trusted} for p in sorted(self.peers)]
-        tmp.write_text(json.dumps(items, indent=1), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_atomically(str(self.path), json.dumps(items, indent=1).encode("utf-8"))
 
     # --- queries ------------------------------------------------------------------------
     def get(self, peer_id: str) -> Optional[PeerEntry]:

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from ...protocol.etag import etag_checksum
 from ...protocol.inline import IF_ABSENT_HEADER, INLINE_FIELD
 from ..asgi.errors import HTTPError, bad_request, unprocessable
 from ..asgi.multipart import MultipartStream
@@ -412,7 +413,7 @@ async def delete_key(st: RouterState, req: Request, bucket_id: str, key: str) ->
     replies = await fan_out(st.registry, entries, "DELETE", f"/buckets/{bucket_id}/{key}", headers=headers)
     deleted = [r for r in replies if r.status == 200]
     n_deletes = sum(_n_deletes(r) for r in deleted)
-    etags = {r.headers.get("etag", "").strip('"').lower() for r in deleted} - {""}
+    etags = {etag_checksum(r.headers.get("etag")) for r in deleted} - {None}
     # a peer that timed out or could not answer gets a pending record (owed_peers); a late one did not fail
     failed = sorted(r.peer_id for r in replies if r.status not in (200, 404, 412) and not r.late)
     # A versioned delete replays as a tombstone, which is safe on its own; an If-Match taken

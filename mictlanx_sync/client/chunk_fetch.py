@@ -1,9 +1,9 @@
-"""Fetching one chunk: stream R11, verify count and SHA-256, fail over on bad copies.
+"""Fetching one chunk: stream R11, verify count and SHA-256, fail over to other replicas.
 
 A bad copy (another checksum or size, or a short body) sends the next attempt to another
 replica with ``Peer-Id`` (client-api §8.6 step 3, :class:`_Replicas`).
 
-A fetch reads the body into a *sink* (:mod:`.sinks`) piece by piece, straight from the
+A fetch reads the body into a chunk sink (:mod:`.sinks`) piece by piece, straight from the
 socket into the sink's memory, and hashes the very bytes it placed there. Positions are
 relative to the chunk start, so a retry simply overwrites what a broken attempt wrote.
 The router's ``ETag`` is the chunk's checksum and ``Content-Length`` its size
@@ -16,84 +16,22 @@ import hashlib
 from typing import Any, Callable, Optional, Union
 
 import attrs
-import requests
 
-from ..protocol.bodies import BodyReader
-from ..protocol.errors import (
-    IntegrityError,
-    MictlanXError,
-    NotFoundError,
-    UpstreamProtocolError,
-    error_from_exception,
-)
-from ..protocol.inline import INLINE_MAX_HEADER
-from ..protocol.policies import RetryPolicy
+from ..protocol.errors import IntegrityError, MictlanXError, NotFoundError, UpstreamProtocolError
 from ..protocol.result import Err, Ok, Result
 from ..protocol.router import Router
-from ..protocol.versions import VERSION_HEADER
-from .engine import Engine
-from .sinks import BufferSink, FileSink, Sink
+from ..protocol.stream import DataStream
+from .dispatch import Dispatcher
+from .read_options import ReadOptions
+from .sinks import ChunkSink
 
-__all__ = ["Sink", "BufferSink", "FileSink", "ReadOptions", "Fetched", "ChunkFetcher"]
-
-
-@attrs.frozen
-class ReadOptions:
-    """The per-call read settings (client-api §8.6)."""
-
-    policy: RetryPolicy
-    timeout: Any
-    piece_size: int
-    headers: dict[str, str]
-    max_parallel: int
-    force: bool = False
-    verify_full: bool = True
-    #: objects of one chunk up to this many bytes come inline with chunk 0's R3, in one
-    #: request (:mod:`mictlanx_sync.protocol.inline`); 0 turns it off
-    inline_max: int = 0
-    #: chunks are read straight from their peer when the router hands it out
-    #: (:mod:`mictlanx_sync.protocol.direct`); set per object by the reader
-    direct: bool = False
-
-    def pinned_to(self, version: str) -> ReadOptions:
-        """These options with every request pinned to ``version`` (docs/consistency.md §3.2);
-        unchanged for ``""`` (a router without versions)."""
-        if not version:
-            return self
-        return attrs.evolve(self, headers={**self.headers, VERSION_HEADER: version})
-
-    @property
-    def pinned(self) -> bool:
-        return VERSION_HEADER in self.headers
-
-    def unpinned(self) -> ReadOptions:
-        """These options without the version pin."""
-        return attrs.evolve(self, headers={k: v for k, v in self.headers.items() if k != VERSION_HEADER})
-
-    @property
-    def read_piece(self) -> int:
-        """Bytes read from the socket (and hashed) per step: the requested piece size, at least
-        ``MIN_READ_PIECE``. Measured here: 1 MiB steps move a 256 MiB get 15% faster with 20%
-        less CPU than upstream's default 256 KiB (fewer Python round trips per byte); the
-        ``Chunk-Size`` header still says what the caller asked for."""
-        return max(self.piece_size, MIN_READ_PIECE)
-
-    def metadata_headers(self, inline: bool = False) -> dict[str, str]:
-        """R3's headers; with ``inline``, asking for the ball's bytes when it is small."""
-        if inline and self.inline_max > 0:
-            return {**self.headers, INLINE_MAX_HEADER: str(self.inline_max)}
-        return self.headers
-
-    def request_headers(self, peer_id: Optional[str] = None) -> dict[str, str]:
-        headers = {**self.headers, "Accept-Encoding": "identity", "Chunk-Size": str(self.piece_size),
-                   "Force-Get": "1" if self.force else "0"}
-        if peer_id is not None:
-            headers["Peer-Id"] = peer_id
-        return headers
+__all__ = ["Fetched", "ChunkFetcher", "RestartWithoutIndex", "SHORT_BODY"]
 
 
 @attrs.frozen
 class Fetched:
+    """One chunk read and verified: its size, the SHA-256 of the bytes that landed, who served it."""
+
     size: int
     checksum: str
     peer_id: Optional[str]
@@ -101,11 +39,9 @@ class Fetched:
     from_index: bool = False
 
 
-#: The smallest step of the read loop (``ReadOptions.read_piece``).
-MIN_READ_PIECE = 1024 * 1024
-
-#: Called with the announced Content-Length; returns where the bytes go (or raises).
-SinkFactory = Callable[[int], Sink]
+class RestartWithoutIndex(Exception):
+    """A chunk contradicted the cache's index of its version (another size or checksum than
+    the index names): the read starts again, ignoring the index (which is dropped)."""
 
 #: What a chunk's bytes must hash to: a checksum required *in addition* to the ``ETag``, or a
 #: callable consulted only when the router sends no ``ETag`` (upstream routers; §8.6 reads
@@ -114,14 +50,19 @@ Expected = Union[None, str, Callable[[], Optional[str]]]
 
 
 class ChunkFetcher:
-    """Streams verified chunks through the engine's routers. Thread-safe."""
+    """Streams verified chunks through the client's routers (its dispatcher). Thread-safe."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
 
-    def fetch(self, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
-              expected_checksum: Expected = None) -> Result[Fetched, MictlanXError]:
-        """One chunk through the retry layer; a bad copy moves the next attempt to another replica.
+    def fetch(self, bucket_id: str, key: str, options: ReadOptions, sink: ChunkSink, size: int,
+              expected_checksum: Expected = None, *, size_from_index: bool = False) -> Result[Fetched, MictlanXError]:
+        """Chunk ``key`` (``size`` bytes) into ``sink``, through the retry layer; a bad copy moves
+        the next attempt to another replica.
+
+        An answer of another size is a bad copy, unless ``size_from_index`` (the size, or the
+        checksum, came from the cache's index of the version): then the index is what is
+        wrong, and ``RestartWithoutIndex`` is raised.
 
         A bad copy is a checksum mismatch (``IntegrityError``) or a short body (the body
         ended or the connection broke before ``Content-Length`` bytes). Either way the
@@ -129,51 +70,46 @@ class ChunkFetcher:
         attempt, pinned or not, counts against the one retry budget (``max_retries``,
         deadline). See :class:`_Replicas` for the order and the final error.
         """
-        result = self._fetch(bucket_id, key, options, make_sink, expected_checksum)
+        expect = _Expect(sink, size, size_from_index, expected_checksum)
+        result = self._fetch(bucket_id, key, options, expect)
         if result.is_err and type(result.unwrap_err()) is NotFoundError and options.pinned:
             # No copy at the object's version: a chunk written as a put of its own (upstream's
             # layout, put_single_chunk) has a version of its own. Its newest copy is read
             # instead, still verified by its checksum and by full_checksum over the object.
-            result = self._fetch(bucket_id, key, options.unpinned(), make_sink, expected_checksum)
+            result = self._fetch(bucket_id, key, options.unpinned(), expect)
         return result
 
-    def _fetch(self, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
-               expected_checksum: Expected) -> Result[Fetched, MictlanXError]:
-        replicas = _Replicas(self, bucket_id, key, options, make_sink, expected_checksum)
-        result = self.engine.call(f"get {bucket_id}/{key}", replicas.attempt, policy=options.policy)
+    def _fetch(self, bucket_id: str, key: str, options: ReadOptions, expect: _Expect) -> Result[Fetched, MictlanXError]:
+        replicas = _Replicas(self, bucket_id, key, options, expect)
+        result = self.dispatcher.call(f"get {bucket_id}/{key}", replicas.attempt, policy=options.policy)
         if result.is_err and isinstance(result.unwrap_err(), _BadCopy):
             return Err(replicas.final())  # the budget ran out with copies left to try
         return result
 
-    def _stream(self, router: Router, bucket_id: str, key: str, options: ReadOptions, make_sink: SinkFactory,
-                expected_checksum: Expected, peer_id: Optional[str] = None) -> Result[Fetched, MictlanXError]:
-        opened = router.get_streaming(bucket_id, key, timeout=options.timeout,
-                                      headers=options.request_headers(peer_id), direct=options.direct)
+    def _stream(self, router: Router, bucket_id: str, key: str, options: ReadOptions, expect: _Expect,
+                peer_id: Optional[str] = None) -> Result[Fetched, MictlanXError]:
+        opened = router.open_stream(bucket_id, key, timeout=options.timeout, headers=options.request_headers(peer_id),
+                                    direct=options.direct, direct_timeout=options.direct_timeout)
         if opened.is_err:
             return Err(opened.unwrap_err())
-        response: requests.Response = opened.unwrap()
         context = {"bucket_id": bucket_id, "key": key, "router": router.base_url()}
-        try:
-            return Ok(self._consume(response, options, make_sink, expected_checksum, context))
-        except MictlanXError as error:
-            return Err(error)
-        except requests.RequestException as exc:
-            return Err(error_from_exception(exc, **context))
-        finally:
-            response.close()
+        with opened.unwrap() as stream:
+            try:
+                return Ok(self._consume(stream, options, expect, context))
+            except MictlanXError as error:  # the stream's own errors are typed already
+                return Err(error)
 
     @staticmethod
-    def _consume(response: requests.Response, options: ReadOptions, make_sink: SinkFactory,
-                 expected_checksum: Expected, context: dict[str, Any]) -> Fetched:
-        served_by = response.headers.get("Peer-Id")
-        try:
-            length = int(response.headers["Content-Length"])
-        except (KeyError, ValueError):
-            raise UpstreamProtocolError("data answer without a valid Content-Length", **context) from None
+    def _consume(stream: DataStream, options: ReadOptions, expect: _Expect, context: dict[str, Any]) -> Fetched:
+        served_by = stream.peer_id
+        length = stream.content_length
+        if length is None:
+            raise UpstreamProtocolError("data answer without a valid Content-Length", **context)
         if length < 0:
             raise UpstreamProtocolError(f"data answer with Content-Length {length}", **context)
+        expected_checksum = expect.checksum
         fixed = expected_checksum.lower() if isinstance(expected_checksum, str) else None
-        etag = response.headers.get("ETag", "").strip().strip('"').lower() or None
+        etag = stream.checksum
         if etag is None:
             etag = fixed
         if etag is None and callable(expected_checksum):  # an upstream router: no ETag
@@ -181,18 +117,13 @@ class ChunkFetcher:
             etag = found.lower() if found else None
         if etag is None:
             raise IntegrityError("data answer without an ETag: cannot verify", **context)
-        try:
-            sink = make_sink(length)
-        except IntegrityError as error:  # a size the layout does not allow: a bad copy too
-            error.detail = {"peer_id": served_by, **(error.detail or {})}
-            raise
-        reader = BodyReader(response, **context)
+        sink = expect.sink_for(length, served_by, context)
         hasher = hashlib.sha256()
         received = 0
         try:
             while received < length:
                 view = sink.region(received, min(options.read_piece, length - received))
-                got = reader.readinto(view)
+                got = stream.readinto(view)
                 if not got:
                     raise UpstreamProtocolError(f"short body: {received} of {length} bytes from peer {served_by}",
                                                 **context)
@@ -206,9 +137,9 @@ class ChunkFetcher:
             error.detail = {**(error.detail or {}), SHORT_BODY: {"received": received, "expected": length},
                             "peer_id": served_by}
             raise
-        if reader.readinto(memoryview(bytearray(1))):  # a chunked body may run on: never accepted
+        if stream.readinto(memoryview(bytearray(1))):  # a chunked body may run on: never accepted
             raise UpstreamProtocolError(f"more than the announced {length} bytes", **context)
-        reader.release()
+        stream.release()
         actual = hasher.hexdigest()
         if actual != etag or (fixed is not None and actual != fixed):
             raise IntegrityError(f"checksum mismatch from peer {served_by}: got {actual}, expected {etag}",
@@ -230,27 +161,63 @@ def _bad_copy(error: MictlanXError) -> Optional[str]:
 
 
 class _BadCopy(MictlanXError):
-    """A bad copy while another copy is left to try: ends the attempt *retryably*.
+    """A bad copy while another copy is left to try: ends the attempt so that the retry layer
+    tries again, moving to another router (§8.1). Its status and code are the bad copy's
+    own; what the retry layer needs it states itself:
 
-    Status 503, so the retry layer tries again, moving to another router (§8.1). With a
-    fresh replica next, ``retry_after`` 0 skips the backoff (a replica that has not been
-    asked has no reason to wait); otherwise the backoff applies. ``code`` 500 when the
-    copy was cut in transport (the router's breaker counts it, as it counts any broken
-    transfer), 501 for a mismatch (the router answered; a peer's copy is bad). Never
-    returned to callers: :meth:`_Replicas.final` replaces it.
+    - :attr:`retryable`: always (another copy is left);
+    - :attr:`retry_after`: 0 with a fresh replica next (a replica that has not been asked has
+      no reason to wait), else ``None`` (the backoff applies);
+    - :attr:`router_fault`: when the copy was cut in transport (the router's breaker counts
+      it, as it counts any broken transfer); not for a mismatch (the router answered; a
+      peer's copy is bad).
+
+    Never returned to callers: :meth:`_Replicas.final` replaces it.
     """
 
     def __init__(self, error: MictlanXError, immediate: bool) -> None:
-        detail = {**(error.detail or {}), **({"retry_after": 0} if immediate else {})}
-        super().__init__(error.message, 503, 500 if _bad_copy(error) == "short" else 501, detail,
+        super().__init__(error.message, error.status_code, error.code, error.detail,
                          bucket_id=error.bucket_id, key=error.key, router=error.router)
         self.error = error
+        self.immediate = immediate
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+    @property
+    def retry_after(self) -> Optional[float]:
+        return 0.0 if self.immediate else None
+
+    @property
+    def router_fault(self) -> bool:
+        return _bad_copy(self.error) == "short"
+
+
+@attrs.frozen
+class _Expect:
+    """What one chunk fetch expects: its sink and size, and the checksum it must hash to."""
+
+    sink: ChunkSink
+    size: int
+    size_from_index: bool
+    checksum: Expected
+
+    def sink_for(self, length: int, served_by: Optional[str], context: dict[str, Any]) -> ChunkSink:
+        """The sink for an answer of ``length`` bytes, if that is the chunk's size."""
+        if length == self.size:
+            return self.sink
+        if self.size_from_index:
+            raise RestartWithoutIndex()  # the index (or the size it gave) is wrong
+        key = context.get("key")
+        raise IntegrityError(f"{context.get('bucket_id')}/{key}: {length} bytes, layout expects {self.size}",
+                             detail={"peer_id": served_by}, **context)  # a size the layout rules out: a bad copy
 
 
 class _Replicas:
     """The attempts of one chunk read, moving across replicas on bad copies (§8.6 step 3).
 
-    Runs as the ``request`` of one :meth:`Engine.call`, so every attempt shares the retry
+    Runs as the ``request`` of one :meth:`Dispatcher.call`, so every attempt shares the retry
     budget and each retry moves to another router. Until a bad copy, attempts are
     unpinned (the router picks the replica). After one, R1 (on the router that served
     it) lists the replicas, and each following attempt sends ``Peer-Id``:
@@ -270,13 +237,12 @@ class _Replicas:
     """
 
     def __init__(self, fetcher: ChunkFetcher, bucket_id: str, key: str, options: ReadOptions,
-                 make_sink: SinkFactory, expected_checksum: Expected) -> None:
+                 expect: _Expect) -> None:
         self.fetcher = fetcher
         self.bucket_id = bucket_id
         self.key = key
         self.options = options
-        self.make_sink = make_sink
-        self.expected_checksum = expected_checksum
+        self.expect = expect
         self.failing = False  # a bad copy was seen: attempts are pinned from now on
         self.replicas: list[str] = []  # listed by R1, ranking order, first listing first
         self.listed_via: set[str] = set()  # routers (base URLs) whose R1 succeeded
@@ -302,8 +268,7 @@ class _Replicas:
                     return Err(_BadCopy(self.last_bad, immediate=False))  # R1 failed again: retry
                 return Err(self.final())
             self.asked[pin] = self.attempts
-        result = self.fetcher._stream(router, self.bucket_id, self.key, self.options, self.make_sink,
-                                      self.expected_checksum, peer_id=pin)
+        result = self.fetcher._stream(router, self.bucket_id, self.key, self.options, self.expect, peer_id=pin)
         if result.is_ok:
             return result
         error = result.unwrap_err()

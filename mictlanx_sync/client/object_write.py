@@ -1,107 +1,61 @@
 """Writes (client-api §8.5, docs/consistency.md §3.1): staged chunks, then chunk 0, then commit.
 
 One put is one version ``V`` from the client's hybrid clock. Chunks 1..N-1 are uploaded
-*staged* (stored and verified, invisible) in parallel; chunk 0 is written last, unstaged:
-that write is the commit point, so an object is visible whole or not at all, and an
-interrupted put never shows up. R26 then promotes the staged chunks for readers that do not
-pin versions (upstream's) and retires older versions. Reads pin every chunk to the version
-chunk 0 names, so two puts racing can never be mixed.
-
-A chunk upload is one R5 followed by one R7 on the same router (a write group lives on
-the router that created it, protocol §P4.4); a retry starts again from R5, possibly on
-another router, with the same version, so it converges on replicas that missed it.
+*staged* (stored and verified, invisible) in parallel, as the tasks of one
+:class:`~.coordinator.TransferCoordinator` within the client-wide buffer budget; chunk 0 is
+written last, unstaged: that write is the commit point, so an object is visible whole or not
+at all, and an interrupted put never shows up. R26 then promotes the staged chunks for
+readers that do not pin versions (upstream's) and retires older versions. Reads pin every
+chunk to the version chunk 0 names, so two puts racing can never be mixed. Each chunk goes
+up through :mod:`.chunk_upload` (R5 then R7, retried, possibly on another router, with the
+same version, so it converges on replicas that missed it).
 
 Chunk 0 of an object of N > 1 chunks also carries ``chunks_sha256``, the manifest of the N
 chunk checksums (:mod:`.layout`): each chunk is hashed once for its R5 anyway, and by the
 commit point every checksum is known, so readers can prove the whole object without a
-second pass over its bytes (``transfer.FullHash``).
+second pass over its bytes (:mod:`.full_hash`).
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import hashlib
 import logging
 import time
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import attrs
 
 from ..protocol.errors import (
     AlreadyExistsError,
+    ClientClosedError,
     MaxAvailabilityReachedError,
     MictlanXError,
     NotFoundError,
-    PutChunksError,
     SupersededError,
     ValidationError,
 )
-from ..protocol.inline import IF_ABSENT_HEADER
 from ..protocol.models import Metadata
 from ..protocol.policies import RetryPolicy
 from ..protocol.result import Err, Ok, Result
 from ..protocol.router import Router
-from ..protocol.versions import IF_VERSION_HEADER, STAGE_HEADER, VERSION_HEADER, HybridClock
-from .engine import Engine, wait_in_slices
-from .layout import MANIFEST_TAG, chunk_key, chunk_tags, chunks_manifest, select_chunks
+from ..protocol.versions import IF_VERSION_HEADER, HybridClock
+from .chunk_upload import ChunkUploader, Written
+from .coordinator import TransferCoordinator
+from .dispatch import Dispatcher
+from .executor import BoundedExecutor
+from .layout import chunk_key, chunks_manifest, select_chunks
+from .operation import log_failure
+from .progress import ProgressCallback, reporting
 from .sources import BytesLike, ChunkSource
-from .transfer import interrupt_operation
+from .write_options import SourceFactory, WritePlan
 
-__all__ = ["WritePlan", "Writer"]
+__all__ = ["ObjectWriter", "INLINE_WRITE_MAX"]
 
-CONTENT_TYPE = "application/octet-stream"
 #: The default ``inline_max``: chunks up to this size are written with one request (R5
 #: carrying the bytes) instead of R5 + R7. Above it, base64 in a JSON body costs more than
 #: the request it saves.
 INLINE_WRITE_MAX = 64 * 1024
 _CLEANUP_POLICY = RetryPolicy(retries=3, initial_delay=0.2, max_delay=1.0, deadline=30.0)
-#: Observing a version before a delete is an optimisation of the order, not a requirement.
-_OBSERVE_POLICY = RetryPolicy(retries=1, initial_delay=0.1, max_delay=0.2, deadline=10.0)
-
-
-@attrs.frozen
-class WritePlan:
-    """Everything one put decides before sending its first chunk."""
-
-    bucket_id: str
-    key: str
-    rf: int
-    tags: dict[str, str]
-    update: bool
-    policy: RetryPolicy
-    timeout: Any
-    max_concurrency: int
-    producer_id: str
-    content_type: str = CONTENT_TYPE
-
-
-class _GroupLost(MictlanXError):
-    """R7 answered 404: the write group expired or its router restarted (protocol §P4.4).
-
-    Internal only: retryable (a 503 status) without counting against the router's breaker
-    (code 404), so the chunk upload starts again from R5 (client-api §8.1). If attempts run
-    out, the caller gets ``cause``, the R7 ``NotFoundError`` itself.
-    """
-
-    def __init__(self, cause: MictlanXError) -> None:
-        super().__init__(cause.message, 503, cause.code, cause.detail, bucket_id=cause.bucket_id, key=cause.key)
-        self.cause = cause
-
-
-@attrs.define
-class _Written:
-    index: int
-    group_id: str
-    exists: bool
-    #: the version the router reports (``""``: a router without versions)
-    version: str = ""
-    #: SHA-256 of the bytes this call sent
-    checksum: str = ""
-    #: a create-only write (``if_absent``) found the same content stored: nothing was written,
-    #: and this is the stored object's chunk count
-    identical_chunks: int = 0
-    #: the bytes went with R5 and are stored (else a group awaits R7)
-    committed: bool = False
 
 
 @attrs.frozen
@@ -112,108 +66,45 @@ class _Found:
     version: str = ""
 
 
-class Writer:
-    """The write operations of one client. Thread-safe: state lives in each call and in
-    the thread-safe clock."""
+class ObjectWriter:
+    """The object writes of one client. Thread-safe: state lives in each call and in the
+    thread-safe clock."""
 
-    def __init__(self, engine: Engine, logger: logging.Logger, clock: Optional[HybridClock] = None,
-                 inline_max: int = INLINE_WRITE_MAX) -> None:
-        self.engine = engine
+    def __init__(self, dispatcher: Dispatcher, executor: BoundedExecutor, uploader: ChunkUploader,
+                 clock: HybridClock, logger: logging.Logger, inline_max: int = INLINE_WRITE_MAX) -> None:
+        self.dispatcher = dispatcher
+        self.executor = executor
+        self.uploader = uploader
+        self.clock = clock
         self.logger = logger
-        self.clock = clock or HybridClock()
-        #: chunks up to this size go with their R5 (0: never)
+        #: a put of one chunk up to this size is a create in one request (0: never)
         self.inline_max = inline_max
 
-    # --- one chunk -------------------------------------------------------------------------
-    def upload_chunk(self, plan: WritePlan, index: int, data: BytesLike, *, num_chunks: int,
-                     full_checksum: Optional[str], update: bool = False,
-                     tags: Optional[dict[str, str]] = None, version: Optional[str] = None,
-                     staged: bool = False, manifest: Optional[str] = None,
-                     checksum: Optional[str] = None, if_absent: bool = False) -> Result[_Written, MictlanXError]:
-        """R5 then R7 on one router per attempt, retried per the plan's policy. ``manifest``
-        is chunk 0's ``chunks_sha256`` tag (module docstring); ``checksum`` the SHA-256 of
-        ``data`` when the caller hashed it already. ``if_absent`` (a small chunk 0 only) asks
-        the router to write only if no version is visible; a router that answers without
-        ``committed`` did not check, so then no R7 is sent and ``committed`` stays False."""
-        checksum = checksum or hashlib.sha256(data).hexdigest()
-        size = len(data)
-        key_i = chunk_key(plan.key, index) if tags is None else plan.key
-        if tags is None:
-            assert full_checksum is not None
-            tags = chunk_tags(plan.tags, plan.key, index, size, num_chunks, full_checksum)
-            if manifest is not None:
-                tags[MANIFEST_TAG] = manifest
-        ball_id = plan.key if full_checksum is not None else tags.get("group_id", plan.key)
-        headers: Optional[dict[str, str]] = None
-        if version is not None:
-            headers = {VERSION_HEADER: version, **({STAGE_HEADER: "1"} if staged else {})}
-        if if_absent:
-            headers = {**(headers or {}), IF_ABSENT_HEADER: "1"}
-
-        # A small chunk goes with its R5: one request (docs/protocol-extensions.md); a router
-        # without the extension ignores it and R7 follows as before.
-        inline = data if size <= self.inline_max else None
-
-        def request(router: Router) -> Result[_Written, MictlanXError]:
-            metadata = router.put_metadata(
-                key_i, size, checksum, plan.producer_id, plan.content_type, ball_id, plan.bucket_id, tags,
-                timeout=plan.timeout, is_disabled=False, replication_factor=plan.rf,
-                # A versioned write is ordered by its version; create-only was checked by
-                # the put itself (docs/consistency.md §3.1), never per chunk.
-                update=plan.update or update or version is not None, headers=headers, inline=inline)
-            if metadata.is_err:
-                return Err(metadata.unwrap_err())
-            answer = metadata.unwrap()
-            written_version = str(answer.extra.get("version") or "")
-            if inline is not None and answer.extra.get("committed") is True:
-                return Ok(_Written(index, "", bool(answer.extra.get("exists")), written_version, checksum,
-                                   committed=True))
-            if if_absent and inline is not None:
-                if answer.extra.get("identical") is True:
-                    chunks = str(answer.extra.get("num_chunks", "1"))
-                    return Ok(_Written(index, "", True, written_version, checksum,
-                                       identical_chunks=int(chunks) if chunks.isdigit() else 0))
-                # A router without the extensions made a group without checking: never send
-                # its R7 (the caller takes the checked path; the group expires unused).
-                return Ok(_Written(index, "", False, written_version, checksum))
-            if not answer.tasks_ids:
-                return Err(PutChunksError(f"R5 for {key_i} returned no group id", bucket_id=plan.bucket_id,
-                                          key=key_i))
-            group_id = answer.tasks_ids[0]
-            if bool(answer.extra.get("exists")):
-                return Ok(_Written(index, group_id, True, written_version, checksum))
-            stored = router.put_chunked(group_id, data, timeout=plan.timeout, replication_factor=plan.rf)
-            if stored.is_err:
-                error = stored.unwrap_err()
-                return Err(_GroupLost(error) if type(error) is NotFoundError else error)
-            return Ok(_Written(index, group_id, False, written_version, checksum))
-
-        result = self.engine.call(f"put {plan.bucket_id}/{plan.key}", request, policy=plan.policy)
-        if result.is_err:
-            failure = result.unwrap_err()
-            if isinstance(failure, _GroupLost):  # out of attempts: the R7 404 itself
-                if failure.cause.router is None:
-                    failure.cause.router = failure.router
-                return Err(failure.cause)
-        return result
-
-    def tombstone_version(self, bucket_id: str, ball_id: str, timeout: Any) -> str:
-        """A version for deleting ``ball_id``, after every version of it this client can
-        see: the clock first observes chunk 0's version (R3, best effort), so a delete is
-        ordered after the write it was meant to remove even when that writer's clock leads."""
-        found = self.engine.call(
-            f"delete {bucket_id}/{ball_id}",
-            lambda router: router.get_metadata(bucket_id, chunk_key(ball_id, 0), timeout=timeout),
-            policy=_OBSERVE_POLICY)
-        if found.is_ok:
-            self.clock.observe(found.unwrap().version)
-        return self.clock.next()
+    def put_source(self, plan: WritePlan, make_source: SourceFactory, operation: str, show_bars: Optional[bool],
+                   progress: Optional[ProgressCallback] = None) -> Result[bool, MictlanXError]:
+        """Open the source, put it as ``plan`` says with progress reported, close it; a failure
+        is logged once as ``operation`` (``put``, ``put_file``...). The source's own errors
+        (a missing file) are returned like any other."""
+        source: Optional[ChunkSource] = None
+        result: Result[bool, MictlanXError]
+        try:
+            source = make_source()
+            with reporting(show_bars, progress, f"put {plan.key}", source.size) as reporter:
+                result = self.put_object(plan, source, reporter)
+                if result.is_ok and reporter is not None:
+                    reporter.finish()
+        except MictlanXError as error:
+            result = Err(error)
+        finally:
+            if source is not None:
+                source.close()
+        return log_failure(self.logger, operation, plan.bucket_id, plan.key, result)
 
     # --- one object ------------------------------------------------------------------------
     def put_object(self, plan: WritePlan, source: ChunkSource,
                    progress: Optional[Callable[[int], None]] = None) -> Result[bool, MictlanXError]:
         """The whole put of docs/consistency.md §3.1; ``Ok(True)`` or the first error."""
-        with self.engine.scope():  # Ctrl-C or close() ends every request of this put at once
+        with self.dispatcher.lifecycle.scope():  # Ctrl-C or close() ends every request of this put at once
             return self._put_object(plan, source, progress)
 
     def _put_object(self, plan: WritePlan, source: ChunkSource,
@@ -283,13 +174,13 @@ class Writer:
                                        bucket_id=plan.bucket_id, key=plan.key))
         for _ in range(2):
             version = self.clock.next()
-            if not self.engine.acquire_buffer():
-                return Err(PutChunksError("client is closing", bucket_id=plan.bucket_id, key=plan.key))
             try:
-                written = self.upload_chunk(plan, 0, data, num_chunks=1, full_checksum=source.full_checksum,
-                                            version=version, checksum=checksum, if_absent=True)
-            finally:
-                self.engine.buffers.release()
+                with self.executor.reserve():  # one buffer of the budget, sent from this thread
+                    written = self.uploader.upload_object_chunk(
+                        plan, 0, data, num_chunks=1, full_checksum=source.full_checksum, version=version,
+                        checksum=checksum, if_absent=True)
+            except ClientClosedError as closed:
+                return Err(closed)
             if written.is_err:
                 error = written.unwrap_err()
                 if isinstance(error, SupersededError) and error.superseded_by:
@@ -324,7 +215,7 @@ class Writer:
                 return Ok(_Found(None))
             return Err(error)
 
-        return self.engine.call(f"put {plan.bucket_id}/{plan.key}", request, policy=plan.policy)
+        return self.dispatcher.call(f"put {plan.bucket_id}/{plan.key}", request, policy=plan.policy)
 
     def _decide(self, plan: WritePlan, source: ChunkSource, found: _Found) -> Optional[Result[bool, MictlanXError]]:
         """``Ok(True)`` when the same content is already stored (whatever its chunk size),
@@ -345,7 +236,7 @@ class Writer:
         content repairs an object that lost a chunk instead of calling it stored."""
         if str(chunk0.tags.get("num_chunks", "1")) == "1":
             return True
-        listing = self.engine.call(
+        listing = self.dispatcher.call(
             f"put {plan.bucket_id}/{plan.key}",
             lambda router: router.get_chunks_metadata(plan.key, plan.bucket_id, timeout=plan.timeout),
             policy=plan.policy)
@@ -362,62 +253,16 @@ class Writer:
         """Read chunk 0 (sources read in order), then send chunks 1..N-1 staged, windowed
         through the shared transfer pool within the client-wide buffer budget; each sent
         chunk's checksum lands in ``checksums``."""
-        engine = self.engine
-        failure: list[MictlanXError] = []
         source.chunk(0)  # read in order; sent last by _commit_point (source.first_chunk)
-        in_flight: set[cf.Future] = set()
-
-        def send(index: int, data: BytesLike) -> Result[_Written, MictlanXError]:
-            return self.upload_chunk(plan, index, data, num_chunks=source.num_chunks,
-                                     full_checksum=source.full_checksum, version=version, staged=True)
-
-        def collect(done: set[cf.Future]) -> None:
-            for future in done:
-                in_flight.discard(future)
-                outcome = future.result()
-                if outcome.is_err:
-                    failure.append(outcome.unwrap_err())
-                else:
-                    written = outcome.unwrap()
-                    checksums[written.index] = written.checksum
-
+        coordinator = TransferCoordinator(self.executor, lambda: plan.max_concurrency)
+        staged = (_StagedChunk(self, plan, source, index, version, progress) for index in range(1, source.num_chunks))
         try:
-            for index in range(1, source.num_chunks):
-                while len(in_flight) >= plan.max_concurrency and not failure:
-                    collect(wait_in_slices(in_flight)[0])
-                if failure or not engine.acquire_buffer(lambda: bool(failure)):
-                    break
-                try:
-                    data = source.chunk(index)
-                except MictlanXError as unreadable:  # local read failed: clean up what was sent
-                    engine.buffers.release()
-                    failure.append(unreadable)
-                    break
-                except BaseException:
-                    engine.buffers.release()
-                    raise
-                try:
-                    future = engine.submit(send, index, data)
-                except MictlanXError as closed:
-                    engine.buffers.release()
-                    failure.append(closed)
-                    break
-                future.add_done_callback(_releaser(engine, progress, len(data)))
-                in_flight.add(future)
-            while in_flight:
-                collect(wait_in_slices(in_flight)[0])
-        except BaseException:
-            interrupt_operation()  # uploads blocked on a socket fail now
-            for future in in_flight:
-                future.cancel()
-            raise
-        finally:
-            for future in list(in_flight):
-                future.cancel()
-        if failure:
-            return Err(_first_cause(failure))
-        if engine.closing.is_set():
-            return Err(PutChunksError("client is closing", bucket_id=plan.bucket_id, key=plan.key))
+            for _task, written in coordinator.run(staged):
+                checksums[written.index] = written.checksum
+        except MictlanXError:
+            return Err(_first_cause([f for f in coordinator.failures if isinstance(f, MictlanXError)]))
+        if self.dispatcher.lifecycle.closed:
+            return Err(ClientClosedError(bucket_id=plan.bucket_id, key=plan.key))
         try:
             source.finish()  # the data did not change while it was sent: only then commit
         except MictlanXError as error:
@@ -426,25 +271,22 @@ class Writer:
 
     def _commit_point(self, plan: WritePlan, source: ChunkSource, version: str,
                       progress: Optional[Callable[[int], None]],
-                      checksums: list[str]) -> Result[_Written, MictlanXError]:
+                      checksums: list[str]) -> Result[Written, MictlanXError]:
         """Chunk 0, unstaged, at ``version``: the write that makes the object visible. With
         N > 1 it carries the manifest of ``checksums`` (chunks 1..N-1 as staged)."""
-        if not self.engine.acquire_buffer():
-            return Err(PutChunksError("client is closing", bucket_id=plan.bucket_id, key=plan.key))
         try:
-            data0 = source.first_chunk()
-            checksum0 = hashlib.sha256(data0).hexdigest()
-            checksums[0] = checksum0
-            manifest = chunks_manifest(checksums) if source.num_chunks > 1 and all(checksums) else None
-            result = self.upload_chunk(plan, 0, data0, num_chunks=source.num_chunks,
-                                       full_checksum=source.full_checksum, version=version,
-                                       manifest=manifest, checksum=checksum0)
-            size0 = len(data0)
-            del data0
-        except MictlanXError as error:
+            with self.executor.reserve():  # one buffer of the budget, sent from this thread
+                data0 = source.first_chunk()
+                checksum0 = hashlib.sha256(data0).hexdigest()
+                checksums[0] = checksum0
+                manifest = chunks_manifest(checksums) if source.num_chunks > 1 and all(checksums) else None
+                result = self.uploader.upload_object_chunk(plan, 0, data0, num_chunks=source.num_chunks,
+                                                           full_checksum=source.full_checksum, version=version,
+                                                           manifest=manifest, checksum=checksum0)
+                size0 = len(data0)
+                del data0
+        except MictlanXError as error:  # the client closed, or chunk 0 could not be read again
             return Err(error)
-        finally:
-            self.engine.buffers.release()
         if result.is_ok and progress is not None:
             progress(size0)
         return result
@@ -452,7 +294,7 @@ class Writer:
     def _promote(self, plan: WritePlan, version: str) -> None:
         """R26, best effort: the object is committed already; this only makes its staged
         chunks current for unpinned readers and retires older versions."""
-        outcome = self.engine.call(
+        outcome = self.dispatcher.call(
             f"commit {plan.bucket_id}/{plan.key}",
             lambda router: router.commit(plan.bucket_id, plan.key, version, timeout=plan.timeout),
             policy=_CLEANUP_POLICY)
@@ -464,7 +306,7 @@ class Writer:
     def _drop_staged(self, plan: WritePlan, version: str) -> None:
         """R14 with ``Mictlanx-If-Version``: remove exactly this put's staged chunks."""
         headers = {IF_VERSION_HEADER: version}
-        outcome = self.engine.call(
+        outcome = self.dispatcher.call(
             f"cleanup {plan.bucket_id}/{plan.key}",
             lambda router: router.delete_by_ball_id(plan.key, plan.bucket_id, timeout=plan.timeout, headers=headers),
             policy=_CLEANUP_POLICY)
@@ -500,9 +342,31 @@ def _first_cause(failures: list[MictlanXError]) -> MictlanXError:
     return failures[0]
 
 
-def _releaser(engine: Engine, progress: Optional[Callable[[int], None]], size: int) -> Callable[[cf.Future], None]:
-    def release(future: cf.Future) -> None:
-        engine.buffers.release()
-        if progress is not None and not future.cancelled() and future.exception() is None and future.result().is_ok:
-            progress(size)
-    return release
+class _StagedChunk:
+    """One staged chunk of a put, as a task of the transfer coordinator: ``prepare`` reads it
+    from the source in the caller's thread (in index order, holding its buffer token), the
+    call uploads it in a pool thread and reports its bytes as sent."""
+
+    def __init__(self, writer: ObjectWriter, plan: WritePlan, source: ChunkSource, index: int, version: str,
+                 progress: Optional[Callable[[int], None]]) -> None:
+        self.writer = writer
+        self.plan = plan
+        self.source = source
+        self.index = index
+        self.version = version
+        self.progress = progress
+        self.data: Optional[BytesLike] = None
+
+    def prepare(self) -> None:
+        self.data = self.source.chunk(self.index)
+
+    def __call__(self) -> Written:
+        data, self.data = self.data, None  # the buffer goes with the task, not with this object
+        assert data is not None
+        result = self.writer.uploader.upload_object_chunk(
+            self.plan, self.index, data, num_chunks=self.source.num_chunks, full_checksum=self.source.full_checksum,
+            version=self.version, staged=True)
+        written = result.unwrap()  # raises the chunk's typed error
+        if self.progress is not None:
+            self.progress(len(data))
+        return written
