@@ -61,9 +61,10 @@ from .lifecycle import Lifecycle
 from .object_read import ObjectReader
 from .object_write import ObjectWriter
 from .operation import log_failure, operation
-from .options import inline_limit, merge_alias, positive_int, positive_seconds
+from .options import inline_limit, merge_alias, positive_int, positive_seconds, size_option
 from .progress import ProgressCallback, check_callback, reporting
 from .read_options import ReadOptions, read_options
+from .result_buffers import ResultBuffers
 from .setup import log_handlers, routers_for
 from .write_options import WriteDefaults, bytes_put, chunks_put, file_put, write_plan
 
@@ -86,6 +87,11 @@ class Client:
 
     **Memory.** Chunk buffers in flight are bounded client-wide by ``max_workers`` x
     ``chunk_size``, whatever the number of callers; ``get`` also holds the object itself.
+    ``get`` results of 8 MiB or more are reused for a later ``get`` of the same size once
+    nothing refers to them any more (fresh memory costs a page fault per 4 KiB): up to
+    ``result_buffer_pool`` bytes (keyword-only, a size string or int, default 256 MiB; 0
+    turns it off) stay allocated for that, for at most 30 s after their ``get``, and
+    ``close()`` releases them (:mod:`mictlanx_sync.client.result_buffers`).
 
     **Errors.** Every I/O method returns ``Ok(value)`` or ``Err(MictlanXError)``; ``unwrap()``
     raises the typed error. Only constructor arguments and ``get_chunks`` raise.
@@ -122,6 +128,7 @@ class Client:
         progress: Optional[bool] = None, load_balancing: str = "LEAST_INFLIGHT", log_backup_count: int = 7,
         max_bulk_workers: int = 4, token: Optional[str] = None, inline_max: Union[str, int] = "64KiB",
         direct_reads: bool = True, direct_timeout: float = DIRECT_FIRST_BYTE_TIMEOUT,
+        result_buffer_pool: Union[str, int] = "256MiB",
     ) -> None:
         self.client_id = client_id if client_id is not None else f"client-{uuid.uuid4().hex[:8]}"
         self.max_workers = positive_int("max_workers", max_workers)
@@ -150,9 +157,12 @@ class Client:
         self._uploader = ChunkUploader(self._dispatcher, self.inline_max)
         self._writer = ObjectWriter(self._dispatcher, self._executor, self._uploader, clock, self.logger,
                                     inline_max=self.inline_max)
+        self._result_buffers = ResultBuffers(size_option("result_buffer_pool", result_buffer_pool))
+        self._lifecycle.on_fork(self._result_buffers.clear)
         self._reader = ObjectReader(self._dispatcher, self._executor, self._cache, self.logger,
                                     direct_reads=bool(direct_reads),
-                                    direct_timeout=positive_seconds("direct_timeout", direct_timeout))
+                                    direct_timeout=positive_seconds("direct_timeout", direct_timeout),
+                                    buffers=self._result_buffers)
         self._buckets = Buckets(self._dispatcher, clock, self.logger)
         self._bulk = BulkRunner(self._lifecycle, self.max_bulk_workers, self.client_id, self._writer,
                                 self._write_defaults(), self.progress, self.logger)
@@ -185,6 +195,7 @@ class Client:
         self._executor.shutdown(wait)
         self._dispatcher.close()
         self._cache.close()
+        self._result_buffers.clear()
         for handler in self._handlers:
             self.logger.removeHandler(handler)
             handler.close()

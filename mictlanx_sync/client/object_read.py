@@ -45,7 +45,7 @@ from .locate import ChunkChecksums, Locator, ObjectInfo, inline_verified
 from .object_sinks import FileObjectSink, IteratorObjectSink, MemoryObjectSink, ObjectSink
 from .progress import announce_total
 from .read_options import ReadOptions
-from .sinks import unfilled_bytearray
+from .result_buffers import ResultBuffers
 
 __all__ = ["ObjectReader", "HIT_PARALLEL"]
 
@@ -74,8 +74,10 @@ class ObjectReader:
 
     def __init__(self, dispatcher: Dispatcher, executor: BoundedExecutor, cache: Optional[ChunkCache],
                  logger: logging.Logger, direct_reads: bool = True,
-                 direct_timeout: float = DIRECT_FIRST_BYTE_TIMEOUT) -> None:
+                 direct_timeout: float = DIRECT_FIRST_BYTE_TIMEOUT, buffers: Optional[ResultBuffers] = None) -> None:
         self.dispatcher = dispatcher
+        #: where ``get`` takes its result buffers (reused once callers let go of them)
+        self.buffers = buffers if buffers is not None else ResultBuffers(0)
         self.executor = executor
         self.logger = logger
         #: read chunks of at least ``DIRECT_READ_MIN`` bytes straight from their peers
@@ -126,7 +128,7 @@ class ObjectReader:
         options = self._object_options(options, info)
         # Not zeroed: exposed only after every chunk has landed in full (the transfer is Ok).
         try:
-            buffer = unfilled_bytearray(info.size)
+            buffer = self.buffers.take(info.size)
         except (MemoryError, OverflowError) as exc:
             if info.index is None:
                 # The servers' size: a Result API must not raise, and the caller has a way out.
@@ -142,6 +144,7 @@ class ObjectReader:
         view = memoryview(buffer)
         target = MemoryObjectSink(view, info.layout, progress)
         transferred = self._transfer(info, options, target, single)
+        self.buffers.keep(buffer)  # the caller's now, or left over: reused once nothing refers to it
         if transferred.is_err:
             return Err(transferred.unwrap_err())
         fetched = transferred.unwrap()

@@ -13,8 +13,8 @@ from ..protocol.inline import INLINE_CAP
 from ..protocol.policies import RetryPolicy
 from ..protocol.sizes import clamp, parse_size
 
-__all__ = ["merge_alias", "retry_policy", "piece_size", "positive_int", "positive_seconds", "chunk_size_bytes",
-           "inline_limit"]
+__all__ = ["size_option", "merge_alias", "retry_policy", "piece_size", "positive_int", "positive_seconds",
+           "chunk_size_bytes", "inline_limit"]
 
 _MIN_PIECE = 64 * 1024
 _MAX_PIECE = 8 * 1024 * 1024
@@ -66,6 +66,14 @@ def positive_seconds(name: str, value: Any) -> float:
     if not 0 < value < float("inf"):
         raise ValidationError(f"{name} must be > 0 and finite, got {value!r}")
     return float(value)
+
+
+def size_option(name: str, value: Union[str, int]) -> int:
+    """A ``Client`` size argument: bytes as an int or a size string (``"256MiB"``), 0 or more."""
+    try:
+        return parse_size(value)
+    except ValidationError:
+        raise ValidationError(f"{name} must be a size of 0 or more, not {value!r}") from None
 
 
 def inline_limit(value: Union[str, int]) -> int:

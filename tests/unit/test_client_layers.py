@@ -18,7 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "mictlanx_sync"
 LAYERS = {
     "core": {"lifecycle", "dispatch", "executor", "coordinator", "balancer", "breaker", "operation", "messages"},
     "steps": {"locate", "chunk_task", "chunk_fetch", "full_hash", "object_sinks", "sinks", "chunk_upload", "sources",
-              "files", "layout", "cache", "content_types", "read_options", "write_options", "options", "progress"},
+              "files", "layout", "cache", "content_types", "read_options", "write_options", "options", "progress",
+              "result_buffers"},
     "operations": {"object_read", "object_write", "buckets", "bulk"},
     "facade": {"client", "setup", "delete_order"},
 }
