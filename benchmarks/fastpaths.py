@@ -19,7 +19,8 @@ loopback) and measures:
 - **small**: 1 KiB put and get ops/s with 1 and 16 threads sharing one ``Client`` (each rep: a
   batch of new keys put, then read back).
 
-Writes ``benchmarks/results/fastpaths-<date>.md`` and ``.json``. Never run as a test.
+Writes ``benchmarks/results/fastpaths-<date>.md`` and ``.json`` (``--name`` another stem). Never
+run as a test.
 """
 
 from __future__ import annotations
@@ -273,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops", type=int, default=150, help="small objects per run (default 150)")
     parser.add_argument("--sizes", default="128,256", help="large object sizes in MiB (default 128,256)")
     parser.add_argument("--sections", default="large,small", help="large, small or both (default)")
+    parser.add_argument("--name", default="", help="results file stem (default fastpaths-<date>)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--label", default="after", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -296,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs[label].append(_run_worker(tree, label, args))
     meta["load_end"] = _loadavg()
     before, after = _merge(runs["before"]), _merge(runs["after"])
-    stem = "fastpaths-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    stem = args.name or "fastpaths-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "runs": runs, "before": before,
                                                       "after": after}, indent=1))
