@@ -2,7 +2,7 @@
 
 The notes in ``NOTES`` (``docs/protocol.md``, ``consistency.md``, ``reliability.md``,
 ``rebalancing.md``, ``tls.md``, ``storage.md``, ``protocol-extensions.md``, ``issue-14-deviations.md``,
-``client-architecture.md``) are
+``client-architecture.md``, ``client-api.md``) are
 maintained next to the code, outside this site's ``docs_dir``: they are added as pages as they
 are, never copied into the tree. ``cli.md`` gets every command's ``--help`` from the argparse
 parser, and ``errors.md`` the error classes' tree from the package, so neither can drift from
@@ -21,7 +21,7 @@ from mkdocs.structure.files import File, Files
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOTES_DIR = os.path.dirname(HERE)  # docs/
 NOTES = ("protocol.md", "consistency.md", "reliability.md", "rebalancing.md", "tls.md", "issue-14-deviations.md",
-         "storage.md", "protocol-extensions.md", "client-architecture.md")
+         "storage.md", "protocol-extensions.md", "client-architecture.md", "client-api.md")
 
 
 def on_files(files: Files, config: Any) -> Files:

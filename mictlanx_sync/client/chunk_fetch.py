@@ -44,7 +44,7 @@ class RestartWithoutIndex(Exception):
     the index names): the read starts again, ignoring the index (which is dropped)."""
 
 #: What a chunk's bytes must hash to: a checksum required *in addition* to the ``ETag``, or a
-#: callable consulted only when the router sends no ``ETag`` (upstream routers; §8.6 reads
+#: callable consulted only when the router sends no ``ETag`` (upstream routers; client-api §8.6 reads
 #: R12 then). The callable may raise a ``MictlanXError``.
 Expected = Union[None, str, Callable[[], Optional[str]]]
 
@@ -66,7 +66,7 @@ class ChunkFetcher:
 
         A bad copy is a checksum mismatch (``IntegrityError``) or a short body (the body
         ended or the connection broke before ``Content-Length`` bytes). Either way the
-        next attempt is pinned with ``Peer-Id`` to another replica (§8.6 step 3); every
+        next attempt is pinned with ``Peer-Id`` to another replica (client-api §8.6 step 3); every
         attempt, pinned or not, counts against the one retry budget (``max_retries``,
         deadline). See :class:`_Replicas` for the order and the final error.
         """
@@ -132,8 +132,8 @@ class ChunkFetcher:
                 received += got
         except UpstreamProtocolError as error:
             # The body ended, or the connection broke, before Content-Length bytes: a short
-            # body, which fails over to another replica like a mismatch (§8.6 step 3). A
-            # read timeout (RequestTimeoutError) is not one: it is retried per §8.1.
+            # body, which fails over to another replica like a mismatch (client-api §8.6 step 3). A
+            # read timeout (RequestTimeoutError) is not one: it is retried per client-api §8.1.
             error.detail = {**(error.detail or {}), SHORT_BODY: {"received": received, "expected": length},
                             "peer_id": served_by}
             raise
@@ -162,7 +162,7 @@ def _bad_copy(error: MictlanXError) -> Optional[str]:
 
 class _BadCopy(MictlanXError):
     """A bad copy while another copy is left to try: ends the attempt so that the retry layer
-    tries again, moving to another router (§8.1). Its status and code are the bad copy's
+    tries again, moving to another router (client-api §8.1). Its status and code are the bad copy's
     own; what the retry layer needs it states itself:
 
     - :attr:`retryable`: always (another copy is left);
@@ -215,7 +215,7 @@ class _Expect:
 
 
 class _Replicas:
-    """The attempts of one chunk read, moving across replicas on bad copies (§8.6 step 3).
+    """The attempts of one chunk read, moving across replicas on bad copies (client-api §8.6 step 3).
 
     Runs as the ``request`` of one :meth:`Dispatcher.call`, so every attempt shares the retry
     budget and each retry moves to another router. Until a bad copy, attempts are
@@ -274,7 +274,7 @@ class _Replicas:
         error = result.unwrap_err()
         kind = _bad_copy(error)
         if kind is None and not (pin is not None and type(error) is NotFoundError):
-            return result  # a transport error or an answer: the retry layer decides (§8.1)
+            return result  # a transport error or an answer: the retry layer decides (client-api §8.1)
         peer = pin if pin is not None else (error.detail or {}).get("peer_id")
         peer = peer if isinstance(peer, str) and peer else None  # None: the router named no peer
         self.failing = True

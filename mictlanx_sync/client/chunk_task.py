@@ -100,7 +100,7 @@ class ChunkTask:
 
 
 def chunk_error(error: MictlanXError, info: ObjectInfo, index: int) -> MictlanXError:
-    """A chunk of a located object that R11 does not find is a ``GetChunkError`` (§8.6)."""
+    """A chunk of a located object that R11 does not find is a ``GetChunkError`` (client-api §8.6)."""
     if type(error) is not NotFoundError:
         return error
     missing = GetChunkError(f"{info.bucket_id}/{info.key}: chunk {index} missing ({error.message})",

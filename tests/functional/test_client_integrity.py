@@ -140,7 +140,7 @@ def test_truncated_replica_is_skipped(cluster: Cluster, reader: Client, bucket: 
 
 def test_router_without_etag_reads_checksums_from_r12(cluster: Cluster, reader: Client, bucket: str,
                                                        tmp_path: Path) -> None:
-    """Upstream routers send no ``ETag``: each chunk is checked against R12's listing (§8.6)."""
+    """Upstream routers send no ``ETag``: each chunk is checked against R12's listing (client-api §8.6)."""
     data = _store(cluster, reader, bucket, "no-etag")
     cluster.router_strip_headers = {b"etag"}
     try:
