@@ -157,7 +157,7 @@ def test_an_object_too_large_for_memory_is_an_err(client: Client, bucket: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """``get`` holds the object in memory: when the process cannot allocate it, the Result API
     answers ``ValidationError`` pointing at ``get_to_file`` instead of raising ``MemoryError``."""
-    import mictlanx_sync.client.object_read as reads
+    import mictlanx_sync.client.result_buffers as buffers
 
     data = os.urandom(4096)
     assert client.put(bucket, "too-large", data, chunk_size=1024).unwrap()
@@ -165,7 +165,7 @@ def test_an_object_too_large_for_memory_is_an_err(client: Client, bucket: str,
     def no_memory(size: int) -> bytearray:
         raise MemoryError(size)
 
-    monkeypatch.setattr(reads, "unfilled_bytearray", no_memory)
+    monkeypatch.setattr(buffers, "unfilled_bytearray", no_memory)
     result = client.get(bucket, "too-large", force=True)  # force: the size is the servers', not the cache's
     assert result.is_err
     error = result.unwrap_err()
