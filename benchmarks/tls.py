@@ -452,6 +452,35 @@ def _rtt_label(rtt: Optional[float]) -> str:
     return "direct" if rtt is None else f"{rtt:g} ms"
 
 
+#: round trips of a 1 KiB operation: (requests, round trips per request on a new TLS 1.3 connection)
+ROUND_TRIPS = {"get": 1, "put": 2}
+#: a new connection: TCP handshake 1, TLS handshake 1 (TLS 1.3; 2 with TLS 1.2), the request 1
+NEW_CONNECTION_RTTS = {"TLS 1.3": 3, "TLS 1.2": 4}
+
+
+def model_ops(direct: dict[str, Any], client: str, op: str, threads: int, rtt_ms: float,
+              tls: str = "TLS 1.3") -> float:
+    """Modelled ops/s at ``rtt_ms`` from the direct (loopback) run: each of ``threads`` waits its
+    operation's CPU time (1 / direct ops/s with one thread) plus its round trips, and no client
+    goes faster than its direct 16-thread rate (the CPU the machine has for it)."""
+    rows = {r["threads"]: r[op]["median"] for r in direct["rows"] if r["client"] == client}
+    per_request = 1 if client == "pooled" else NEW_CONNECTION_RTTS[tls]
+    latency = 1 / rows[1] + ROUND_TRIPS[op] * per_request * rtt_ms / 1000
+    return min(threads / latency, max(rows.values()))
+
+
+def model_ratio(direct: dict[str, Any], op: str, threads: int, rtt_ms: float, tls: str = "TLS 1.3") -> float:
+    return (model_ops(direct, "pooled", op, threads, rtt_ms, tls)
+            / model_ops(direct, "unpooled", op, threads, rtt_ms, tls))
+
+
+def _late(stats: dict[str, Any]) -> str:
+    late = stats.get("late_ms")
+    if not late or late.get("median") is None:
+        return "?"
+    return f"{late['median']:.2f} ms median, {late['p99']:.2f} ms p99"
+
+
 def rtt_markdown(result: dict[str, Any]) -> str:
     """The RTT mode's report: per certificate, per RTT, the Client table and the raw comparison."""
     from .report import cell
@@ -465,24 +494,32 @@ def rtt_markdown(result: dict[str, Any]) -> str:
            "pooled). The client reaches the router through `benchmarks/netdelay.py`, a relay in a process of its "
            "own that delays every byte by RTT/2 each way and the client's first bytes by one RTT more (the TCP "
            "handshake); `direct` = no relay. `pooled` = the Client as shipped (keep-alive); `unpooled` = "
-           f"{result['unpooled']}. Ratio = pooled / unpooled at the same thread count.", ""]
+           f"{result['unpooled']}. Ratio = pooled / unpooled at the same thread count. (model) = `model_ratio`: "
+           "from the direct run, each operation waits its loopback time plus its round trips (GET 1 pooled, 3 "
+           "unpooled; PUT 2 and 6: TCP handshake, TLS 1.3 handshake, request), and no client beats its direct "
+           "16-thread rate; the relay's own cost is not in it.", ""]
     for cert in result["certificates"]:
         facts = cert["tls"]
-        out += [f"## Certificate: {cert['certificate']}; clients verify with {cert['ca_bundle']}", "",
+        out += [f"## Certificate: {cert['certificate']}; clients verify with "
+                f"{cert.get('ca_bundle', 'the certificate alone (1 CA)')}", "",
                 f"Negotiated: {facts['default']['version']} {facts['default']['cipher']} (TLS 1.2 at most: "
                 f"{facts['tls1.2']['version']} {facts['tls1.2']['cipher']}); a second connection with the same "
                 f"SSLContext resumed a session: {facts['default']['second_connection_resumed']}.", "",
-                "| RTT | threads | GET pooled | GET unpooled | GET ratio | PUT pooled | PUT unpooled | PUT ratio "
-                "| load before → after |", "|---|---|---|---|---|---|---|---|---|"]
+                "| RTT | threads | GET pooled | GET unpooled | GET ratio (model) | PUT pooled | PUT unpooled "
+                "| PUT ratio (model) | load before → after |", "|---|---|---|---|---|---|---|---|---|"]
+        direct = next((m for m in cert["rtts"] if m["rtt_ms"] is None), None)
         for measured in cert["rtts"]:
             rows = measured["rows"]
             get_ratios, put_ratios = ratios(measured, 1024, "get"), ratios(measured, 1024, "put")
             for threads in sorted(get_ratios):
                 pooled = next(r for r in rows if r["client"] == "pooled" and r["threads"] == threads)
                 unpooled = next(r for r in rows if r["client"] == "unpooled" and r["threads"] == threads)
+                model = {op: f" ({model_ratio(direct, op, threads, measured['rtt_ms']):.1f}x)"
+                         if direct is not None and measured["rtt_ms"] is not None else "" for op in ("get", "put")}
                 out.append(f"| {_rtt_label(measured['rtt_ms'])} | {threads} | {cell(pooled['get'])} | "
-                           f"{cell(unpooled['get'])} | {get_ratios[threads]:.1f}x | {cell(pooled['put'])} | "
-                           f"{cell(unpooled['put'])} | {put_ratios[threads]:.1f}x | {measured['load_before'][0]} → "
+                           f"{cell(unpooled['get'])} | {get_ratios[threads]:.1f}x{model['get']} | "
+                           f"{cell(pooled['put'])} | {cell(unpooled['put'])} | "
+                           f"{put_ratios[threads]:.1f}x{model['put']} | {measured['load_before'][0]} → "
                            f"{measured['load_after'][0]} |")
         out += ["", "Without the Client (plain `requests`, one thread, R11 GET of one 1 KiB ball; ops/s, and the "
                     "CPU ms per GET of this process and of the router):", "",
@@ -496,10 +533,11 @@ def rtt_markdown(result: dict[str, Any]) -> str:
             out.append(f"| {_rtt_label(measured['rtt_ms'])} | " + " | ".join(
                 f"{cell(raw[k])}" + (f"; CPU {cpu[k]['client']:.2f} + {cpu[k]['router']:.2f} ms" if k in cpu else "")
                 for k in labels) + " |")
-        out += ["", "Relay: " + "; ".join(
+        out += ["", "Relay (`netdelay`): " + "; ".join(
             f"{_rtt_label(m['rtt_ms'])}: {m['relay']['connections']} connections, {m['relay']['cpu_s']:.1f} CPU s "
-            f"in {m['relay']['seconds']:.0f} s, new connections per unpooled run (put+get+delete of "
-            f"{meta['ops']} objects per thread count) {m['connections_per_run']['unpooled']}, per pooled run "
+            f"in {m['relay']['seconds']:.0f} s ({m['relay'].get('scheduling', 'normal')}), deliveries late by "
+            f"{_late(m['relay'])}, new connections per unpooled run (put+get+delete of {meta['ops']} objects per "
+            f"thread count) {m['connections_per_run']['unpooled']}, per pooled run "
             f"{m['connections_per_run']['pooled']}" for m in cert["rtts"] if m["relay"]) + ".", ""]
     return "\n".join(out)
 
