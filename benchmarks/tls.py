@@ -14,9 +14,11 @@ The same comparison without the Client (one thread, plain ``requests`` R11 GETs 
 1 KiB ball: one ``Session`` against a new one per request) shows what the handshake alone
 costs next to one request, the most pooling can gain per request on this machine.
 
-**Across a round trip**: ``python -m benchmarks.tls --rtt-ms direct,0,1,5 [--certs ecdsa,rsa]``
-(without ``--rtt-ms``: the suite's ``tls`` section above). For each certificate kind (``ecdsa``:
-P-256 as ``LocalVSS`` makes it; ``rsa``: RSA 2048) and each round-trip time, the client reaches
+**Across a round trip**: ``python -m benchmarks.tls --rtt-ms direct,0,1,5 [--certs ecdsa,rsa]
+[--bundles own,certifi]`` (without ``--rtt-ms``: the suite's ``tls`` section above). For each
+certificate kind (``ecdsa``: P-256 as ``LocalVSS`` makes it; ``rsa``: RSA 2048), each CA file the
+clients verify with (``own``: the certificate alone; ``certifi``: certifi's bundle plus it, what a
+client trusting the public CAs loads) and each round-trip time, the client reaches
 the router through ``benchmarks/netdelay.py`` (a relay process delaying every byte by RTT/2 each
 way, and the client's first bytes by one more RTT for the TCP handshake; ``direct``: no relay),
 and measures 1 KiB GET and PUT ops/s with 1 and 16 threads: ``pooled`` (the Client as shipped)
