@@ -39,7 +39,7 @@ from .stream import DataStream
 from .timeouts import DEFAULT_CONNECT_TIMEOUT, TimeoutArg, resolve_timeout
 from .urllib3_seam import scoped_pool_class
 
-__all__ = ["Transport", "ssl_verify", "BoundedPoolAdapter"]
+__all__ = ["Transport", "ssl_verify", "BoundedPoolAdapter", "ca_bundle_context"]
 
 log = logging.getLogger("mictlanx_sync.protocol.transport")
 
@@ -71,13 +71,25 @@ class BoundedPoolAdapter(HTTPAdapter):
     An exhausted pool raises urllib3's ``EmptyPoolError`` after ``pool_timeout`` seconds
     (translated to ``RequestTimeoutError``) instead of waiting forever, and the connection
     of every request belongs to the current call scope (both through
-    :func:`~.urllib3_seam.scoped_pool_class`). An optional ``ssl.SSLContext`` is used for
-    every verified HTTPS request.
+    :func:`~.urllib3_seam.scoped_pool_class`).
+
+    **One TLS context, loaded once.** ``requests`` hands urllib3 a CA bundle *path* for every
+    verified HTTPS pool (``verify=True``: certifi's), and urllib3 then builds a context and
+    parses that bundle for every new connection: ~36 ms of CPU with certifi's 118 CAs on the
+    2-core VM (docs/tls.md), more than the handshake itself. Worse, given a caller's
+    ``ssl.SSLContext``, urllib3 loaded certifi's CAs *into that context*, so a context made to
+    trust one private CA trusted every public CA too. Here the transport's ``verify`` becomes
+    one context (the caller's own, or one built on first use from the same bundle ``requests``
+    would use), and the pools get that context with no bundle path: the trust is exactly what
+    ``verify`` says, parsed once. Another per-call ``verify`` keeps ``requests``' own way.
     """
 
-    def __init__(self, pool_maxsize: int, pool_timeout: float, ssl_context: Optional[ssl.SSLContext] = None) -> None:
+    def __init__(self, pool_maxsize: int, pool_timeout: float, ssl_context: Optional[ssl.SSLContext] = None,
+                 verify: Union[bool, str] = True) -> None:
         self._pool_timeout = pool_timeout
         self._ssl_context = ssl_context
+        self._verify = verify
+        self._context_lock = threading.Lock()
         super().__init__(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0, pool_block=True)
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = True, **pool_kwargs: Any) -> None:
@@ -87,11 +99,51 @@ class BoundedPoolAdapter(HTTPAdapter):
             "https": scoped_pool_class(HTTPSConnectionPool, self._pool_timeout),
         }
 
+    def context_for(self, verify: Any) -> Optional[ssl.SSLContext]:
+        """The one context verifying as ``verify`` does, for the transport's own ``verify``
+        (built on first use: an http-only client never parses a bundle); else ``None``."""
+        if verify is False or verify != self._verify:
+            return None
+        if self._ssl_context is None:
+            with self._context_lock:
+                if self._ssl_context is None:
+                    self._ssl_context = _context_from(verify)
+        return self._ssl_context
+
     def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Any:
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-        if self._ssl_context is not None and verify is True:
-            pool_kwargs["ssl_context"] = self._ssl_context
+        if host_params.get("scheme") == "https":
+            context = self.context_for(verify)
+            if context is not None:
+                pool_kwargs["ssl_context"] = context
+                pool_kwargs.pop("ca_certs", None)
+                pool_kwargs.pop("ca_cert_dir", None)
         return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)  # (its missing-bundle error stays)
+        if url.lower().startswith("https") and self.context_for(verify) is not None:
+            conn.ca_certs = None  # the context holds the trust: nothing to load per connection
+            conn.ca_cert_dir = None
+
+
+def ca_bundle_context(location: str) -> ssl.SSLContext:
+    """A verifying context trusting exactly the CA file or directory at ``location``, loaded
+    now: a bundle that is missing or unreadable is a ``ValidationError`` naming it, at once."""
+    try:
+        return _context_from(location)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValidationError(f"verify={location!r}: cannot load this CA bundle: {exc}") from exc
+
+
+def _context_from(verify: Union[bool, str]) -> ssl.SSLContext:
+    """A verifying context trusting what ``requests`` would for ``verify``: certifi's bundle
+    for ``True``, else the CA file or directory at that path."""
+    location = requests.utils.DEFAULT_CA_BUNDLE_PATH if verify is True else str(verify)
+    # CERT_REQUIRED, hostname checked, and given a location no system CAs (as urllib3's own)
+    if os.path.isdir(location):
+        return ssl.create_default_context(capath=location)
+    return ssl.create_default_context(cafile=location)
 
 
 def ssl_verify(verify: Any) -> Tuple[Union[bool, str], Optional[ssl.SSLContext]]:
@@ -151,6 +203,8 @@ class Transport:
         self.base_url = base_url.rstrip("/")
         self.timeout = resolve_timeout(timeout, (DEFAULT_CONNECT_TIMEOUT, 120.0))
         self.verify, self.ssl_context = ssl_verify(verify)
+        if isinstance(self.verify, str) and self.ssl_context is None:  # a CA file or directory
+            self.ssl_context = ca_bundle_context(self.verify)
         self.pool_maxsize = pool_maxsize
         self._lock = threading.Lock()
         self._session: Optional[requests.Session] = None
@@ -165,7 +219,7 @@ class Transport:
         session.verify = self.verify
         if self._token is not None:
             session.headers["Authorization"] = f"Bearer {self._token}"
-        adapter = BoundedPoolAdapter(self.pool_maxsize, self.timeout[0], self.ssl_context)
+        adapter = BoundedPoolAdapter(self.pool_maxsize, self.timeout[0], self.ssl_context, self.verify)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return session
