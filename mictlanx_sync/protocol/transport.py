@@ -10,7 +10,9 @@ One :class:`Transport` per base URL owns one pooled ``requests.Session``:
 - uploads streamed in pieces (:mod:`.bodies`); data answers opened as a
   :class:`~.stream.DataStream` (:meth:`Transport.open_stream`), read straight into the
   caller's memory;
-- safe to share between threads; after ``fork`` the child builds its own session.
+- safe to share between threads; after ``fork`` the child builds its own session;
+- sent through :func:`.quick_send.send`: what ``Session.request`` would send, without its
+  per-call merging of settings none of these sessions uses (issue 13).
 
 Every call returns ``Result``: ``requests``/``urllib3`` exceptions are translated by
 ``errors.error_from_exception`` and non-2xx answers by ``errors.error_from_response``,
@@ -33,6 +35,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from . import quick_send
 from .errors import MictlanXError, ValidationError, error_from_exception, error_from_response
 from .result import Err, Ok, Result
 from .stream import DataStream
@@ -241,10 +244,8 @@ class Transport:
         started = time.monotonic()
         response: Optional[requests.Response] = None
         try:
-            response = self.session().request(
-                method, url, params=params, headers=send_headers, data=data, timeout=connect_read,
-                verify=call_verify, stream=True, allow_redirects=False,
-            )
+            response = quick_send.send(self.session(), method, url, params=params, headers=send_headers, data=data,
+                                       timeout=connect_read, verify=call_verify)
             if redirect_ok and 300 <= response.status_code < 400:
                 response.close()
                 self._log(method, url, response.status_code, started)
