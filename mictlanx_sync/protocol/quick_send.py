@@ -10,8 +10,9 @@ call passes ``allow_redirects=False`` with an explicit ``verify``.
 
 :func:`send` therefore does only what remains: the session's headers merged with the call's
 (a ``None`` value removes one, as ``requests.sessions.merge_setting`` does), a
-``PreparedRequest`` prepared by requests itself (URL quoting, params, header validation, body
-and ``Content-Length`` / chunked framing exactly as before), and the mounted adapter's
+``PreparedRequest`` prepared by requests' own steps (URL quoting, params, header validation;
+a bytes body framed with ``Content-Length`` as ``prepare_body`` does, any other body by
+``prepare_body`` itself; no cookie or URL-credential steps, which find nothing here), and the mounted adapter's
 ``send`` (its pool, TLS settings and exception translation unchanged). The answer is the same
 ``requests.Response``, opened with ``stream=True`` as ``Transport.request`` always asked.
 """
@@ -37,7 +38,30 @@ def send(session: requests.Session, method: str, url: str, *, params: Optional[M
             merged.pop(name, None)
         else:
             merged[name] = value
-    prepared = requests.PreparedRequest()
-    prepared.prepare(method=method.upper(), url=url, headers=merged, data=data or {}, params=params or {})
+    prepared = _prepare(method.upper(), url, merged, data or {}, params or {})
     adapter = session.get_adapter(url=str(prepared.url))
     return adapter.send(prepared, stream=True, timeout=timeout, verify=verify, cert=None, proxies={})
+
+
+def _prepare(method: str, url: str, headers: CaseInsensitiveDict[Any], data: Any,
+             params: Any) -> requests.PreparedRequest:
+    """``PreparedRequest.prepare`` for these sessions: without cookies (the jar is always empty)
+    and, for a URL without credentials in it, without ``prepare_auth``; a bytes body (or none)
+    framed here exactly as ``prepare_body`` would, without its per-call Protocol checks."""
+    prepared = requests.PreparedRequest()
+    empty = isinstance(data, dict) and not data  # what ``data or {}`` made of no body
+    if "@" in url or not (empty or (isinstance(data, bytes) and data)):
+        prepared.prepare(method=method, url=url, headers=headers, data=data, params=params)
+        return prepared
+    prepared.prepare_method(method)
+    prepared.prepare_url(url, params)
+    prepared.prepare_headers(headers)
+    if empty:  # no body: requests sends Content-Length: 0 unless GET or HEAD
+        prepared.body = None
+        if method not in ("GET", "HEAD") and prepared.headers.get("Content-Length") is None:
+            prepared.headers["Content-Length"] = "0"
+    else:
+        prepared.body = data
+        prepared.headers["Content-Length"] = str(len(data))
+    prepared.prepare_hooks(None)
+    return prepared

@@ -33,6 +33,8 @@ from typing import Any, Mapping, Optional, Tuple, Union
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import quick_send
@@ -89,6 +91,20 @@ class BoundedPoolAdapter(HTTPAdapter):
             "http": scoped_pool_class(HTTPConnectionPool, self._pool_timeout),
             "https": scoped_pool_class(HTTPSConnectionPool, self._pool_timeout),
         }
+
+    def build_response(self, req: Any, resp: Any) -> requests.Response:
+        """``HTTPAdapter.build_response`` without copying the answer's cookies into a jar: the
+        sessions reject every cookie, and the jar's parsing is a cost on every small call."""
+        response = requests.Response()
+        response.status_code = resp.status
+        response.headers = CaseInsensitiveDict(resp.headers)
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else req.url
+        response.request = req
+        response.connection = self
+        return response
 
     def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Any:
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)

@@ -49,7 +49,7 @@ class _Echo(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"ok")
 
-    do_GET = do_PUT = do_POST = _answer
+    do_GET = do_PUT = do_POST = do_DELETE = _answer
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -74,6 +74,8 @@ CALLS: list[dict[str, Any]] = [
      "headers": {"Authorization": None, "Content-Type": "application/json"}, "data": b'{"a":1}'},
     {"method": "POST", "path": "/stream", "headers": {}, "data": iter([b"ab", b"cd"])},
     {"method": "POST", "path": "/empty", "headers": {"accept": "text/plain"}, "data": b""},
+    {"method": "DELETE", "path": "/none?x=%41&y=b%20c", "headers": {"Mictlanx-Version": "v"}},
+    {"method": "GET", "path": "/with-params", "params": [("a", "1"), ("a", "2")], "headers": {}},
 ]
 
 
