@@ -55,12 +55,31 @@ def user_operation(name: str, bucket_id: Any = None, key: Any = None) -> Iterato
 def named_operation(name: str, method: F) -> F:
     """Wrap a ``Client`` method so it runs inside :func:`user_operation` (signature kept)."""
     signature = inspect.signature(method)
+    # The names positional arguments bind to, when no ``*args`` parameter comes first: then the
+    # names wanted are found without ``Signature.bind_partial`` (~80 µs a call; issue 13).
+    kinds = [param.kind for param in signature.parameters.values()]
+    positional: Optional[list[str]] = None if inspect.Parameter.VAR_POSITIONAL in kinds else [
+        param.name for param in signature.parameters.values()
+        if param.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    known = {p.name for p in signature.parameters.values()  # the names a keyword may bind to
+             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+
+    def wanted(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Optional[dict[str, Any]]:
+        """The arguments by name, as ``bind_partial`` would give them; None when it would raise."""
+        if positional is not None and len(args) <= len(positional) and known.issuperset(kwargs):
+            bound = dict(zip(positional, args, strict=False))  # args may be fewer
+            if not bound.keys() & kwargs.keys():  # a name given twice: bind_partial raises
+                bound.update(kwargs)
+                return bound
+        try:
+            return dict(signature.bind_partial(*args, **kwargs).arguments)
+        except TypeError:
+            return None
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            bound = signature.bind_partial(*args, **kwargs).arguments
-        except TypeError:
+        bound = wanted(args, kwargs)
+        if bound is None:
             return method(*args, **kwargs)  # let the method raise its own TypeError
         key = next((bound[k] for k in ("key", "ball_id") if k in bound), None)
         return run_operation(name, bound.get("bucket_id"), key, lambda: method(*args, **kwargs))

@@ -1,7 +1,8 @@
 """The one retry layer of the client (client-api §8.1): :func:`call_with_retry`.
 
 Sessions are mounted with ``max_retries=0``; every retry of the library happens here,
-with a fresh ``tenacity.Retrying`` per call. Choosing the router and checking its breaker
+with a fresh ``tenacity.Retrying`` per call that needs a second attempt (a first attempt that
+ends the call, the common case, builds none). Choosing the router and checking its breaker
 happen inside ``operation``, so a retry can move to a healthy router.
 
 >>> from mictlanx_sync.protocol.result import Ok
@@ -99,6 +100,15 @@ def call_with_retry(
         if on_retry is not None:
             on_retry(state.attempt_number, error, wait)
 
+    first = attempt_once()
+    if not should_retry(first):
+        return first  # the common case builds no retry machinery (issue 13: a small call's CPU)
+    replay = [first]
+
+    def replay_then_attempt() -> Result[T, Any]:
+        # tenacity's first attempt is the one already made: it sees the same outcome.
+        return replay.pop() if replay else attempt_once()
+
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_result(should_retry),
         stop=out_of_budget,
@@ -108,7 +118,7 @@ def call_with_retry(
         # When the budget runs out, hand back the last Err itself, not a RetryError.
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
     )
-    return retrying(attempt_once)
+    return retrying(replay_then_attempt)
 
 
 def _sleeper(cancel: Optional[threading.Event]) -> Callable[[float], Any]:

@@ -10,7 +10,9 @@ One :class:`Transport` per base URL owns one pooled ``requests.Session``:
 - uploads streamed in pieces (:mod:`.bodies`); data answers opened as a
   :class:`~.stream.DataStream` (:meth:`Transport.open_stream`), read straight into the
   caller's memory;
-- safe to share between threads; after ``fork`` the child builds its own session.
+- safe to share between threads; after ``fork`` the child builds its own session;
+- sent through :func:`.quick_send.send`: what ``Session.request`` would send, without its
+  per-call merging of settings none of these sessions uses (issue 13).
 
 Every call returns ``Result``: ``requests``/``urllib3`` exceptions are translated by
 ``errors.error_from_exception`` and non-2xx answers by ``errors.error_from_response``,
@@ -31,8 +33,11 @@ from typing import Any, Mapping, Optional, Tuple, Union
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from . import quick_send
 from .errors import MictlanXError, ValidationError, error_from_exception, error_from_response
 from .result import Err, Ok, Result
 from .stream import DataStream
@@ -109,6 +114,20 @@ class BoundedPoolAdapter(HTTPAdapter):
                 if self._ssl_context is None:
                     self._ssl_context = _context_from(verify)
         return self._ssl_context
+
+    def build_response(self, req: Any, resp: Any) -> requests.Response:
+        """``HTTPAdapter.build_response`` without copying the answer's cookies into a jar: the
+        sessions reject every cookie, and the jar's parsing is a cost on every small call."""
+        response = requests.Response()
+        response.status_code = resp.status
+        response.headers = CaseInsensitiveDict(resp.headers)
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else req.url
+        response.request = req
+        response.connection = self
+        return response
 
     def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Any:
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
@@ -295,10 +314,8 @@ class Transport:
         started = time.monotonic()
         response: Optional[requests.Response] = None
         try:
-            response = self.session().request(
-                method, url, params=params, headers=send_headers, data=data, timeout=connect_read,
-                verify=call_verify, stream=True, allow_redirects=False,
-            )
+            response = quick_send.send(self.session(), method, url, params=params, headers=send_headers, data=data,
+                                       timeout=connect_read, verify=call_verify)
             if redirect_ok and 300 <= response.status_code < 400:
                 response.close()
                 self._log(method, url, response.status_code, started)

@@ -99,12 +99,24 @@ def _to_bool(value: Any, path: str) -> bool:
     raise _Reject(path, f"expected a boolean, got {value!r}")
 
 
+#: a value already of exactly this type is its own conversion (``bool`` is not an ``int`` here)
+_EXACT: dict[Any, type] = {str: str, int: int, bool: bool}
+#: ``(get_origin(tp), get_args(tp))`` per type: a model's fields repeat on every answer
+_SHAPES: dict[Any, tuple[Any, tuple[Any, ...]]] = {}
+
+
+def _shape(tp: Any) -> tuple[Any, tuple[Any, ...]]:
+    shape = _SHAPES.get(tp)
+    if shape is None:
+        shape = _SHAPES[tp] = (typing.get_origin(tp), typing.get_args(tp))
+    return shape
+
+
 def _convert(tp: Any, value: Any, path: str) -> Any:
-    if tp is Any or tp is object:
+    if tp is Any or tp is object or _EXACT.get(tp) is type(value):
         return value
-    origin = typing.get_origin(tp)
+    origin, args = _shape(tp)
     if origin is Union:
-        args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
         last: Optional[_Reject] = None
@@ -119,12 +131,12 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if origin in (list, List):
         if not isinstance(value, list):
             raise _Reject(path, f"expected a list, got {type(value).__name__}")
-        (item_tp,) = typing.get_args(tp) or (Any,)
+        (item_tp,) = args or (Any,)
         return [_convert(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin in (dict, Dict):
         if not isinstance(value, dict):
             raise _Reject(path, f"expected an object, got {type(value).__name__}")
-        key_tp, val_tp = typing.get_args(tp) or (Any, Any)
+        key_tp, val_tp = args or (Any, Any)
         return {_convert(key_tp, k, path): _convert(val_tp, v, f"{path}.{k}") for k, v in value.items()}
     if tp is bool:
         return _to_bool(value, path)
